@@ -1,0 +1,61 @@
+import { ArgumentsHost, Catch, ExceptionFilter, HttpException, HttpStatus, Logger } from '@nestjs/common';
+import type { FastifyReply } from 'fastify';
+import { STATUS_CODES } from 'node:http';
+import { BalesError, ErrorCode } from '@bales/errors';
+
+/** The one place domain error codes become HTTP statuses. */
+export const STATUS_BY_CODE: Record<ErrorCode, number> = {
+  [ErrorCode.INVALID_REQUEST]: 400,
+  [ErrorCode.PATH_NOT_ALLOWED]: 400,
+  [ErrorCode.UNAUTHORIZED]: 401,
+  [ErrorCode.MODEL_NOT_FOUND]: 404,
+  [ErrorCode.FILE_NOT_FOUND]: 404,
+  [ErrorCode.MODEL_CONFLICT]: 409,
+  [ErrorCode.INVALID_INPUT]: 422,
+  [ErrorCode.INVALID_MODEL]: 422,
+  [ErrorCode.QUEUE_FULL]: 429,
+  [ErrorCode.INFERENCE_FAILED]: 500,
+  [ErrorCode.QUEUE_UNAVAILABLE]: 503,
+  [ErrorCode.SHUTTING_DOWN]: 503,
+  [ErrorCode.TIMEOUT]: 504,
+};
+
+export interface ErrorBody {
+  statusCode: number;
+  error: string;
+  message: string;
+  request_id?: string;
+}
+
+/** Builds the stable error body every failure answers with: never a stack trace. */
+export function errorBody(exception: unknown, logger: Logger): ErrorBody {
+  if (exception instanceof BalesError) {
+    const statusCode = STATUS_BY_CODE[exception.code];
+    if (statusCode >= 500 && statusCode !== 503 && statusCode !== 504) logger.error(`${exception.code}: ${exception.message}`);
+    return { statusCode, error: STATUS_CODES[statusCode]!, message: exception.message, ...(exception.requestId ? { request_id: exception.requestId } : {}) };
+  }
+  if (exception instanceof HttpException) {
+    const statusCode = exception.getStatus();
+    const response = exception.getResponse() as string | { message?: string | string[] };
+    const message = typeof response === 'string' ? response : Array.isArray(response.message) ? response.message.join('; ') : (response.message ?? exception.message);
+    return { statusCode, error: STATUS_CODES[statusCode] ?? 'Error', message };
+  }
+  // Errors Fastify raises itself (bad JSON, body too large, wrong content type) carry a 4xx statusCode.
+  const fastifyStatus = (exception as { statusCode?: number })?.statusCode;
+  if (typeof fastifyStatus === 'number' && fastifyStatus >= 400 && fastifyStatus < 500) {
+    return { statusCode: fastifyStatus, error: STATUS_CODES[fastifyStatus] ?? 'Error', message: (exception as Error).message };
+  }
+  logger.error(exception instanceof Error ? (exception.stack ?? exception.message) : String(exception));
+  return { statusCode: HttpStatus.INTERNAL_SERVER_ERROR, error: 'Internal Server Error', message: 'internal error; see the gateway log' };
+}
+
+@Catch()
+export class ErrorFilter implements ExceptionFilter {
+  private readonly logger = new Logger('Errors');
+
+  catch(exception: unknown, host: ArgumentsHost): void {
+    const body = errorBody(exception, this.logger);
+    const reply = host.switchToHttp().getResponse<FastifyReply>();
+    reply.status(body.statusCode).send(body);
+  }
+}

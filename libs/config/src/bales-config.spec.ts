@@ -1,0 +1,42 @@
+import { ConfigError, loadConfig } from './bales-config';
+
+describe('loadConfig', () => {
+  it('keeps every default of the original BALES', () => {
+    expect(loadConfig({})).toMatchObject({
+      REDIS_URL: 'redis://localhost:6379/0',
+      MAX_BATCH_SIZE: 32,
+      BATCH_WINDOW_MS: 5,
+      BATCHER_TIMEOUT_S: 5,
+      DEFAULT_MODEL_ID: 'stub_v1',
+      THREAD_POOL_SIZE: 4,
+      HOST: '0.0.0.0',
+      PORT: 8000,
+      LOG_LEVEL: 'info',
+      ENABLE_PROMETHEUS: true,
+      MODELS_DIR: './models',
+      PRIORITY_LEVELS: 3,
+      MAX_BODY_BYTES: 1048576,
+    });
+  });
+
+  it('reads typed values from environment strings', () => {
+    const c = loadConfig({ MAX_BATCH_SIZE: '8', BATCH_WINDOW_MS: '2.5', ENABLE_PROMETHEUS: 'false', REDIS_URL: 'rediss://:pw@cache:6380/2' });
+    expect(c).toMatchObject({ MAX_BATCH_SIZE: 8, BATCH_WINDOW_MS: 2.5, ENABLE_PROMETHEUS: false, REDIS_URL: 'rediss://:pw@cache:6380/2' });
+  });
+
+  it('stops with one line naming each bad variable and what it accepts', () => {
+    let error: unknown;
+    try {
+      loadConfig({ MAX_BATCH_SIZE: 'lots', PORT: '70000', LOG_LEVEL: 'loud', REDIS_URL: 'http://x' });
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    const message = (error as Error).message;
+    expect(message.split('\n')).toHaveLength(1);
+    expect(message).toContain('MAX_BATCH_SIZE="lots" must be an integer from 1 to 4096');
+    expect(message).toContain('PORT="70000" must be a port from 0 to 65535');
+    expect(message).toContain('LOG_LEVEL="loud" must be one of fatal, error, warn, info, debug, trace');
+    expect(message).toContain('REDIS_URL="http://x" must be a redis:// or rediss:// URL');
+  });
+});

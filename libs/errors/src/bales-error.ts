@@ -1,0 +1,29 @@
+/** What went wrong, independent of transport. The gateway maps each code to an HTTP status in one place. */
+export enum ErrorCode {
+  INVALID_REQUEST = 'INVALID_REQUEST',
+  INVALID_INPUT = 'INVALID_INPUT',
+  MODEL_NOT_FOUND = 'MODEL_NOT_FOUND',
+  MODEL_CONFLICT = 'MODEL_CONFLICT',
+  FILE_NOT_FOUND = 'FILE_NOT_FOUND',
+  PATH_NOT_ALLOWED = 'PATH_NOT_ALLOWED',
+  INVALID_MODEL = 'INVALID_MODEL',
+  QUEUE_FULL = 'QUEUE_FULL',
+  QUEUE_UNAVAILABLE = 'QUEUE_UNAVAILABLE',
+  SHUTTING_DOWN = 'SHUTTING_DOWN',
+  TIMEOUT = 'TIMEOUT',
+  INFERENCE_FAILED = 'INFERENCE_FAILED',
+  UNAUTHORIZED = 'UNAUTHORIZED',
+}
+
+export class BalesError extends Error {
+  override name = 'BalesError';
+
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    /** Set by whoever first knows which request failed. */
+    public requestId?: string,
+  ) {
+    super(message);
+  }
+}

@@ -1,0 +1,1 @@
+export { BalesError, ErrorCode } from './bales-error';

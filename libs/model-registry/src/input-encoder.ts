@@ -1,0 +1,156 @@
+import { BalesError, ErrorCode } from '@bales/errors';
+import type { ElementType, TensorSpec } from './protocol';
+
+/** One request's inputs, ready to stack into a batch: bytes and item shape per model input, in signature order. */
+export interface EncodedRow {
+  buffers: Buffer[];
+  dims: number[][];
+}
+
+const ARRAYS = {
+  float32: Float32Array,
+  float64: Float64Array,
+  int8: Int8Array,
+  uint8: Uint8Array,
+  int32: Int32Array,
+  int64: BigInt64Array,
+  bool: Uint8Array,
+} as const;
+
+const INT_RANGES: Partial<Record<ElementType, [number, number]>> = {
+  int8: [-128, 127],
+  uint8: [0, 255],
+  int32: [-2147483648, 2147483647],
+  int64: [Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER],
+};
+
+/** The shape of one item: the model's shape without its batch dimension. */
+export function itemShape(spec: TensorSpec): (number | string)[] {
+  return spec.shape.slice(1);
+}
+
+export function describe(spec: TensorSpec): string {
+  const shape = itemShape(spec).map((d) => (typeof d === 'number' && d >= 0 ? d : '?'));
+  return `${spec.type}[${shape.join(', ')}]`;
+}
+
+const fail = (message: string): never => {
+  throw new BalesError(ErrorCode.INVALID_INPUT, message);
+};
+
+/** Dimensions of a nested array, checking it is rectangular. */
+function shapeOf(value: unknown, where: string): number[] {
+  const dims: number[] = [];
+  let level: unknown = value;
+  while (Array.isArray(level)) {
+    dims.push(level.length);
+    level = level[0];
+  }
+  const check = (v: unknown, depth: number, path: string): void => {
+    if (depth === dims.length) {
+      if (Array.isArray(v)) fail(`${path}: nested deeper than the rest of the array`);
+      return;
+    }
+    if (!Array.isArray(v) || v.length !== dims[depth]) fail(`${path}: ragged array, expected ${dims[depth]} elements at depth ${depth}`);
+    for (let i = 0; i < (v as unknown[]).length; i++) check((v as unknown[])[i], depth + 1, `${path}[${i}]`);
+  };
+  if (dims.length > 1) check(value, 0, where);
+  return dims;
+}
+
+function resolveDims(spec: TensorSpec, given: number[], count: number, where: string): number[] {
+  const expected = itemShape(spec);
+  const known = expected.every((d) => typeof d === 'number' && d >= 0);
+  const expectedSize = known ? (expected as number[]).reduce((a, b) => a * b, 1) : -1;
+  // A flat array fills a fully known item shape in row-major order.
+  if (given.length === 1 && known && expected.length !== 1) {
+    if (count !== expectedSize) fail(`${where}: expected ${describe(spec)} (${expectedSize} values), got ${count} values`);
+    return expected as number[];
+  }
+  if (given.length !== expected.length) {
+    if (known && given.length === 1) fail(`${where}: expected ${describe(spec)} (${expectedSize} values), got ${count} values`);
+    fail(`${where}: expected ${describe(spec)}, got an array of shape [${given.join(', ')}]`);
+  }
+  for (let i = 0; i < expected.length; i++) {
+    const d = expected[i];
+    if (typeof d === 'number' && d >= 0 && d !== given[i]) {
+      fail(
+        known && given.length === 1
+          ? `${where}: expected ${describe(spec)} (${expectedSize} values), got ${count} values`
+          : `${where}: expected ${describe(spec)}, got an array of shape [${given.join(', ')}]`,
+      );
+    }
+    if (given[i] === 0) fail(`${where}: dimension ${i} is empty`);
+  }
+  return given;
+}
+
+function encodeOne(spec: TensorSpec, value: unknown, where: string): { buffer: Buffer; dims: number[] } {
+  const type = spec.type as ElementType;
+  if (!(type in ARRAYS)) fail(`${where}: the model's input ${spec.name} has unsupported element type ${spec.type}`);
+  if (!Array.isArray(value)) fail(`${where}: expected ${describe(spec)} as an array, got ${value === null ? 'null' : typeof value}`);
+  const given = shapeOf(value, where);
+  const flat: unknown[] = given.length > 1 ? (value as unknown[]).flat(given.length - 1) : (value as unknown[]);
+  const dims = resolveDims(spec, given, flat.length, where);
+  const out = new ARRAYS[type](flat.length);
+  const range = INT_RANGES[type];
+  for (let i = 0; i < flat.length; i++) {
+    let v = flat[i];
+    if (type === 'bool' && typeof v === 'boolean') v = v ? 1 : 0;
+    if (typeof v !== 'number' || !Number.isFinite(v)) fail(`${where}[${i}]: expected a finite number, got ${JSON.stringify(v) ?? String(v)}`);
+    const n = v as number;
+    if (type === 'bool' && n !== 0 && n !== 1) fail(`${where}[${i}]: expected a boolean (true, false, 0 or 1), got ${n}`);
+    if (range && (!Number.isInteger(n) || n < range[0] || n > range[1])) fail(`${where}[${i}]: expected an ${type} integer, got ${n}`);
+    out[i] = (type === 'int64' ? BigInt(n) : n) as never;
+  }
+  return { buffer: Buffer.from(out.buffer, out.byteOffset, out.byteLength), dims };
+}
+
+/**
+ * Checks a request payload against a model's inputs and encodes it.
+ * A single-input model takes `input` (or its input's own name); a multi-input model takes one key per input.
+ */
+export function encodePayload(inputs: TensorSpec[], payload: Record<string, unknown>): EncodedRow {
+  const row: EncodedRow = { buffers: [], dims: [] };
+  if (inputs.length === 1) {
+    const spec = inputs[0];
+    const key = 'input' in payload ? 'input' : spec.name;
+    const extra = Object.keys(payload).filter((k) => k !== key);
+    if (!(key in payload)) fail(`payload.input: required, expected ${describe(spec)}`);
+    if (extra.length) fail(`payload.${extra[0]}: unknown key; this model takes only payload.input (${describe(spec)})`);
+    const { buffer, dims } = encodeOne(spec, payload[key], `payload.${key}`);
+    row.buffers.push(buffer);
+    row.dims.push(dims);
+    return row;
+  }
+  const names = new Set(inputs.map((s) => s.name));
+  const unknown = Object.keys(payload).find((k) => !names.has(k));
+  if (unknown !== undefined) fail(`payload.${unknown}: unknown input; this model takes ${inputs.map((s) => `${s.name} (${describe(s)})`).join(', ')}`);
+  for (const spec of inputs) {
+    if (!(spec.name in payload)) fail(`payload.${spec.name}: required, expected ${describe(spec)}`);
+    const { buffer, dims } = encodeOne(spec, payload[spec.name], `payload.${spec.name}`);
+    row.buffers.push(buffer);
+    row.dims.push(dims);
+  }
+  return row;
+}
+
+const BYTES: Record<ElementType, number> = { float32: 4, float64: 8, int8: 1, uint8: 1, int32: 4, int64: 8, bool: 1 };
+
+/**
+ * Re-checks a row that came back from Redis against the model's inputs, so one malformed row
+ * cannot fail a whole batch. Returns the problem, or undefined when the row fits.
+ */
+export function checkRow(inputs: TensorSpec[], row: EncodedRow): string | undefined {
+  if (row.buffers.length !== inputs.length || row.dims.length !== inputs.length) return `expected ${inputs.length} inputs`;
+  for (let i = 0; i < inputs.length; i++) {
+    const expected = itemShape(inputs[i]);
+    const dims = row.dims[i];
+    if (dims.length !== expected.length || expected.some((d, j) => typeof d === 'number' && d >= 0 && d !== dims[j])) {
+      return `${inputs[i].name}: expected ${describe(inputs[i])}, got shape [${dims.join(', ')}]`;
+    }
+    const bytes = dims.reduce((a, b) => a * b, 1) * (BYTES[inputs[i].type as ElementType] ?? NaN);
+    if (row.buffers[i].byteLength !== bytes) return `${inputs[i].name}: expected ${bytes} bytes, got ${row.buffers[i].byteLength}`;
+  }
+  return undefined;
+}

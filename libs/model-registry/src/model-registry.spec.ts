@@ -1,0 +1,124 @@
+import { copyFileSync, mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { InferenceSession, Tensor } from 'onnxruntime-node';
+import { loadConfig } from '@bales/config';
+import { ErrorCode } from '@bales/errors';
+import { encodeModel, mlpClassifier } from '../../../scripts/onnx/onnx-writer';
+import { ModelRegistry } from './model-registry';
+
+const ROOT = join(__dirname, '..', '..', '..');
+const input = (seed: number) => Float32Array.from({ length: 128 }, (_, i) => Math.sin(i * seed));
+const row = (x: Float32Array) => ({ buffers: [Buffer.from(x.buffer)], dims: [[128]] });
+
+/** A model repository in a temp folder: the shipped stub, its v2 weights, and a compute-heavy MLP. */
+function repository(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'bales-registry-'));
+  mkdirSync(join(dir, 'stub_v1'));
+  copyFileSync(join(ROOT, 'models/stub_v1/model.onnx'), join(dir, 'stub_v1/model.onnx'));
+  copyFileSync(join(ROOT, 'models/stub_v1/config.json'), join(dir, 'stub_v1/config.json'));
+  copyFileSync(join(ROOT, 'models/stub_v2.onnx'), join(dir, 'stub_v2.onnx'));
+  mkdirSync(join(dir, 'heavy'));
+  writeFileSync(join(dir, 'heavy/model.onnx'), encodeModel(mlpClassifier('heavy', [128, 2048, 2048, 2048, 10], 7)));
+  writeFileSync(join(dir, 'wide.onnx'), encodeModel(mlpClassifier('wide', [256, 10], 9)));
+  writeFileSync(join(dir, 'garbage.onnx'), 'this is not an onnx file');
+  writeFileSync(join(tmpdir(), 'bales-outside.onnx'), 'outside');
+  symlinkSync(join(tmpdir(), 'bales-outside.onnx'), join(dir, 'escape.onnx'));
+  return dir;
+}
+
+async function direct(path: string, x: Float32Array): Promise<number[]> {
+  const session = await InferenceSession.create(path);
+  const out = await session.run({ input: new Tensor('float32', x, [1, 128]) });
+  return Array.from(out.probabilities.data as Float32Array);
+}
+
+describe('ModelRegistry', () => {
+  let dir: string;
+  let registry: ModelRegistry;
+
+  beforeAll(async () => {
+    dir = repository();
+    registry = new ModelRegistry(loadConfig({ MODELS_DIR: dir, THREAD_POOL_SIZE: '2' }));
+    await registry.onModuleInit();
+  });
+  afterAll(() => registry.onApplicationShutdown());
+
+  it('loads every model folder with its signature read from the ONNX file', () => {
+    expect(registry.list().map((m) => m.id)).toEqual(['heavy', 'stub_v1']);
+    const stub = registry.get('stub_v1');
+    expect(stub.signature.inputs).toEqual([{ name: 'input', type: 'float32', shape: ['batch', 128] }]);
+    expect(stub.signature.outputs).toEqual([{ name: 'probabilities', type: 'float32', shape: ['batch', 10] }]);
+    expect(stub).toMatchObject({ task: 'classification', version: '1', maxBatchSize: 32 });
+  });
+
+  it('answers each row of a batch with the argmax and probability ONNX Runtime computes directly', async () => {
+    const xs = [input(1), input(2), input(3)];
+    const outcome = await registry.run('stub_v1', xs.map(row));
+    expect(outcome.results).toHaveLength(3);
+    for (let i = 0; i < xs.length; i++) {
+      const probs = await direct(join(dir, 'stub_v1/model.onnx'), xs[i]);
+      const label = probs.indexOf(Math.max(...probs));
+      expect(outcome.results[i]).toEqual({ label, confidence: expect.closeTo(probs[label], 6) });
+    }
+  });
+
+  it('keeps the event loop free while a long batch runs in a worker thread', async () => {
+    const batch = Array.from({ length: 2048 }, (_, i) => row(input(i + 1)));
+    const delay = monitorEventLoopDelay({ resolution: 5 });
+    delay.enable();
+    const started = performance.now();
+    const outcome = await registry.run('heavy', batch);
+    const elapsed = performance.now() - started;
+    delay.disable();
+    expect(outcome.results).toHaveLength(2048);
+    // The batch takes far longer than any stall the event loop saw: it did not run on this thread.
+    expect(elapsed).toBeGreaterThan(100);
+    expect(delay.max / 1e6).toBeLessThan(elapsed / 3);
+  });
+
+  it('hot-swaps to new weights and reports both versions', async () => {
+    const x = input(5);
+    const before = await registry.run('stub_v1', [row(x)]);
+    const swap = await registry.reload('stub_v1', join(dir, 'stub_v2.onnx'));
+    expect(swap).toMatchObject({ model_id: 'stub_v1', old_version: '1', new_version: '2' });
+    const after = await registry.run('stub_v1', [row(x)]);
+    expect(after.version).toBe('2');
+    const v2 = await direct(join(dir, 'stub_v2.onnx'), x);
+    expect((after.results[0] as { confidence: number }).confidence).toBeCloseTo(Math.max(...v2), 6);
+    expect(after.results[0]).not.toEqual(before.results[0]);
+  });
+
+  it('finishes batches already running on the old version when a reload switches', async () => {
+    const running = registry.run('heavy', Array.from({ length: 128 }, (_, i) => row(input(i + 1))));
+    const swap = registry.reload('heavy', join(dir, 'heavy/model.onnx'));
+    const [outcome, swapped] = await Promise.all([running, swap]);
+    expect(outcome.results).toHaveLength(128);
+    expect(outcome.version).toBe(swapped.old_version);
+  });
+
+  it.each([
+    ['a path escaping with ../', '../../etc/passwd', ErrorCode.PATH_NOT_ALLOWED],
+    ['an absolute path outside', '/etc/hostname', ErrorCode.PATH_NOT_ALLOWED],
+    ['a symlink pointing outside', 'escape.onnx', ErrorCode.PATH_NOT_ALLOWED],
+    ['a missing file', 'missing.onnx', ErrorCode.FILE_NOT_FOUND],
+    ['a file that is not ONNX', 'garbage.onnx', ErrorCode.INVALID_MODEL],
+  ])('refuses %s and keeps serving the old version', async (_case, path, code) => {
+    const { version } = registry.get('stub_v1');
+    await expect(registry.reload('stub_v1', path)).rejects.toMatchObject({ code });
+    expect(registry.get('stub_v1').version).toBe(version);
+    await expect(registry.run('stub_v1', [row(input(1))])).resolves.toMatchObject({ version });
+  });
+
+  it('refuses weights with another signature unless asked to allow it', async () => {
+    await expect(registry.reload('stub_v1', 'wide.onnx')).rejects.toMatchObject({ code: ErrorCode.MODEL_CONFLICT, message: expect.stringContaining('input:float32[?,256]') });
+    expect(registry.get('stub_v1').signature.inputs[0].shape).toEqual(['batch', 128]);
+  });
+
+  it('serialises reloads of one model: a second one at the same time gets a conflict', async () => {
+    const first = registry.reload('stub_v1', join(dir, 'stub_v2.onnx'));
+    await expect(registry.reload('stub_v1', join(dir, 'stub_v2.onnx'))).rejects.toMatchObject({ code: ErrorCode.MODEL_CONFLICT });
+    await first;
+  });
+});

@@ -1,0 +1,278 @@
+import { Injectable, Logger, OnApplicationShutdown, OnModuleInit } from '@nestjs/common';
+import { existsSync, readFileSync, readdirSync, realpathSync, statSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { isAbsolute, join, relative, resolve, sep } from 'node:path';
+import { BalesConfig } from '@bales/config';
+import { BalesError, ErrorCode } from '@bales/errors';
+import { EncodedRow, checkRow, encodePayload } from './input-encoder';
+import { Feed, ElementType, RowResult, Signature, Task, TASKS } from './protocol';
+import { WorkerPool } from './worker-pool';
+
+export interface ModelInfo {
+  id: string;
+  version: string;
+  task: Task;
+  labels?: string[];
+  signature: Signature;
+  /** Rows per batch: MAX_BATCH_SIZE, the model's own max_batch_size, or 1 when its batch dimension is fixed. */
+  maxBatchSize: number;
+  state: 'ready';
+  loadedAt: string;
+  requestsServed: number;
+}
+
+export interface BatchOutcome {
+  version: string;
+  results: RowResult[];
+  startedAt: number;
+  inferenceMs: number;
+}
+
+export interface ReloadOutcome {
+  model_id: string;
+  old_version: string;
+  new_version: string;
+  load_ms: number;
+}
+
+interface ModelConfigFile {
+  task?: Task;
+  labels?: string[];
+  max_batch_size?: number;
+  version?: number;
+}
+
+interface ModelEntry {
+  id: string;
+  task: Task;
+  labels?: string[];
+  configMaxBatch?: number;
+  version: number;
+  /** The session key every worker holds the current version under. */
+  key: string;
+  path: string;
+  signature: Signature;
+  loadedAt: Date;
+  served: number;
+  reloading: boolean;
+}
+
+const MODEL_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
+const sessionKey = (id: string, version: number) => `${id}@${version}`;
+
+/**
+ * Loads, holds, swaps and releases the ONNX models. Sessions live only in worker threads:
+ * the event loop sees signatures and results, never a session.
+ */
+@Injectable()
+export class ModelRegistry implements OnModuleInit, OnApplicationShutdown {
+  private readonly logger = new Logger(ModelRegistry.name);
+  private readonly models = new Map<string, ModelEntry>();
+  /** Batches in flight per session key; a replaced session is released when its count reaches zero. */
+  private readonly inFlight = new Map<string, number>();
+  private readonly retired = new Set<string>();
+  private readonly pool: WorkerPool;
+  private readonly intraOpThreads: number;
+  private readonly modelsDir: string;
+
+  constructor(private readonly config: BalesConfig) {
+    this.pool = new WorkerPool(config.THREAD_POOL_SIZE, (index) => this.reloadInto(index));
+    // Each worker thread gets its share of the cores, so the pool never oversubscribes them.
+    this.intraOpThreads = config.ORT_INTRA_OP_THREADS || Math.max(1, Math.floor(availableParallelism() / config.THREAD_POOL_SIZE));
+    this.modelsDir = resolve(config.MODELS_DIR);
+  }
+
+  /** How many batches can run at once: one per worker thread. */
+  get slots(): number {
+    return this.config.THREAD_POOL_SIZE;
+  }
+
+  async onModuleInit(): Promise<void> {
+    this.pool.start();
+    if (!existsSync(this.modelsDir)) throw new Error(`MODELS_DIR ${this.modelsDir} does not exist`);
+    for (const name of readdirSync(this.modelsDir).sort()) {
+      const folder = join(this.modelsDir, name);
+      if (!statSync(folder).isDirectory() || !existsSync(join(folder, 'model.onnx'))) continue;
+      const started = performance.now();
+      await this.loadFolder(name, folder);
+      this.logger.log(`loaded ${name} v${this.models.get(name)!.version} in ${(performance.now() - started).toFixed(0)} ms`);
+    }
+    if (!this.models.has(this.config.DEFAULT_MODEL_ID)) {
+      this.logger.warn(`DEFAULT_MODEL_ID ${this.config.DEFAULT_MODEL_ID} is not in ${this.modelsDir}`);
+    }
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    await this.pool.close();
+  }
+
+  has(id: string): boolean {
+    return this.models.has(id);
+  }
+
+  /** The model, or MODEL_NOT_FOUND. */
+  get(id: string): ModelInfo {
+    const entry = this.models.get(id);
+    if (!entry) throw new BalesError(ErrorCode.MODEL_NOT_FOUND, `model '${id}' is not registered`);
+    return this.describe(entry);
+  }
+
+  list(): ModelInfo[] {
+    return [...this.models.values()].map((e) => this.describe(e));
+  }
+
+  /** Checks a payload against the model's current signature: INVALID_INPUT (with the expected shape) if it does not fit. */
+  encode(id: string, payload: Record<string, unknown>): EncodedRow {
+    const entry = this.models.get(id);
+    if (!entry) throw new BalesError(ErrorCode.MODEL_NOT_FOUND, `model '${id}' is not registered`);
+    return encodePayload(entry.signature.inputs, payload);
+  }
+
+  /** Why a decoded queue row does not fit the model's current inputs, or undefined when it does. */
+  checkRow(id: string, row: EncodedRow): string | undefined {
+    const entry = this.models.get(id);
+    return entry ? checkRow(entry.signature.inputs, row) : `model '${id}' is not registered`;
+  }
+
+  /**
+   * Runs rows as one batch on the least busy worker, on the model's current version.
+   * The version is pinned for the whole batch; a reload meanwhile releases it only after this returns.
+   */
+  async run(id: string, rows: EncodedRow[]): Promise<BatchOutcome> {
+    const entry = this.models.get(id);
+    if (!entry) throw new BalesError(ErrorCode.MODEL_NOT_FOUND, `model '${id}' is not registered`);
+    const { key, version } = entry;
+    const feeds: Feed[] = entry.signature.inputs.map((spec, i) => {
+      const data = new ArrayBuffer(rows.reduce((n, r) => n + r.buffers[i].byteLength, 0));
+      const view = new Uint8Array(data);
+      let offset = 0;
+      for (const r of rows) {
+        view.set(r.buffers[i], offset);
+        offset += r.buffers[i].byteLength;
+      }
+      return { name: spec.name, type: spec.type as ElementType, dims: [rows.length, ...rows[0].dims[i]], data };
+    });
+    this.inFlight.set(key, (this.inFlight.get(key) ?? 0) + 1);
+    try {
+      const reply = await this.pool.run({ op: 'run', key, task: entry.task, labels: entry.labels, rows: rows.length, feeds });
+      entry.served += rows.length;
+      return { version: String(version), ...reply };
+    } catch (err) {
+      throw new BalesError(ErrorCode.INFERENCE_FAILED, `inference failed on ${key}: ${(err as Error).message}`);
+    } finally {
+      const left = this.inFlight.get(key)! - 1;
+      if (left > 0) this.inFlight.set(key, left);
+      else {
+        this.inFlight.delete(key);
+        if (this.retired.delete(key)) void this.pool.unloadEverywhere(key);
+      }
+    }
+  }
+
+  /**
+   * Hot swap: loads and warms the new weights in every worker next to the old ones, then switches
+   * in one synchronous step. Batches already running finish on the old session, released after the last.
+   */
+  async reload(id: string, weightsPath: string, allowSignatureChange = false): Promise<ReloadOutcome> {
+    const entry = this.models.get(id);
+    if (!entry) throw new BalesError(ErrorCode.MODEL_NOT_FOUND, `model '${id}' is not registered`);
+    const path = this.resolveWeights(weightsPath);
+    if (entry.reloading) throw new BalesError(ErrorCode.MODEL_CONFLICT, `model '${id}' is already being reloaded`);
+    entry.reloading = true;
+    try {
+      const started = performance.now();
+      const version = entry.version + 1;
+      const key = sessionKey(id, version);
+      const signature = await this.loadSessions(key, path);
+      const change = signatureChange(entry.signature, signature);
+      if (change && !allowSignatureChange) {
+        await this.pool.unloadEverywhere(key);
+        throw new BalesError(ErrorCode.MODEL_CONFLICT, `signature change refused (${change}); send allow_signature_change: true to accept it`);
+      }
+      const old = { key: entry.key, version: entry.version };
+      Object.assign(entry, { key, version, path, signature, loadedAt: new Date() });
+      if (this.inFlight.has(old.key)) this.retired.add(old.key);
+      else void this.pool.unloadEverywhere(old.key);
+      const loadMs = performance.now() - started;
+      this.logger.log(`reloaded ${id}: v${old.version} -> v${version} in ${loadMs.toFixed(0)} ms`);
+      return { model_id: id, old_version: String(old.version), new_version: String(version), load_ms: Math.round(loadMs * 1000) / 1000 };
+    } finally {
+      entry.reloading = false;
+    }
+  }
+
+  /**
+   * Resolves a weights path and refuses anything outside MODELS_DIR: first by its name, before the
+   * file system is touched, then again after symlinks are followed.
+   * A relative path is read from the working directory (the original's "./models/x.onnx"), else from MODELS_DIR.
+   */
+  private resolveWeights(weightsPath: string): string {
+    const candidates = isAbsolute(weightsPath) ? [weightsPath] : [resolve(weightsPath), resolve(this.modelsDir, weightsPath)];
+    const candidate = candidates.find((c) => isInside(this.modelsDir, c));
+    const outside = () => new BalesError(ErrorCode.PATH_NOT_ALLOWED, `weights_path must lie inside MODELS_DIR (${this.config.MODELS_DIR})`);
+    if (!candidate) throw outside();
+    if (!existsSync(candidate)) throw new BalesError(ErrorCode.FILE_NOT_FOUND, `weights_path ${weightsPath} does not exist`);
+    const real = realpathSync(candidate);
+    if (!isInside(realpathSync(this.modelsDir), real)) throw outside();
+    if (!statSync(real).isFile()) throw new BalesError(ErrorCode.FILE_NOT_FOUND, `weights_path ${weightsPath} is not a file`);
+    return real;
+  }
+
+  private async loadFolder(id: string, folder: string): Promise<void> {
+    if (!MODEL_ID.test(id)) throw new Error(`model folder '${id}' is not a valid model id`);
+    const configPath = join(folder, 'config.json');
+    const file: ModelConfigFile = existsSync(configPath) ? JSON.parse(readFileSync(configPath, 'utf8')) : {};
+    const task = file.task ?? 'classification';
+    if (!TASKS.includes(task)) throw new Error(`${configPath}: task must be one of ${TASKS.join(', ')}`);
+    const version = file.version ?? 1;
+    const key = sessionKey(id, version);
+    const path = join(folder, 'model.onnx');
+    const signature = await this.loadSessions(key, path);
+    this.models.set(id, { id, task, labels: file.labels, configMaxBatch: file.max_batch_size, version, key, path, signature, loadedAt: new Date(), served: 0, reloading: false });
+  }
+
+  private async loadSessions(key: string, path: string): Promise<Signature> {
+    try {
+      return await this.pool.loadEverywhere(key, path, this.intraOpThreads);
+    } catch (err) {
+      throw new BalesError(ErrorCode.INVALID_MODEL, `cannot load ${relative(process.cwd(), path) || path} as an ONNX model: ${(err as Error).message}`);
+    }
+  }
+
+  /** A replaced worker thread gets every current session again. */
+  private reloadInto(index: number): void {
+    for (const entry of this.models.values()) {
+      this.pool.loadInto(index, entry.key, entry.path, this.intraOpThreads).catch((err: Error) => this.logger.error(`reloading ${entry.key} into worker ${index}: ${err.message}`));
+    }
+  }
+
+  private describe(e: ModelEntry): ModelInfo {
+    const batchDim = e.signature.inputs[0]?.shape[0];
+    const batched = typeof batchDim === 'string' || batchDim === -1;
+    const maxBatchSize = batched ? Math.min(this.config.MAX_BATCH_SIZE, e.configMaxBatch ?? Infinity) : 1;
+    return {
+      id: e.id,
+      version: String(e.version),
+      task: e.task,
+      labels: e.labels,
+      signature: e.signature,
+      maxBatchSize,
+      state: 'ready',
+      loadedAt: e.loadedAt.toISOString(),
+      requestsServed: e.served,
+    };
+  }
+}
+
+function isInside(root: string, path: string): boolean {
+  const rel = relative(root, path);
+  return rel !== '' && rel !== '..' && !rel.startsWith(`..${sep}`) && !isAbsolute(rel);
+}
+
+/** Why two signatures are not interchangeable, or undefined when they are. */
+function signatureChange(a: Signature, b: Signature): string | undefined {
+  const fmt = (s: Signature['inputs']) => s.map((t) => `${t.name}:${t.type}[${t.shape.map((d) => (typeof d === 'number' && d >= 0 ? d : '?')).join(',')}]`).join(' ');
+  if (fmt(a.inputs) !== fmt(b.inputs)) return `inputs ${fmt(a.inputs)} -> ${fmt(b.inputs)}`;
+  if (fmt(a.outputs) !== fmt(b.outputs)) return `outputs ${fmt(a.outputs)} -> ${fmt(b.outputs)}`;
+  return undefined;
+}

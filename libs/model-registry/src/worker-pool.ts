@@ -1,0 +1,119 @@
+import { extname, join } from 'node:path';
+import { Worker } from 'node:worker_threads';
+import type { RunReply, Signature, WorkerReply, WorkerRequest } from './protocol';
+
+// Compiled builds run session.worker.js; under jest or swc-node the sources are .ts, and a worker thread
+// has no transformer of its own, so it gets the same register hook.
+const WORKER_FILE = join(__dirname, `session.worker${extname(__filename)}`);
+const WORKER_EXEC_ARGV = extname(__filename) === '.ts' ? ['--require', '@swc-node/register'] : [];
+
+type Pending = { resolve: (reply: WorkerReply & { ok: true }) => void; reject: (err: Error) => void };
+type Request = WorkerRequest extends infer R ? (R extends { id: number } ? Omit<R, 'id'> : never) : never;
+
+class SessionWorker {
+  readonly pending = new Map<number, Pending>();
+  private nextId = 1;
+
+  constructor(
+    readonly thread: Worker,
+    onExit: (worker: SessionWorker, err: Error) => void,
+  ) {
+    thread.on('message', (reply: WorkerReply) => {
+      const pending = this.pending.get(reply.id);
+      if (!pending) return;
+      this.pending.delete(reply.id);
+      if (reply.ok) pending.resolve(reply);
+      else pending.reject(new Error(reply.error));
+    });
+    thread.on('error', (err) => onExit(this, err));
+    thread.on('exit', (code) => onExit(this, new Error(`session worker exited with code ${code}`)));
+  }
+
+  get inFlight(): number {
+    return this.pending.size;
+  }
+
+  request(msg: Request, transfer: ArrayBuffer[] = []): Promise<WorkerReply & { ok: true }> {
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      this.thread.postMessage({ ...msg, id }, transfer);
+    });
+  }
+
+  failAll(err: Error): void {
+    for (const p of this.pending.values()) p.reject(err);
+    this.pending.clear();
+  }
+}
+
+/**
+ * THREAD_POOL_SIZE worker threads, each holding its own ONNX Runtime sessions.
+ * A batch goes to the worker with the fewest batches in flight.
+ */
+export class WorkerPool {
+  private workers: SessionWorker[] = [];
+  private closing = false;
+
+  constructor(
+    private readonly size: number,
+    /** Called after a crashed worker was replaced, so the registry can load its sessions into it. */
+    private readonly onRespawn: (index: number) => void,
+  ) {}
+
+  start(): void {
+    this.workers = Array.from({ length: this.size }, () => this.spawn());
+  }
+
+  get threadIds(): number[] {
+    return this.workers.map((w) => w.thread.threadId);
+  }
+
+  /** Loads (or replaces) a session under `key` in every worker, warmed with one run; returns its signature. */
+  async loadEverywhere(key: string, path: string, intraOpThreads: number): Promise<Signature> {
+    const replies = await Promise.allSettled(this.workers.map((w) => w.request({ op: 'load', key, path, intraOpThreads })));
+    const failed = replies.find((r) => r.status === 'rejected');
+    if (failed) {
+      await this.unloadEverywhere(key);
+      throw (failed as PromiseRejectedResult).reason;
+    }
+    return (replies[0] as PromiseFulfilledResult<WorkerReply & { ok: true }>).value.signature!;
+  }
+
+  async loadInto(index: number, key: string, path: string, intraOpThreads: number): Promise<void> {
+    await this.workers[index].request({ op: 'load', key, path, intraOpThreads });
+  }
+
+  async unloadEverywhere(key: string): Promise<void> {
+    await Promise.allSettled(this.workers.map((w) => w.request({ op: 'unload', key })));
+  }
+
+  async run(msg: Extract<Request, { op: 'run' }>): Promise<RunReply> {
+    let target = this.workers[0];
+    for (const w of this.workers) if (w.inFlight < target.inFlight) target = w;
+    const reply = await target.request(
+      msg,
+      msg.feeds.map((f) => f.data),
+    );
+    return reply.run!;
+  }
+
+  async close(): Promise<void> {
+    this.closing = true;
+    await Promise.all(this.workers.map((w) => w.thread.terminate()));
+    this.workers = [];
+  }
+
+  private spawn(): SessionWorker {
+    const thread = new Worker(WORKER_FILE, { execArgv: WORKER_EXEC_ARGV });
+    return new SessionWorker(thread, (worker, err) => this.replace(worker, err));
+  }
+
+  private replace(worker: SessionWorker, err: Error): void {
+    worker.failAll(err);
+    const index = this.workers.indexOf(worker);
+    if (index < 0 || this.closing) return;
+    this.workers[index] = this.spawn();
+    this.onRespawn(index);
+  }
+}

@@ -1,0 +1,57 @@
+import { Injectable } from '@nestjs/common';
+import { BalesError, ErrorCode } from '@bales/errors';
+import { ModelRegistry } from '@bales/model-registry';
+import { epochNow } from './clock';
+import type { QueuedRow } from './job-codec';
+import type { ResultMessage } from './pending-requests';
+import { ResultRouter } from './result-router';
+
+/** Counters of what the runner did, for health and tests. */
+export interface RunnerStats {
+  batches: number;
+  rowsRun: number;
+  /** Rows whose deadline had passed before their batch started: answered 504 already, never run. */
+  rowsExpired: number;
+}
+
+/** Runs one batch on the model registry and sends every row's result (or error) back to its origin. */
+@Injectable()
+export class BatchRunner {
+  readonly stats: RunnerStats = { batches: 0, rowsRun: 0, rowsExpired: 0 };
+
+  constructor(
+    private readonly registry: ModelRegistry,
+    private readonly router: ResultRouter,
+  ) {}
+
+  async run(modelId: string, rows: QueuedRow[]): Promise<void> {
+    const now = epochNow();
+    const live = rows.filter((r) => r.deadline > now);
+    this.stats.rowsExpired += rows.length - live.length;
+    if (live.length === 0) return;
+    let messages: ResultMessage[];
+    try {
+      const outcome = await this.registry.run(modelId, live.map((r) => r.row));
+      this.stats.batches++;
+      this.stats.rowsRun += live.length;
+      messages = live.map((r, i) => ({
+        id: r.requestId,
+        ok: true,
+        model_id: modelId,
+        model_version: outcome.version,
+        result: outcome.results[i],
+        batch_size: live.length,
+        queued_ms: Math.max(0, Math.round((outcome.startedAt - r.enqueuedAt) * 1000) / 1000),
+      }));
+    } catch (err) {
+      const e = err instanceof BalesError ? err : new BalesError(ErrorCode.INFERENCE_FAILED, String(err));
+      messages = live.map((r) => ({ id: r.requestId, ok: false, code: e.code, message: e.message }));
+    }
+    this.router.deliver(live.map((r, i) => ({ origin: r.origin, message: messages[i] })));
+  }
+
+  /** Answers rows that cannot be batched at all (unknown model, malformed input) with an error. */
+  reject(rows: QueuedRow[], error: BalesError): void {
+    this.router.deliver(rows.map((r) => ({ origin: r.origin, message: { id: r.requestId, ok: false, code: error.code, message: error.message } })));
+  }
+}

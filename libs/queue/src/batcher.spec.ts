@@ -1,0 +1,88 @@
+import { DynamicBatcher } from './batcher';
+
+interface Item {
+  id: number;
+  priority: number;
+}
+
+/** A batcher whose batches finish only when the test says so, recording what ran. */
+function harness(opts: { slots: number; windowMs: number }) {
+  const ran: { key: string; ids: number[] }[] = [];
+  const finish: (() => void)[] = [];
+  const batcher = new DynamicBatcher<Item>({
+    ...opts,
+    run: (key, items) => {
+      ran.push({ key, ids: items.map((i) => i.id) });
+      return new Promise<void>((resolve) => finish.push(resolve));
+    },
+  });
+  return { batcher, ran, finish };
+}
+
+const items = (ids: number[], priority = 2): Item[] => ids.map((id) => ({ id, priority }));
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe('DynamicBatcher', () => {
+  it('dispatches at once when a slot is idle, without waiting for the window', () => {
+    const { batcher, ran } = harness({ slots: 1, windowMs: 10_000 });
+    batcher.add('m', 32, items([1]));
+    expect(ran).toEqual([{ key: 'm', ids: [1] }]);
+  });
+
+  it('accumulates while every slot is busy and sends the batch when a slot frees', async () => {
+    const { batcher, ran, finish } = harness({ slots: 1, windowMs: 10_000 });
+    batcher.add('m', 32, items([1]));
+    batcher.add('m', 32, items([2, 3]));
+    batcher.add('m', 32, items([4]));
+    expect(ran).toHaveLength(1);
+    expect(batcher.waiting).toBe(3);
+    finish[0]();
+    await sleep(0);
+    expect(ran[1]).toEqual({ key: 'm', ids: [2, 3, 4] });
+  });
+
+  it('never puts more than the batch size in a batch, and sends a full batch without waiting', () => {
+    const { batcher, ran } = harness({ slots: 1, windowMs: 10_000 });
+    batcher.add('m', 4, items([1]));
+    batcher.add('m', 4, items([2, 3, 4, 5, 6, 7, 8, 9, 10]));
+    // Slot busy with [1]; two full batches of 4 go out at once, the last row waits.
+    expect(ran.map((r) => r.ids)).toEqual([[1], [2, 3, 4, 5], [6, 7, 8, 9]]);
+    expect(batcher.waiting).toBe(1);
+  });
+
+  it('sends a partial batch when its window ends even though every slot is busy', async () => {
+    const { batcher, ran } = harness({ slots: 1, windowMs: 30 });
+    batcher.add('m', 32, items([1]));
+    batcher.add('m', 32, items([2]));
+    await sleep(10);
+    expect(ran).toHaveLength(1);
+    await sleep(60);
+    expect(ran.map((r) => r.ids)).toEqual([[1], [2]]);
+  });
+
+  it('never mixes keys in one batch', async () => {
+    const { batcher, ran, finish } = harness({ slots: 1, windowMs: 10_000 });
+    batcher.add('a', 32, items([1]));
+    batcher.add('a', 32, items([2]));
+    batcher.add('b', 32, items([3]));
+    batcher.add('a', 32, items([4]));
+    finish[0]();
+    await sleep(0);
+    finish[1]();
+    await sleep(0);
+    expect(ran.map((r) => r.key)).toEqual(['a', 'a', 'b']);
+    expect(ran[1].ids).toEqual([2, 4]);
+    expect(ran[2].ids).toEqual([3]);
+  });
+
+  it('fills batches most urgent first, and serves the most urgent key first', async () => {
+    const { batcher, ran, finish } = harness({ slots: 1, windowMs: 10_000 });
+    batcher.add('a', 2, items([1], 3));
+    batcher.add('a', 2, items([10], 3));
+    batcher.add('b', 2, items([20], 3));
+    batcher.add('a', 2, items([11], 1));
+    finish[0]();
+    await sleep(0);
+    expect(ran[1]).toEqual({ key: 'a', ids: [11, 10] });
+  });
+});

@@ -1,0 +1,8 @@
+export { QueueModule } from './queue.module';
+export { InferenceQueue } from './inference-queue';
+export type { InferSubmission } from './inference-queue';
+export type { InferOutcome } from './pending-requests';
+export { DynamicBatcher } from './batcher';
+export type { BatcherOptions } from './batcher';
+export { BatchRunner } from './batch-runner';
+export type { RunnerStats } from './batch-runner';

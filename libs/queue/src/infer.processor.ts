@@ -1,0 +1,95 @@
+import { BeforeApplicationShutdown, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
+import { Job, Worker } from 'bullmq';
+import { BalesConfig } from '@bales/config';
+import { BalesError, ErrorCode } from '@bales/errors';
+import { ModelRegistry } from '@bales/model-registry';
+import { BatchRunner } from './batch-runner';
+import { DynamicBatcher } from './batcher';
+import { INFER_QUEUE, QueuedRow, decodeJob } from './job-codec';
+import { RedisConnections } from './redis-connections';
+
+type BatchItem = QueuedRow & { done: () => void };
+
+/**
+ * The consumer: takes jobs from the queue, checks them, and feeds their rows to the dynamic batcher,
+ * whose batches the runner executes. A job completes once every one of its rows has been answered.
+ */
+@Injectable()
+export class InferProcessor implements OnApplicationBootstrap, BeforeApplicationShutdown {
+  private readonly logger = new Logger(InferProcessor.name);
+  readonly batcher: DynamicBatcher<BatchItem>;
+  private worker?: Worker;
+
+  constructor(
+    private readonly config: BalesConfig,
+    private readonly registry: ModelRegistry,
+    private readonly runner: BatchRunner,
+    private readonly redis: RedisConnections,
+  ) {
+    this.batcher = new DynamicBatcher<BatchItem>({
+      windowMs: config.BATCH_WINDOW_MS,
+      slots: registry.slots,
+      run: (_key, items) => this.runBatch(items),
+    });
+  }
+
+  onApplicationBootstrap(): void {
+    if (!this.config.PROCESSOR_ENABLED) {
+      this.logger.log('PROCESSOR_ENABLED=false: this replica only enqueues; other replicas run its work');
+      return;
+    }
+    this.worker = new Worker(INFER_QUEUE, (job) => this.process(job), {
+      connection: { ...this.redis.options, maxRetriesPerRequest: null },
+      prefix: this.config.QUEUE_PREFIX,
+      // Jobs in hand bound the rows buffered here: enough to keep every worker thread fed with full
+      // batches, few enough that a more urgent job in Redis waits at most about one batch to be fetched.
+      concurrency: 2 * this.registry.slots * this.config.MAX_BATCH_SIZE,
+    });
+    this.worker.on('error', (err) => this.redis.logError(err));
+  }
+
+  async beforeApplicationShutdown(): Promise<void> {
+    await this.worker?.close();
+  }
+
+  async process(job: Job): Promise<void> {
+    const rows = decodeJob(job.data, job.opts.priority ?? 0);
+    if (rows.length === 0) return;
+    const modelId = rows[0].modelId;
+    if (!this.registry.has(modelId)) {
+      this.runner.reject(rows, new BalesError(ErrorCode.MODEL_NOT_FOUND, `model '${modelId}' is not registered`));
+      return;
+    }
+    const maxBatch = this.registry.get(modelId).maxBatchSize;
+    const valid: QueuedRow[] = [];
+    for (const row of rows) {
+      const problem = this.registry.checkRow(modelId, row.row);
+      if (problem) this.runner.reject([row], new BalesError(ErrorCode.INVALID_INPUT, problem));
+      else valid.push(row);
+    }
+    await new Promise<void>((resolve) => {
+      let left = valid.length;
+      if (left === 0) return resolve();
+      const done = () => {
+        if (--left === 0) resolve();
+      };
+      // Rows batch with rows of the same model and item shape only.
+      const lanes = new Map<string, BatchItem[]>();
+      for (const row of valid) {
+        const key = `${modelId}|${row.row.dims.map((d) => d.join('x')).join(',')}`;
+        const lane = lanes.get(key) ?? [];
+        lane.push({ ...row, done });
+        lanes.set(key, lane);
+      }
+      for (const [key, items] of lanes) this.batcher.add(key, maxBatch, items);
+    });
+  }
+
+  private async runBatch(items: BatchItem[]): Promise<void> {
+    try {
+      await this.runner.run(items[0].modelId, items);
+    } finally {
+      for (const item of items) item.done();
+    }
+  }
+}

@@ -1,0 +1,35 @@
+import { BullModule } from '@nestjs/bullmq';
+import { Module } from '@nestjs/common';
+import { BalesConfig, redisOptionsFromUrl } from '@bales/config';
+import { ModelRegistryModule } from '@bales/model-registry';
+import { BatchRunner } from './batch-runner';
+import { InferProcessor } from './infer.processor';
+import { InferenceQueue } from './inference-queue';
+import { INFER_QUEUE } from './job-codec';
+import { PendingRequests } from './pending-requests';
+import { RedisConnections } from './redis-connections';
+import { ResultRouter } from './result-router';
+
+@Module({
+  imports: [
+    BullModule.forRootAsync({
+      inject: [BalesConfig],
+      useFactory: (config: BalesConfig) => ({
+        // The producer's connection fails fast while Redis is away: a client gets 503 at once, and no
+        // command piles up in memory to run after the client was already answered.
+        connection: { ...redisOptionsFromUrl(config.REDIS_URL), enableOfflineQueue: false },
+        prefix: config.QUEUE_PREFIX,
+      }),
+    }),
+    BullModule.registerQueue({
+      name: INFER_QUEUE,
+      // Nothing reads job events (results travel over per-replica channels), so keep the stream short.
+      streams: { events: { maxLen: 100 } },
+      defaultJobOptions: { removeOnComplete: true, removeOnFail: 100, attempts: 1 },
+    }),
+    ModelRegistryModule,
+  ],
+  providers: [RedisConnections, PendingRequests, ResultRouter, InferenceQueue, BatchRunner, InferProcessor],
+  exports: [InferenceQueue, BatchRunner, ModelRegistryModule],
+})
+export class QueueModule {}

@@ -1,0 +1,42 @@
+import { Injectable, Logger, OnApplicationShutdown } from '@nestjs/common';
+import IORedis, { Redis, RedisOptions } from 'ioredis';
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import { BalesConfig, redisOptionsFromUrl } from '@bales/config';
+
+/**
+ * The Redis connections BALES opens itself (BullMQ opens its own for the queue and worker),
+ * and this replica's identity on them.
+ */
+@Injectable()
+export class RedisConnections implements OnApplicationShutdown {
+  private readonly logger = new Logger('Redis');
+  /** Names this replica in job payloads, so results find their way back to it. */
+  readonly instanceId = `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
+  readonly options: RedisOptions;
+  private readonly opened: Redis[] = [];
+  private lastError = '';
+
+  constructor(config: BalesConfig) {
+    this.options = redisOptionsFromUrl(config.REDIS_URL);
+  }
+
+  /** A new connection that fails commands at once while Redis is away, instead of queueing them. */
+  open(name: string, extra: RedisOptions = {}): Redis {
+    const conn = new IORedis({ ...this.options, enableOfflineQueue: false, maxRetriesPerRequest: 1, connectionName: `bales:${name}`, ...extra });
+    conn.on('error', (err: Error) => this.logError(err));
+    this.opened.push(conn);
+    return conn;
+  }
+
+  /** Logs a Redis error once until a different one occurs, so an outage does not flood the log. */
+  logError(err: Error): void {
+    if (err.message === this.lastError) return;
+    this.lastError = err.message;
+    this.logger.error(`Redis: ${err.message}`);
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    await Promise.all(this.opened.map((c) => c.quit().catch(() => c.disconnect())));
+  }
+}

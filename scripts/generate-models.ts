@@ -1,0 +1,32 @@
+/**
+ * Writes the shipped stub models, byte for byte the same on every run:
+ *   models/stub_v1/model.onnx + config.json   (served at boot as `stub_v1`)
+ *   models/stub_v2.onnx                       (same signature, other weights: the hot-swap example)
+ * Usage: npm run models
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { encodeModel, mlpClassifier } from './onnx/onnx-writer';
+
+/** 128 float32 in, 10 class probabilities out, with a dynamic batch dimension. */
+export const STUB_LAYERS = [128, 64, 10];
+
+export function stubModel(version: 1 | 2): Buffer {
+  return encodeModel(mlpClassifier(`stub_v${version}`, STUB_LAYERS, version === 1 ? 1234 : 5678));
+}
+
+export function writeStubModels(modelsDir: string): void {
+  mkdirSync(join(modelsDir, 'stub_v1'), { recursive: true });
+  writeFileSync(join(modelsDir, 'stub_v1', 'model.onnx'), stubModel(1));
+  writeFileSync(
+    join(modelsDir, 'stub_v1', 'config.json'),
+    JSON.stringify({ task: 'classification', description: 'Stub classifier: 128 float32 in, 10 classes out.' }, null, 2) + '\n',
+  );
+  writeFileSync(join(modelsDir, 'stub_v2.onnx'), stubModel(2));
+}
+
+if (require.main === module) {
+  const dir = resolve(process.argv[2] ?? join(__dirname, '..', 'models'));
+  writeStubModels(dir);
+  console.log(`wrote stub_v1/model.onnx, stub_v1/config.json and stub_v2.onnx to ${dir}`);
+}

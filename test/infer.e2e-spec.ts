@@ -1,0 +1,156 @@
+import { InferenceSession, Tensor } from 'onnxruntime-node';
+import { join } from 'node:path';
+import { INPUT_128, ROOT, TestGateway, getJson, post, startGateway } from './support/gateway';
+import { TestRedis } from './support/redis-server';
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+const original = (input: unknown, extra: Record<string, unknown> = {}) => ({ model_id: 'stub_v1', model_type: 'classification', priority: 2, payload: { input }, ...extra });
+
+describe('POST /infer (real HTTP, Redis, BullMQ and ONNX Runtime)', () => {
+  let redis: TestRedis;
+  let gw: TestGateway;
+
+  beforeAll(async () => {
+    redis = await TestRedis.start();
+    gw = await startGateway(redis.url, { MAX_BODY_BYTES: '65536' });
+  });
+  afterAll(async () => {
+    await gw?.close();
+    await redis?.stop();
+  });
+
+  it('answers the original contract with the row ONNX Runtime computes for it', async () => {
+    const res = await post(`${gw.url}/infer`, original(INPUT_128));
+    expect(res.status).toBe(200);
+    expect(res.body).toEqual({
+      request_id: expect.stringMatching(UUID),
+      model_id: 'stub_v1',
+      model_version: '1',
+      result: { label: expect.any(Number), confidence: expect.any(Number) },
+      latency_ms: expect.any(Number),
+      batch_size: 1,
+      queued_ms: expect.any(Number),
+    });
+    const session = await InferenceSession.create(join(ROOT, 'models/stub_v1/model.onnx'));
+    const probs = Array.from((await session.run({ input: new Tensor('float32', Float32Array.from(INPUT_128), [1, 128]) })).probabilities.data as Float32Array);
+    const label = probs.indexOf(Math.max(...probs));
+    expect(res.body.result).toEqual({ label, confidence: expect.closeTo(probs[label], 6) });
+    expect(res.body.latency_ms).toBeGreaterThanOrEqual(res.body.queued_ms);
+  });
+
+  it('defaults model_id to DEFAULT_MODEL_ID and priority to 2', async () => {
+    const res = await post(`${gw.url}/infer`, { payload: { input: INPUT_128 } });
+    expect(res.status).toBe(200);
+    expect(res.body.model_id).toBe('stub_v1');
+  });
+
+  it('puts concurrent requests into shared batches and answers each with its own row', async () => {
+    const inputs = Array.from({ length: 512 }, (_, i) => INPUT_128.map((v, j) => (j === i % 128 ? v + 5 : v)));
+    const answers = await Promise.all(inputs.map((input) => post(`${gw.url}/infer`, original(input))));
+    expect(answers.map((a) => a.status)).toEqual(answers.map(() => 200));
+    expect(new Set(answers.map((a) => a.body.request_id)).size).toBe(512);
+    expect(Math.max(...answers.map((a) => a.body.batch_size))).toBeGreaterThanOrEqual(8);
+    // Each row is its own: the same input always gets the same answer, whatever batch carried it.
+    const single = await post(`${gw.url}/infer`, original(inputs[7]));
+    expect(answers[7].body.result).toEqual({ label: single.body.result.label, confidence: expect.closeTo(single.body.result.confidence, 5) });
+  });
+
+  describe('errors: a JSON body {statusCode, error, message} naming the problem, never a stack', () => {
+    it.each([
+      ['invalid JSON', 400, '{"payload": ', /JSON/],
+      ['a body that is not an object', 400, '[1, 2, 3]', /JSON object/],
+      ['a missing payload', 400, { model_id: 'stub_v1' }, /payload is required/],
+      ['an unknown field', 400, { payload: { input: INPUT_128 }, colour: 'red' }, /colour/],
+      ['a priority out of range', 400, { payload: { input: INPUT_128 }, priority: 9 }, /priority must be an integer from 1 to 3/],
+      ['a priority of the wrong type', 400, { payload: { input: INPUT_128 }, priority: 'high' }, /priority/],
+      ['a model_type that is no task', 400, { payload: { input: INPUT_128 }, model_type: 'poetry' }, /model_type/],
+      ['3 floats instead of 128', 422, original([0.1, 0.2, 0.3]), /payload\.input: expected float32\[128\] \(128 values\), got 3 values/],
+      ['a non-number in the input', 422, original([...INPUT_128.slice(0, 127), 'x']), /payload\.input\[127\]: expected a finite number, got "x"/],
+      ['an infinite number', 422, `{"payload": {"input": [${[...INPUT_128.slice(0, 127), '1e999'].join(',')}]}}`, /payload\.input\[127\]: expected a finite number/],
+      ['a null in the input', 422, original([...INPUT_128.slice(0, 127), null]), /expected a finite number, got null/],
+      ['an input that is not an array', 422, original('0.1,0.2'), /payload\.input: expected float32\[128\] as an array/],
+      ['a model_type that does not match the model', 422, original(INPUT_128, { model_type: 'regression' }), /does not match/],
+      ['an unknown model', 404, original(INPUT_128, { model_id: 'nope' }), /model 'nope' is not registered/],
+      ['a body over MAX_BODY_BYTES', 413, original(Array(20000).fill(0.123456)), /too large/],
+    ])('%s -> %i', async (_case, status, body, message) => {
+      const res = await post(`${gw.url}/infer`, body);
+      expect(res.status).toBe(status);
+      expect(res.body).toMatchObject({ statusCode: status, error: expect.any(String), message: expect.stringMatching(message) });
+      expect(JSON.stringify(res.body)).not.toMatch(/\bat \S+ \(|\.ts:\d+/);
+    });
+
+    it('415 for a body that is not JSON', async () => {
+      const res = await post(`${gw.url}/infer`, 'input=1', { 'content-type': 'text/plain' });
+      expect(res.status).toBe(415);
+      expect(res.body.statusCode).toBe(415);
+    });
+
+    it('carries request_id on errors found after the request was identified', async () => {
+      const res = await post(`${gw.url}/infer`, original([1, 2, 3]));
+      expect(res.body.request_id).toMatch(UUID);
+    });
+
+    it('keeps serving valid requests after every bad one', async () => {
+      const res = await post(`${gw.url}/infer`, original(INPUT_128));
+      expect(res.status).toBe(200);
+      expect((await getJson(`${gw.url}/health`)).body.pending_requests).toBe(0);
+    });
+  });
+});
+
+describe('deadlines and outages', () => {
+  let redis: TestRedis;
+
+  beforeAll(async () => {
+    redis = await TestRedis.start();
+  });
+  afterAll(() => redis?.stop());
+
+  it('answers 504 when nothing serves the request in BATCHER_TIMEOUT_S, and never runs it afterwards', async () => {
+    // This replica only enqueues: nothing processes the work until the second one starts.
+    const front = await startGateway(redis.url, { PROCESSOR_ENABLED: 'false', BATCHER_TIMEOUT_S: '0.3' });
+    try {
+      const res = await post(`${front.url}/infer`, original(INPUT_128));
+      expect(res.status).toBe(504);
+      expect(res.body).toMatchObject({ statusCode: 504, request_id: expect.stringMatching(UUID) });
+      expect(res.ms).toBeLessThan(1500);
+      const worker = await startGateway(redis.url);
+      try {
+        const deadline = Date.now() + 10_000;
+        let processor = (await getJson(`${worker.url}/health`)).body.processor;
+        while (processor.rows_expired < 1 && Date.now() < deadline) {
+          await new Promise((r) => setTimeout(r, 100));
+          processor = (await getJson(`${worker.url}/health`)).body.processor;
+        }
+        expect(processor).toMatchObject({ rows_expired: 1, rows_run: 0 });
+      } finally {
+        await worker.close();
+      }
+    } finally {
+      await front.close();
+    }
+  });
+
+  it('answers 503 within about a second while Redis is unreachable, then serves again when it returns', async () => {
+    const gw = await startGateway(redis.url);
+    try {
+      expect((await post(`${gw.url}/infer`, original(INPUT_128))).status).toBe(200);
+      await redis.stop();
+      await new Promise((r) => setTimeout(r, 200));
+      const res = await post(`${gw.url}/infer`, original(INPUT_128));
+      expect(res.status).toBe(503);
+      expect(res.body.message).toMatch(/Redis/);
+      expect(res.ms).toBeLessThan(1200);
+      await redis.resume();
+      const deadline = Date.now() + 15_000;
+      let status = 0;
+      while (status !== 200 && Date.now() < deadline) {
+        status = (await post(`${gw.url}/infer`, original(INPUT_128))).status;
+        if (status !== 200) await new Promise((r) => setTimeout(r, 250));
+      }
+      expect(status).toBe(200);
+    } finally {
+      await gw.close();
+    }
+  });
+});

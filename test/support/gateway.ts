@@ -1,0 +1,95 @@
+import type { NestFastifyApplication } from '@nestjs/platform-fastify';
+import { ChildProcess, spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { createGatewayApp } from '../../apps/gateway/src/app.factory';
+
+export const ROOT = join(__dirname, '..', '..');
+export const INPUT_128 = Array.from({ length: 128 }, (_, i) => Math.round(Math.sin(i) * 1000) / 1000);
+
+/** Settings every test gateway shares: a free port on loopback and a quiet log. */
+function testEnv(redisUrl: string, env: Record<string, string>): Record<string, string> {
+  return { REDIS_URL: redisUrl, HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'error', MODELS_DIR: join(ROOT, 'models'), THREAD_POOL_SIZE: '2', ...env };
+}
+
+export interface TestGateway {
+  url: string;
+  app: NestFastifyApplication;
+  close(): Promise<void>;
+}
+
+/** The real gateway, in this process, listening on a free port. */
+export async function startGateway(redisUrl: string, env: Record<string, string> = {}): Promise<TestGateway> {
+  const { app } = await createGatewayApp(testEnv(redisUrl, env));
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  const url = (await app.getUrl()).replace('[::1]', '127.0.0.1');
+  return { url, app, close: () => app.close() };
+}
+
+export interface GatewayProcess {
+  url: string;
+  proc: ChildProcess;
+  output: () => string;
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+/** The real gateway as its own OS process (`node apps/gateway/src/main.ts` through swc), as a replica would run. */
+export async function spawnGateway(redisUrl: string, env: Record<string, string> = {}): Promise<GatewayProcess> {
+  const proc = spawn(process.execPath, ['-r', '@swc-node/register', join(ROOT, 'apps/gateway/src/main.ts')], {
+    cwd: ROOT,
+    env: { ...process.env, ...testEnv(redisUrl, { LOG_LEVEL: 'info', ...env }) },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  const url = await new Promise<string>((resolve, reject) => {
+    const onData = (d: Buffer) => {
+      output += d.toString();
+      const m = /BALES listening on (http:\/\/[^\s]+)/.exec(output);
+      if (m) resolve(m[1]);
+    };
+    proc.stdout!.on('data', onData);
+    proc.stderr!.on('data', onData);
+    proc.once('exit', (code) => reject(new Error(`gateway exited with ${code}:\n${output}`)));
+    setTimeout(() => reject(new Error(`gateway did not start in 30 s:\n${output}`)), 30000).unref();
+  });
+  return {
+    url,
+    proc,
+    output: () => output,
+    stop: (signal = 'SIGTERM') =>
+      new Promise((resolve) => {
+        if (proc.exitCode !== null || proc.signalCode !== null) return resolve(proc.exitCode);
+        proc.once('exit', (code) => resolve(code));
+        proc.kill(signal);
+      }),
+  };
+}
+
+export interface HttpAnswer {
+  status: number;
+  body: any;
+  ms: number;
+}
+
+/** POSTs a JSON body (or a raw string) and returns status, parsed body and time taken. */
+export async function post(url: string, body: unknown, headers: Record<string, string> = {}): Promise<HttpAnswer> {
+  const started = performance.now();
+  const res = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  });
+  const text = await res.text();
+  let parsed: unknown = text;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    /* not JSON: keep the text, the test will say so */
+  }
+  return { status: res.status, body: parsed, ms: performance.now() - started };
+}
+
+export async function getJson(url: string): Promise<HttpAnswer> {
+  const started = performance.now();
+  const res = await fetch(url);
+  return { status: res.status, body: await res.json(), ms: performance.now() - started };
+}
