@@ -1,5 +1,5 @@
 import { BalesError, ErrorCode } from '@bales/errors';
-import type { ElementType, TensorSpec } from './protocol';
+import { TYPED_ARRAYS, type ElementType, type TensorSpec } from './protocol';
 
 /** One request's inputs, ready to stack into a batch: bytes and item shape per model input, in signature order. */
 export interface EncodedRow {
@@ -7,15 +7,6 @@ export interface EncodedRow {
   dims: number[][];
 }
 
-const ARRAYS = {
-  float32: Float32Array,
-  float64: Float64Array,
-  int8: Int8Array,
-  uint8: Uint8Array,
-  int32: Int32Array,
-  int64: BigInt64Array,
-  bool: Uint8Array,
-} as const;
 
 const INT_RANGES: Partial<Record<ElementType, [number, number]>> = {
   int8: [-128, 127],
@@ -87,12 +78,12 @@ function resolveDims(spec: TensorSpec, given: number[], count: number, where: st
 
 function encodeOne(spec: TensorSpec, value: unknown, where: string): { buffer: Buffer; dims: number[] } {
   const type = spec.type as ElementType;
-  if (!(type in ARRAYS)) fail(`${where}: the model's input ${spec.name} has unsupported element type ${spec.type}`);
+  if (!(type in TYPED_ARRAYS)) fail(`${where}: the model's input ${spec.name} has unsupported element type ${spec.type}`);
   if (!Array.isArray(value)) fail(`${where}: expected ${describe(spec)} as an array, got ${value === null ? 'null' : typeof value}`);
   const given = shapeOf(value, where);
   const flat: unknown[] = given.length > 1 ? (value as unknown[]).flat(given.length - 1) : (value as unknown[]);
   const dims = resolveDims(spec, given, flat.length, where);
-  const out = new ARRAYS[type](flat.length);
+  const out = new TYPED_ARRAYS[type](flat.length);
   const range = INT_RANGES[type];
   for (let i = 0; i < flat.length; i++) {
     let v = flat[i];

@@ -7,6 +7,17 @@ export type Task = (typeof TASKS)[number];
 export const ELEMENT_TYPES = ['float32', 'float64', 'int8', 'uint8', 'int32', 'int64', 'bool'] as const;
 export type ElementType = (typeof ELEMENT_TYPES)[number];
 
+/** The typed array holding each element type's data (bool travels as one byte per value). */
+export const TYPED_ARRAYS = {
+  float32: Float32Array,
+  float64: Float64Array,
+  int8: Int8Array,
+  uint8: Uint8Array,
+  int32: Int32Array,
+  int64: BigInt64Array,
+  bool: Uint8Array,
+} as const;
+
 /** One input or output of a model, as the ONNX file declares it. A string dimension is dynamic. */
 export interface TensorSpec {
   name: string;

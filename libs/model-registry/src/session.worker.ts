@@ -5,19 +5,10 @@
 import { parentPort } from 'node:worker_threads';
 import { InferenceSession, Tensor } from 'onnxruntime-node';
 import { postprocess } from './postprocess';
-import type { Feed, Signature, TensorSpec, WorkerReply, WorkerRequest } from './protocol';
+import { TYPED_ARRAYS, type Feed, type Signature, type TensorSpec, type WorkerReply, type WorkerRequest } from './protocol';
 
 const sessions = new Map<string, InferenceSession>();
 
-const TYPED_ARRAYS = {
-  float32: Float32Array,
-  float64: Float64Array,
-  int8: Int8Array,
-  uint8: Uint8Array,
-  int32: Int32Array,
-  int64: BigInt64Array,
-  bool: Uint8Array,
-} as const;
 
 function toTensor(feed: Feed): Tensor {
   const data = new TYPED_ARRAYS[feed.type](feed.data);
