@@ -15,8 +15,8 @@ function answers(host, port) {
     const socket = createConnection({ host, port });
     socket.setTimeout(1000);
     socket.on('connect', () => socket.write('PING\r\n'));
-    // Any reply counts, even NOAUTH: something that speaks Redis is there.
-    socket.on('data', () => resolve(true) || socket.destroy());
+    // A RESP reply counts, even -NOAUTH: something that speaks Redis is there.
+    socket.on('data', (d) => resolve(d[0] === 0x2b || d[0] === 0x2d) || socket.destroy());
     socket.on('error', () => resolve(false));
     socket.on('timeout', () => resolve(false) || socket.destroy());
   });
