@@ -74,6 +74,18 @@ export class BalesConfig {
   @Matches(/^[A-Za-z0-9_.{}-]+$/, { message: 'must be letters, digits, _ . - { }' })
   QUEUE_PREFIX = 'bales';
 
+  /** Queued rows allowed per model before /infer answers 429; about 2 s of work at the stub's saturated rate. */
+  @Transform(toNumber) @IsInt({ message: 'must be an integer from 1 to 1000000' }) @Min(1, { message: 'must be an integer from 1 to 1000000' }) @Max(1000000, { message: 'must be an integer from 1 to 1000000' })
+  MAX_QUEUE_DEPTH = 10000;
+
+  /** On SIGTERM/SIGINT, how long accepted requests may take to be answered before the process exits. */
+  @Transform(toNumber) @IsNumber({ allowNaN: false, allowInfinity: false }, { message: 'must be a number of seconds from 0 to 3600' }) @Min(0, { message: 'must be a number of seconds from 0 to 3600' }) @Max(3600, { message: 'must be a number of seconds from 0 to 3600' })
+  SHUTDOWN_TIMEOUT_S = 20;
+
+  /** When set, mutating Models API calls need `Authorization: Bearer <ADMIN_TOKEN>`. */
+  @IsString()
+  ADMIN_TOKEN = '';
+
   /** When false this replica only accepts and answers requests; other replicas run its queued work. */
   @Transform(toBoolean) @IsBoolean({ message: 'must be true or false' })
   PROCESSOR_ENABLED = true;

@@ -38,6 +38,7 @@ export class InferenceQueue implements OnModuleInit {
   private groups = new Map<string, Group>();
   private flushScheduled = false;
   private client!: Redis;
+  private draining = false;
 
   constructor(
     @InjectQueue(INFER_QUEUE) private readonly queue: Queue,
@@ -56,6 +57,16 @@ export class InferenceQueue implements OnModuleInit {
     return this.client?.status === 'ready';
   }
 
+  /** False once shutdown has begun: readiness turns false and new requests get 503. */
+  get accepting(): boolean {
+    return !this.draining;
+  }
+
+  /** Stops taking new requests; those already accepted are still answered. */
+  beginShutdown(): void {
+    this.draining = true;
+  }
+
   /** Requests this replica accepted and has not answered yet. */
   get pendingCount(): number {
     return this.pending.size;
@@ -63,6 +74,9 @@ export class InferenceQueue implements OnModuleInit {
 
   /** Enqueues one request; resolves with its row, or rejects with TIMEOUT, QUEUE_UNAVAILABLE or the batch's error. */
   submit(req: InferSubmission): Promise<InferOutcome> {
+    if (this.draining) {
+      return Promise.reject(new BalesError(ErrorCode.SHUTTING_DOWN, 'this replica is shutting down; retry on another', req.requestId));
+    }
     if (!this.connected) {
       return Promise.reject(new BalesError(ErrorCode.QUEUE_UNAVAILABLE, 'the queue (Redis) is unreachable; retry shortly', req.requestId));
     }
