@@ -74,6 +74,7 @@ export class ModelRegistry implements OnModuleInit, OnApplicationShutdown {
   private readonly pool: WorkerPool;
   private readonly intraOpThreads: number;
   private readonly modelsDir: string;
+  private loaded = false;
 
   constructor(private readonly config: BalesConfig) {
     this.pool = new WorkerPool(config.THREAD_POOL_SIZE, (index) => this.reloadInto(index));
@@ -97,13 +98,20 @@ export class ModelRegistry implements OnModuleInit, OnApplicationShutdown {
       await this.loadFolder(name, folder);
       this.logger.log(`loaded ${name} v${this.models.get(name)!.version} in ${(performance.now() - started).toFixed(0)} ms`);
     }
+    this.loaded = true;
     if (!this.models.has(this.config.DEFAULT_MODEL_ID)) {
       this.logger.warn(`DEFAULT_MODEL_ID ${this.config.DEFAULT_MODEL_ID} is not in ${this.modelsDir}`);
     }
   }
 
   async onApplicationShutdown(): Promise<void> {
+    this.loaded = false;
     await this.pool.close();
+  }
+
+  /** True once the models found at boot are loaded in every worker thread, until shutdown releases them. */
+  get ready(): boolean {
+    return this.loaded;
   }
 
   has(id: string): boolean {
