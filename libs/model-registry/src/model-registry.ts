@@ -16,9 +16,35 @@ export interface ModelInfo {
   signature: Signature;
   /** Rows per batch: MAX_BATCH_SIZE, the model's own max_batch_size, or 1 when its batch dimension is fixed. */
   maxBatchSize: number;
-  state: 'ready';
+  /** `draining` after DELETE: no new requests, work already accepted still finishes. */
+  state: ModelState;
   loadedAt: string;
   requestsServed: number;
+}
+
+export type ModelState = 'ready' | 'draining';
+
+/** A request admitted for a model: its encoded row, and release() once it has been answered. */
+export interface Admission {
+  model: ModelInfo;
+  row: EncodedRow;
+  release: () => void;
+}
+
+export interface RegisterRequest {
+  id: string;
+  weightsPath: string;
+  task: Task;
+  labels?: string[];
+  maxBatchSize?: number;
+}
+
+export interface UnloadOutcome {
+  model_id: string;
+  version: string;
+  /** Requests this replica had accepted for the model when it stopped taking new ones; all were answered. */
+  drained_requests: number;
+  drain_ms: number;
 }
 
 export interface BatchOutcome {
@@ -55,6 +81,10 @@ interface ModelEntry {
   loadedAt: Date;
   served: number;
   reloading: boolean;
+  state: ModelState;
+  /** Requests admitted on this replica and not answered yet: a DELETE waits for them. */
+  outstanding: number;
+  onIdle?: () => void;
 }
 
 const MODEL_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
@@ -71,6 +101,8 @@ export class ModelRegistry implements OnModuleInit, OnApplicationShutdown {
   /** Batches in flight per session key; a replaced session is released when its count reaches zero. */
   private readonly inFlight = new Map<string, number>();
   private readonly retired = new Set<string>();
+  /** Ids being registered right now, so two registrations of one id cannot race. */
+  private readonly registering = new Set<string>();
   private readonly pool: WorkerPool;
   private readonly intraOpThreads: number;
   private readonly modelsDir: string;
@@ -118,22 +150,34 @@ export class ModelRegistry implements OnModuleInit, OnApplicationShutdown {
     return this.models.has(id);
   }
 
-  /** The model, or MODEL_NOT_FOUND. */
+  /** The model, or MODEL_NOT_FOUND (also once a DELETE has begun draining it). */
   get(id: string): ModelInfo {
-    const entry = this.models.get(id);
-    if (!entry) throw new BalesError(ErrorCode.MODEL_NOT_FOUND, `model '${id}' is not registered`);
-    return this.describe(entry);
+    return this.describe(this.serving(id));
   }
 
   list(): ModelInfo[] {
     return [...this.models.values()].map((e) => this.describe(e));
   }
 
-  /** Checks a payload against the model's current signature: INVALID_INPUT (with the expected shape) if it does not fit. */
-  encode(id: string, payload: Record<string, unknown>): EncodedRow {
-    const entry = this.models.get(id);
-    if (!entry) throw new BalesError(ErrorCode.MODEL_NOT_FOUND, `model '${id}' is not registered`);
-    return encodePayload(entry.signature.inputs, payload);
+  /**
+   * Admits one request: checks the payload against the model's current signature (INVALID_INPUT naming the
+   * expected shape) and counts the request until release(), so a DELETE can wait for it.
+   */
+  admit(id: string, payload: Record<string, unknown>): Admission {
+    const entry = this.serving(id);
+    const row = encodePayload(entry.signature.inputs, payload);
+    entry.outstanding++;
+    let released = false;
+    return {
+      model: this.describe(entry),
+      row,
+      release: () => {
+        if (released) return;
+        released = true;
+        entry.outstanding--;
+        this.checkIdle(entry);
+      },
+    };
   }
 
   /** Why a decoded queue row does not fit the model's current inputs, or undefined when it does. */
@@ -173,8 +217,50 @@ export class ModelRegistry implements OnModuleInit, OnApplicationShutdown {
       else {
         this.inFlight.delete(key);
         if (this.retired.delete(key)) void this.pool.unloadEverywhere(key);
+        this.checkIdle(entry);
       }
     }
+  }
+
+  /** Loads a model from a file inside MODELS_DIR under a new id, at runtime, beside the others. */
+  async register(req: RegisterRequest): Promise<ModelInfo> {
+    if (!MODEL_ID.test(req.id)) throw new BalesError(ErrorCode.INVALID_REQUEST, 'model_id must be 1-128 letters, digits, _ . or -');
+    if (this.models.has(req.id) || this.registering.has(req.id)) throw new BalesError(ErrorCode.MODEL_CONFLICT, `model '${req.id}' already exists`);
+    const path = this.resolveWeights(req.weightsPath);
+    this.registering.add(req.id);
+    try {
+      const version = 1;
+      const key = sessionKey(req.id, version);
+      const signature = await this.loadSessions(key, path);
+      const entry = this.newEntry({ id: req.id, task: req.task, labels: req.labels, configMaxBatch: req.maxBatchSize, version, key, path, signature });
+      this.models.set(req.id, entry);
+      this.logger.log(`registered ${req.id} from ${relative(this.modelsDir, path)}`);
+      return this.describe(entry);
+    } finally {
+      this.registering.delete(req.id);
+    }
+  }
+
+  /**
+   * Stops taking new requests for a model (404 from then on), waits until every request this replica
+   * accepted for it has been answered and its running batches have ended, then releases its sessions.
+   */
+  async unregister(id: string): Promise<UnloadOutcome> {
+    const entry = this.serving(id);
+    const started = performance.now();
+    entry.state = 'draining';
+    const drained = entry.outstanding;
+    await new Promise<void>((resolve) => {
+      entry.onIdle = resolve;
+      this.checkIdle(entry);
+    });
+    this.models.delete(id);
+    // Batches of other replicas' requests may still be running on it: the session goes with the last of them.
+    if (this.inFlight.has(entry.key)) this.retired.add(entry.key);
+    else await this.pool.unloadEverywhere(entry.key);
+    const drainMs = Math.round((performance.now() - started) * 1000) / 1000;
+    this.logger.log(`unloaded ${id} v${entry.version} after draining ${drained} requests in ${drainMs} ms`);
+    return { model_id: id, version: String(entry.version), drained_requests: drained, drain_ms: drainMs };
   }
 
   /**
@@ -182,8 +268,7 @@ export class ModelRegistry implements OnModuleInit, OnApplicationShutdown {
    * in one synchronous step. Batches already running finish on the old session, released after the last.
    */
   async reload(id: string, weightsPath: string, allowSignatureChange = false): Promise<ReloadOutcome> {
-    const entry = this.models.get(id);
-    if (!entry) throw new BalesError(ErrorCode.MODEL_NOT_FOUND, `model '${id}' is not registered`);
+    const entry = this.serving(id);
     const path = this.resolveWeights(weightsPath);
     if (entry.reloading) throw new BalesError(ErrorCode.MODEL_CONFLICT, `model '${id}' is already being reloaded`);
     entry.reloading = true;
@@ -236,7 +321,27 @@ export class ModelRegistry implements OnModuleInit, OnApplicationShutdown {
     const key = sessionKey(id, version);
     const path = join(folder, 'model.onnx');
     const signature = await this.loadSessions(key, path);
-    this.models.set(id, { id, task, labels: file.labels, configMaxBatch: file.max_batch_size, version, key, path, signature, loadedAt: new Date(), served: 0, reloading: false });
+    this.models.set(id, this.newEntry({ id, task, labels: file.labels, configMaxBatch: file.max_batch_size, version, key, path, signature }));
+  }
+
+  private newEntry(e: Pick<ModelEntry, 'id' | 'task' | 'labels' | 'configMaxBatch' | 'version' | 'key' | 'path' | 'signature'>): ModelEntry {
+    return { ...e, loadedAt: new Date(), served: 0, reloading: false, state: 'ready', outstanding: 0 };
+  }
+
+  /** A model that takes new requests, or MODEL_NOT_FOUND. */
+  private serving(id: string): ModelEntry {
+    const entry = this.models.get(id);
+    if (!entry || entry.state !== 'ready') throw new BalesError(ErrorCode.MODEL_NOT_FOUND, `model '${id}' is not registered`);
+    return entry;
+  }
+
+  /** Wakes a pending DELETE once a draining model has no accepted request and no running batch left. */
+  private checkIdle(entry: ModelEntry): void {
+    if (entry.state === 'draining' && entry.outstanding === 0 && !this.inFlight.has(entry.key) && entry.onIdle) {
+      const wake = entry.onIdle;
+      entry.onIdle = undefined;
+      wake();
+    }
   }
 
   private async loadSessions(key: string, path: string): Promise<Signature> {
@@ -265,7 +370,7 @@ export class ModelRegistry implements OnModuleInit, OnApplicationShutdown {
       labels: e.labels,
       signature: e.signature,
       maxBatchSize,
-      state: 'ready',
+      state: e.state,
       loadedAt: e.loadedAt.toISOString(),
       requestsServed: e.served,
     };

@@ -26,13 +26,14 @@ export class InferService {
       const levels = this.config.PRIORITY_LEVELS;
       const priority = req.priority ?? Math.min(DEFAULT_PRIORITY, levels);
       if (priority > levels) throw new BalesError(ErrorCode.INVALID_REQUEST, `priority must be an integer from 1 to ${levels}`);
-      const model = this.registry.get(modelId);
-      if (req.model_type !== undefined && req.model_type !== model.task) {
-        throw new BalesError(ErrorCode.INVALID_INPUT, `model_type '${req.model_type}' does not match model '${modelId}', a ${model.task} model`);
+      const task = this.registry.get(modelId).task;
+      if (req.model_type !== undefined && req.model_type !== task) {
+        throw new BalesError(ErrorCode.INVALID_INPUT, `model_type '${req.model_type}' does not match model '${modelId}', a ${task} model`);
       }
-      const row = this.registry.encode(modelId, req.payload);
+      // Counted until answered, so unloading the model waits for this request.
+      const { row, release } = this.registry.admit(modelId, req.payload);
       const timeoutMs = this.config.BATCHER_TIMEOUT_S * 1000;
-      const out = await this.queue.submit({ requestId, modelId, priority, row, timeoutMs });
+      const out = await this.queue.submit({ requestId, modelId, priority, row, timeoutMs }).finally(release);
       return {
         request_id: requestId,
         model_id: out.model_id,
