@@ -1,7 +1,13 @@
-import { Controller, Get } from '@nestjs/common';
+import { Controller, Get, Res, ServiceUnavailableException } from '@nestjs/common';
+import { HealthCheck, HealthCheckResult } from '@nestjs/terminus';
+import type { FastifyReply } from 'fastify';
 import { BalesConfig } from '@bales/config';
 import { ModelRegistry } from '@bales/model-registry';
 import { BatchRunner, InferenceQueue } from '@bales/queue';
+import { ProbesService } from './probes.service';
+
+/** A failed probe's body: terminus' result plus one line naming every failing check. */
+export type ProbeFailure = HealthCheckResult & { message: string };
 
 @Controller('health')
 export class HealthController {
@@ -10,6 +16,7 @@ export class HealthController {
     private readonly registry: ModelRegistry,
     private readonly queue: InferenceQueue,
     private readonly runner: BatchRunner,
+    private readonly probes: ProbesService,
   ) {}
 
   /** Whether this replica can serve, its models, the requests it holds and what its processor ran. */
@@ -25,5 +32,35 @@ export class HealthController {
       processor: { enabled: this.config.PROCESSOR_ENABLED, batches, rows_run: rowsRun, rows_expired: rowsExpired },
       uptime_s: Math.round(process.uptime()),
     };
+  }
+
+  /** Kubernetes liveness probe: never depends on Redis, so an outage does not restart healthy pods. */
+  @Get('live')
+  @HealthCheck()
+  live(@Res({ passthrough: true }) reply: FastifyReply): Promise<HealthCheckResult | ProbeFailure> {
+    return probe(this.probes.live(), reply);
+  }
+
+  /** Kubernetes readiness probe: 503 naming the cause while Redis is away, models are loading, or shutdown began. */
+  @Get('ready')
+  @HealthCheck()
+  ready(@Res({ passthrough: true }) reply: FastifyReply): Promise<HealthCheckResult | ProbeFailure> {
+    return probe(this.probes.ready(), reply);
+  }
+}
+
+/**
+ * Answers a failed check with 503 and terminus' own body here rather than through the error filter,
+ * whose {statusCode, error, message} shape would drop which checks failed.
+ */
+async function probe(check: Promise<HealthCheckResult>, reply: FastifyReply): Promise<HealthCheckResult | ProbeFailure> {
+  try {
+    return await check;
+  } catch (err) {
+    if (!(err instanceof ServiceUnavailableException)) throw err;
+    const result = err.getResponse() as HealthCheckResult;
+    const causes = Object.entries(result.error ?? {}).map(([key, v]) => `${key}: ${(v as { message?: string }).message ?? 'down'}`);
+    reply.status(503);
+    return { ...result, message: `not ready: ${causes.join('; ') || result.status}` };
   }
 }

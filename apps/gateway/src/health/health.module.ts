@@ -1,6 +1,9 @@
 import { Module } from '@nestjs/common';
+import { TerminusModule } from '@nestjs/terminus';
 import { QueueModule } from '@bales/queue';
 import { HealthController } from './health.controller';
+import { ProbesService } from './probes.service';
 
-@Module({ imports: [QueueModule], controllers: [HealthController] })
+// A failing readiness check is an expected state (Redis away, shutdown), answered in the body, not logged as an error.
+@Module({ imports: [QueueModule, TerminusModule.forRoot({ logger: false })], controllers: [HealthController], providers: [ProbesService] })
 export class HealthModule {}

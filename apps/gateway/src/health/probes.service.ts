@@ -1,0 +1,40 @@
+import { Injectable } from '@nestjs/common';
+import { HealthCheckResult, HealthCheckService, HealthIndicatorResult, HealthIndicatorService } from '@nestjs/terminus';
+import { ModelRegistry } from '@bales/model-registry';
+import { InferenceQueue } from '@bales/queue';
+
+/** How long one turn of the event loop takes right now: the time from scheduling to running a macrotask. */
+function eventLoopLagMs(): Promise<number> {
+  const started = performance.now();
+  return new Promise((resolve) => setImmediate(() => resolve(Math.round((performance.now() - started) * 1000) / 1000)));
+}
+
+/** The Kubernetes probes, as terminus health checks. */
+@Injectable()
+export class ProbesService {
+  constructor(
+    private readonly health: HealthCheckService,
+    private readonly indicator: HealthIndicatorService,
+    private readonly registry: ModelRegistry,
+    private readonly queue: InferenceQueue,
+  ) {}
+
+  /** Liveness: answering at all proves the process and its event loop run. Redis is deliberately not asked. */
+  live(): Promise<HealthCheckResult> {
+    return this.health.check([async () => this.indicator.check('event_loop').up({ lag_ms: await eventLoopLagMs(), uptime_s: Math.round(process.uptime()) })]);
+  }
+
+  /** Readiness: traffic should come here only while every check is up. Rejects with a 503 naming each failing check. */
+  ready(): Promise<HealthCheckResult> {
+    return this.health.check([
+      () => this.check('redis', this.queue.connected, 'Redis is unreachable'),
+      () => this.check('models', this.registry.ready, 'the models or the worker pool are not loaded yet (or already released)', { loaded: this.registry.list().length, worker_threads: this.registry.slots }),
+      () => this.check('accepting', this.queue.accepting, 'the gateway is shutting down'),
+    ]);
+  }
+
+  private check(key: string, ok: boolean, whyNot: string, data: Record<string, unknown> = {}): HealthIndicatorResult {
+    const session = this.indicator.check(key);
+    return ok ? session.up(data) : session.down({ message: whyNot, ...data });
+  }
+}
