@@ -20,6 +20,8 @@ export interface ModelInfo {
   state: ModelState;
   loadedAt: string;
   requestsServed: number;
+  /** Requests this replica accepted for the model and has not answered yet. */
+  requestsPending: number;
 }
 
 export type ModelState = 'ready' | 'draining';
@@ -150,9 +152,11 @@ export class ModelRegistry implements OnModuleInit, OnApplicationShutdown {
     return this.models.has(id);
   }
 
-  /** The model, or MODEL_NOT_FOUND (also once a DELETE has begun draining it). */
+  /** The model (state `draining` while a DELETE finishes its work), or MODEL_NOT_FOUND. */
   get(id: string): ModelInfo {
-    return this.describe(this.serving(id));
+    const entry = this.models.get(id);
+    if (!entry) throw new BalesError(ErrorCode.MODEL_NOT_FOUND, `model '${id}' is not registered`);
+    return this.describe(entry);
   }
 
   list(): ModelInfo[] {
@@ -373,6 +377,7 @@ export class ModelRegistry implements OnModuleInit, OnApplicationShutdown {
       state: e.state,
       loadedAt: e.loadedAt.toISOString(),
       requestsServed: e.served,
+      requestsPending: e.outstanding,
     };
   }
 }
