@@ -1,31 +1,26 @@
-import { LogLevel as NestLogLevel } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
-import { BalesConfig, LogLevel, loadConfig } from '@bales/config';
+import { Logger } from 'nestjs-pino';
+import { BalesConfig, loadConfig } from '@bales/config';
+import { createLogger, fastifyLogging } from '@bales/observability';
 import { AppModule } from './app.module';
 import { BodyValidationPipe } from './common/body-validation.pipe';
 import { ErrorFilter } from './errors/error.filter';
 
-const NEST_LEVELS: Record<LogLevel, NestLogLevel[]> = {
-  fatal: ['fatal'],
-  error: ['fatal', 'error'],
-  warn: ['fatal', 'error', 'warn'],
-  info: ['fatal', 'error', 'warn', 'log'],
-  debug: ['fatal', 'error', 'warn', 'log', 'debug'],
-  trace: ['fatal', 'error', 'warn', 'log', 'debug', 'verbose'],
-};
-
 /** Builds the gateway (validated config, Fastify, validation, error mapping), initialised but not listening. */
 export async function createGatewayApp(env: Record<string, string | undefined>): Promise<{ app: NestFastifyApplication; config: BalesConfig }> {
   const config = loadConfig(env);
-  const adapter = new FastifyAdapter({ bodyLimit: config.MAX_BODY_BYTES });
+  const logger = createLogger(config.LOG_LEVEL);
+  const adapter = new FastifyAdapter({ bodyLimit: config.MAX_BODY_BYTES, ...fastifyLogging(logger) });
   // Only JSON bodies are accepted; anything else is 415 rather than a string the DTO cannot describe.
   adapter.getInstance().removeContentTypeParser('text/plain');
-  const app = await NestFactory.create<NestFastifyApplication>(AppModule.forRoot(config), adapter, {
-    logger: NEST_LEVELS[config.LOG_LEVEL],
+  const app = await NestFactory.create<NestFastifyApplication>(AppModule.forRoot(config, logger), adapter, {
+    // Nest's own lines wait for the pino logger, so boot lines are JSON like the rest.
+    bufferLogs: true,
     // Boot failures reach the caller (main prints one line) instead of exiting the process from inside Nest.
     abortOnError: false,
   });
+  app.useLogger(app.get(Logger));
   app.useGlobalFilters(new ErrorFilter());
   app.useGlobalPipes(new BodyValidationPipe());
   app.enableShutdownHooks();

@@ -1,12 +1,14 @@
 import { DynamicModule, Module } from '@nestjs/common';
+import type { Logger } from 'pino';
 import { BalesConfig, ConfigModule } from '@bales/config';
+import { ObservabilityModule } from '@bales/observability';
 import { HealthModule } from './health/health.module';
 import { InferModule } from './infer/infer.module';
 import { ModelsModule } from './models/models.module';
 
 @Module({})
 export class AppModule {
-  static forRoot(config: BalesConfig): DynamicModule {
-    return { module: AppModule, imports: [ConfigModule.forRoot(config), InferModule, HealthModule, ModelsModule] };
+  static forRoot(config: BalesConfig, logger: Logger): DynamicModule {
+    return { module: AppModule, imports: [ConfigModule.forRoot(config), ObservabilityModule.forRoot(config, logger), InferModule, HealthModule, ModelsModule] };
   }
 }

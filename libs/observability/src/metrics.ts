@@ -1,0 +1,115 @@
+import { Injectable } from '@nestjs/common';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { BalesConfig } from '@bales/config';
+
+/** Millisecond buckets: fine from 1 to 50 ms, where a served request lives, then coarse up to the longest timeout. */
+export const MS_BUCKETS = [0.5, 1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 15, 20, 25, 30, 35, 40, 50, 75, 100, 150, 250, 500, 1000, 2500, 5000, 10000, 30000];
+/** Rows per batch, up to MAX_BATCH_SIZE's bound. */
+export const BATCH_SIZE_BUCKETS = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 128, 256, 512, 1024, 4096];
+
+/** Rows queued for one model at one priority. */
+export interface QueueDepthSample {
+  modelId: string;
+  priority: number;
+  rows: number;
+}
+
+export type ReloadResult = 'ok' | 'failed';
+
+/**
+ * Every BALES metric, in one registry per gateway (so several gateways in one process, as in tests, never share
+ * counts). Recording is a counter increment or one histogram observation; gauges that mirror state are read only
+ * when Prometheus scrapes.
+ */
+@Injectable()
+export class BalesMetrics {
+  readonly registry = new Registry();
+  private readonly requests = new Counter({
+    name: 'bales_requests_total',
+    help: 'Inference requests (POST /infer) answered, by model_id and HTTP status',
+    labelNames: ['model_id', 'status'] as const,
+    registers: [this.registry],
+  });
+  private readonly latency = this.histogram('bales_request_latency_ms', 'End-to-end latency of POST /infer inside the gateway, in milliseconds', MS_BUCKETS);
+  private readonly batchSize = this.histogram('bales_batch_size', 'Rows in each batch run on ONNX Runtime', BATCH_SIZE_BUCKETS);
+  private readonly queueWait = this.histogram('bales_queue_wait_ms', 'Time each row waited from enqueueing until its batch started, in milliseconds', MS_BUCKETS);
+  private readonly inference = this.histogram('bales_inference_ms', 'Time ONNX Runtime took to run one batch, in milliseconds', MS_BUCKETS);
+  private readonly reloads = new Counter({
+    name: 'bales_model_reloads_total',
+    help: 'Model hot swaps (POST /models/:id/reload), by model_id and result (ok or failed)',
+    labelNames: ['model_id', 'result'] as const,
+    registers: [this.registry],
+  });
+  private readonly rejections = new Counter({
+    name: 'bales_rejected_total',
+    help: 'Requests answered with an error, by reason (the error code, e.g. queue_full, timeout, invalid_input)',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+  private pendingSource: () => number = () => 0;
+  private depthSource: () => QueueDepthSample[] = () => [];
+
+  constructor(config: BalesConfig) {
+    const metrics = this;
+    new Gauge({
+      name: 'bales_pending_requests',
+      help: 'Requests this replica accepted and has not answered yet',
+      registers: [this.registry],
+      collect() {
+        this.set(metrics.pendingSource());
+      },
+    });
+    new Gauge({
+      name: 'bales_queue_depth',
+      help: 'Rows queued in Redis and not yet taken by a processor, by model_id and priority, across all replicas',
+      labelNames: ['model_id', 'priority'] as const,
+      registers: [this.registry],
+      collect() {
+        // Reset first, so a model whose queue emptied (or was unloaded) stops being reported.
+        this.reset();
+        for (const s of metrics.depthSource()) this.set({ model_id: s.modelId, priority: s.priority }, s.rows);
+      },
+    });
+    // Node's process metrics sample on timers of their own: only worth it when someone scrapes them.
+    if (config.ENABLE_PROMETHEUS) collectDefaultMetrics({ register: this.registry });
+  }
+
+  /** One answered POST /infer. */
+  request(modelId: string, status: number, latencyMs: number): void {
+    this.requests.inc({ model_id: modelId, status });
+    this.latency.observe(latencyMs);
+  }
+
+  /** One batch run on ONNX Runtime. */
+  batch(rows: number, inferenceMs: number): void {
+    this.batchSize.observe(rows);
+    this.inference.observe(inferenceMs);
+  }
+
+  /** How long one row waited in the queue before its batch started. */
+  queued(waitMs: number): void {
+    this.queueWait.observe(waitMs);
+  }
+
+  reload(modelId: string, result: ReloadResult): void {
+    this.reloads.inc({ model_id: modelId, result });
+  }
+
+  rejected(reason: string): void {
+    this.rejections.inc({ reason });
+  }
+
+  /** Where bales_pending_requests is read from at scrape time. */
+  readPendingFrom(source: () => number): void {
+    this.pendingSource = source;
+  }
+
+  /** Where bales_queue_depth is read from at scrape time. */
+  readQueueDepthFrom(source: () => QueueDepthSample[]): void {
+    this.depthSource = source;
+  }
+
+  private histogram(name: string, help: string, buckets: number[]): Histogram {
+    return new Histogram({ name, help, buckets, registers: [this.registry] });
+  }
+}
