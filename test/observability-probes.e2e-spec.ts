@@ -1,27 +1,13 @@
 import { ModelRegistry } from '@bales/model-registry';
 import { InferenceQueue } from '@bales/queue';
-import { TestGateway, getJson, startGateway } from './support/gateway';
-import { TestRedis } from './support/redis-server';
-
-/** A fresh Redis and gateway for the enclosing describe, torn down after it. */
-function ownGateway(): { redis: TestRedis; gw: TestGateway } {
-  const env = {} as { redis: TestRedis; gw: TestGateway };
-  beforeAll(async () => {
-    env.redis = await TestRedis.start();
-    env.gw = await startGateway(env.redis.url);
-  });
-  afterAll(async () => {
-    await env.gw?.close();
-    await env.redis?.stop();
-  });
-  return env;
-}
+import { getJson } from './support/gateway';
+import { ownGateway } from './support/observability';
 
 describe('Kubernetes probes: GET /health/live and GET /health/ready', () => {
-  const env = ownGateway();
+  const own = ownGateway();
 
   it('reports ready with every check up once Redis answers and the models are loaded', async () => {
-    const res = await getJson(`${env.gw.url}/health/ready`);
+    const res = await getJson(`${own.gw.url}/health/ready`);
     expect(res.status).toBe(200);
     expect(res.body).toMatchObject({
       status: 'ok',
@@ -31,43 +17,43 @@ describe('Kubernetes probes: GET /health/live and GET /health/ready', () => {
   });
 
   it('reports live with the event loop lag, and is never cached', async () => {
-    const res = await fetch(`${env.gw.url}/health/live`);
+    const res = await fetch(`${own.gw.url}/health/live`);
     expect(res.status).toBe(200);
     expect(res.headers.get('cache-control')).toContain('no-store');
     expect(await res.json()).toMatchObject({ status: 'ok', details: { event_loop: { status: 'up', lag_ms: expect.any(Number) } } });
   });
 
   it('stays live but answers not ready with 503 naming Redis while Redis is down, and recovers', async () => {
-    await env.redis.stop();
+    await own.redis.stop();
     try {
-      await waitFor(async () => (await getJson(`${env.gw.url}/health/ready`)).status === 503);
-      const ready = await getJson(`${env.gw.url}/health/ready`);
+      await waitFor(async () => (await getJson(`${own.gw.url}/health/ready`)).status === 503);
+      const ready = await getJson(`${own.gw.url}/health/ready`);
       expect(ready.body).toMatchObject({ status: 'error', error: { redis: { status: 'down', message: 'Redis is unreachable' } } });
       expect(ready.body.message).toBe('not ready: redis: Redis is unreachable');
       expect(ready.body.error.models).toBeUndefined();
-      expect((await getJson(`${env.gw.url}/health/live`)).status).toBe(200);
+      expect((await getJson(`${own.gw.url}/health/live`)).status).toBe(200);
     } finally {
-      await env.redis.resume();
+      await own.redis.resume();
     }
-    await waitFor(async () => (await getJson(`${env.gw.url}/health/ready`)).status === 200);
+    await waitFor(async () => (await getJson(`${own.gw.url}/health/ready`)).status === 200);
   });
 });
 
 describe('readiness during shutdown and once the models are released', () => {
-  const env = ownGateway();
+  const own = ownGateway();
 
   it('answers 503 naming the shutdown once the producer stops accepting, while liveness stays 200', async () => {
-    env.gw.app.get(InferenceQueue).beginShutdown();
-    const ready = await getJson(`${env.gw.url}/health/ready`);
+    own.gw.app.get(InferenceQueue).beginShutdown();
+    const ready = await getJson(`${own.gw.url}/health/ready`);
     expect(ready.status).toBe(503);
     expect(ready.body.error).toEqual({ accepting: { status: 'down', message: 'the gateway is shutting down' } });
     expect(ready.body.message).toBe('not ready: accepting: the gateway is shutting down');
-    expect((await getJson(`${env.gw.url}/health/live`)).status).toBe(200);
+    expect((await getJson(`${own.gw.url}/health/live`)).status).toBe(200);
   });
 
   it('answers 503 naming the models once the registry has released its worker pool', async () => {
-    await env.gw.app.get(ModelRegistry).onApplicationShutdown();
-    const ready = await getJson(`${env.gw.url}/health/ready`);
+    await own.gw.app.get(ModelRegistry).onApplicationShutdown();
+    const ready = await getJson(`${own.gw.url}/health/ready`);
     expect(ready.status).toBe(503);
     expect(ready.body.error.models).toMatchObject({ status: 'down', message: expect.stringContaining('not loaded') });
     expect(ready.body.message).toContain('models: ');

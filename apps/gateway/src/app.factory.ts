@@ -2,7 +2,7 @@ import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
 import { Logger } from 'nestjs-pino';
 import { BalesConfig, loadConfig } from '@bales/config';
-import { createLogger, fastifyLogging } from '@bales/observability';
+import { BalesMetrics, createLogger, fastifyLogging } from '@bales/observability';
 import { AppModule } from './app.module';
 import { BodyValidationPipe } from './common/body-validation.pipe';
 import { ErrorFilter } from './errors/error.filter';
@@ -21,7 +21,7 @@ export async function createGatewayApp(env: Record<string, string | undefined>):
     abortOnError: false,
   });
   app.useLogger(app.get(Logger));
-  app.useGlobalFilters(new ErrorFilter());
+  app.useGlobalFilters(new ErrorFilter(app.get(BalesMetrics)));
   app.useGlobalPipes(new BodyValidationPipe());
   app.enableShutdownHooks();
   await app.init();

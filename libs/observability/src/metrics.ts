@@ -7,6 +7,8 @@ export const MS_BUCKETS = [0.5, 1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 15, 20, 25, 30, 
 /** Rows per batch, up to MAX_BATCH_SIZE's bound. */
 export const BATCH_SIZE_BUCKETS = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 128, 256, 512, 1024, 4096];
 
+const NOT_COUNTERS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
+
 /** Rows queued for one model at one priority. */
 export interface QueueDepthSample {
   modelId: string;
@@ -71,7 +73,11 @@ export class BalesMetrics {
       },
     });
     // Node's process metrics sample on timers of their own: only worth it when someone scrapes them.
-    if (config.ENABLE_PROMETHEUS) collectDefaultMetrics({ register: this.registry });
+    if (config.ENABLE_PROMETHEUS) {
+      collectDefaultMetrics({ register: this.registry });
+      // Gauges named like counters, which promtool rejects; nodejs_active_{handles,requests,resources} by type remain.
+      for (const name of NOT_COUNTERS) this.registry.removeSingleMetric(name);
+    }
   }
 
   /** One answered POST /infer. */

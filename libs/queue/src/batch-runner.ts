@@ -1,6 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { BalesError, ErrorCode } from '@bales/errors';
 import { ModelRegistry } from '@bales/model-registry';
+import { BalesMetrics } from '@bales/observability';
 import { epochNow } from './clock';
 import type { QueuedRow } from './job-codec';
 import type { ResultMessage } from './pending-requests';
@@ -20,6 +21,7 @@ export class BatchRunner {
   readonly stats: RunnerStats = { batches: 0, rowsRun: 0, rowsExpired: 0 };
 
   constructor(
+    private readonly metrics: BalesMetrics,
     private readonly registry: ModelRegistry,
     private readonly router: ResultRouter,
   ) {}
@@ -34,6 +36,9 @@ export class BatchRunner {
       const outcome = await this.registry.run(modelId, live.map((r) => r.row));
       this.stats.batches++;
       this.stats.rowsRun += live.length;
+      this.metrics.batch(live.length, outcome.inferenceMs);
+      // Enqueue times come from the producing replica's clock: skew must not make a wait negative.
+      for (const r of live) this.metrics.queued(Math.max(0, outcome.startedAt - r.enqueuedAt));
       messages = live.map((r, i) => ({
         id: r.requestId,
         ok: true,

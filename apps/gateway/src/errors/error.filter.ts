@@ -2,6 +2,7 @@ import { ArgumentsHost, Catch, ExceptionFilter, HttpException, HttpStatus, Logge
 import type { FastifyReply } from 'fastify';
 import { STATUS_CODES } from 'node:http';
 import { BalesError, ErrorCode } from '@bales/errors';
+import { BalesMetrics } from '@bales/observability';
 
 /** The one place domain error codes become HTTP statuses. */
 export const STATUS_BY_CODE: Record<ErrorCode, number> = {
@@ -49,12 +50,21 @@ export function errorBody(exception: unknown, logger: Logger): ErrorBody {
   return { statusCode: HttpStatus.INTERNAL_SERVER_ERROR, error: 'Internal Server Error', message: 'internal error; see the gateway log' };
 }
 
+/** bales_rejected_total's reason: the domain code when there is one, else the status text (bad_request, payload_too_large, ...). */
+export function rejectionReason(exception: unknown, body: ErrorBody): string {
+  return exception instanceof BalesError ? exception.code.toLowerCase() : body.error.toLowerCase().replace(/[^a-z]+/g, '_');
+}
+
 @Catch()
 export class ErrorFilter implements ExceptionFilter {
   private readonly logger = new Logger('Errors');
 
+  constructor(private readonly metrics: BalesMetrics) {}
+
   catch(exception: unknown, host: ArgumentsHost): void {
     const body = errorBody(exception, this.logger);
+    // Every error answer is counted here, the one place they all pass.
+    this.metrics.rejected(rejectionReason(exception, body));
     const reply = host.switchToHttp().getResponse<FastifyReply>();
     reply.status(body.statusCode).send(body);
   }

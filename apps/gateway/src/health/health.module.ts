@@ -3,7 +3,8 @@ import { TerminusModule } from '@nestjs/terminus';
 import { QueueModule } from '@bales/queue';
 import { HealthController } from './health.controller';
 import { ProbesService } from './probes.service';
+import { ReplicaGauges } from './replica-gauges';
 
 // A failing readiness check is an expected state (Redis away, shutdown), answered in the body, not logged as an error.
-@Module({ imports: [QueueModule, TerminusModule.forRoot({ logger: false })], controllers: [HealthController], providers: [ProbesService] })
+@Module({ imports: [QueueModule, TerminusModule.forRoot({ logger: false })], controllers: [HealthController], providers: [ProbesService, ReplicaGauges] })
 export class HealthModule {}

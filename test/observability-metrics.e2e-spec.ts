@@ -1,0 +1,120 @@
+import { INPUT_128, post } from './support/gateway';
+import { ownGateway, promtool, sample, scrape } from './support/observability';
+
+const infer = (input: unknown, extra: Record<string, unknown> = {}) => ({ model_id: 'stub_v1', payload: { input }, ...extra });
+
+/** How much each sample grew while `act` ran. */
+async function growth(url: string, act: () => Promise<unknown>, ...probes: [string, Record<string, string>?][]): Promise<number[]> {
+  const before = await scrape(url);
+  await act();
+  const after = await scrape(url);
+  return probes.map(([name, labels]) => sample(after, name, labels) - sample(before, name, labels));
+}
+
+describe('GET /metrics (real HTTP, Redis and ONNX Runtime)', () => {
+  const own = ownGateway({ MAX_BODY_BYTES: '65536' });
+
+  it('counts every POST /infer answer by model_id and status, and observes its latency in millisecond buckets', async () => {
+    const [ok, invalid, unknownModel, badJson, latencies] = await growth(
+      own.gw.url,
+      async () => {
+        for (let i = 0; i < 5; i++) expect((await post(`${own.gw.url}/infer`, infer(INPUT_128))).status).toBe(200);
+        expect((await post(`${own.gw.url}/infer`, infer([1, 2]))).status).toBe(422);
+        expect((await post(`${own.gw.url}/infer`, infer(INPUT_128, { model_id: 'made_up' }))).status).toBe(404);
+        expect((await post(`${own.gw.url}/infer`, '{"payload": ')).status).toBe(400);
+      },
+      ['bales_requests_total', { model_id: 'stub_v1', status: '200' }],
+      ['bales_requests_total', { model_id: 'stub_v1', status: '422' }],
+      // A model nobody registered is not a label value of its own, so clients cannot grow the series.
+      ['bales_requests_total', { model_id: 'unknown', status: '404' }],
+      ['bales_requests_total', { model_id: 'stub_v1', status: '400' }],
+      ['bales_request_latency_ms_count'],
+    );
+    expect({ ok, invalid, unknownModel, badJson, latencies }).toEqual({ ok: 5, invalid: 1, unknownModel: 1, badJson: 1, latencies: 8 });
+    const text = await scrape(own.gw.url);
+    const bounds = [...text.matchAll(/^bales_request_latency_ms_bucket\{le="([^"]+)"\}/gm)].map((m) => Number(m[1]));
+    for (const ms of [1, 2, 3, 4, 5, 10, 20, 30, 40, 50]) expect(bounds).toContain(ms);
+    expect(bounds.filter((b) => b >= 1 && b <= 50).length).toBeGreaterThanOrEqual(15);
+  });
+
+  it('records each batch it runs: its size, its inference time, and every row’s wait in the queue', async () => {
+    const [rows, batches, inferences, waits] = await growth(
+      own.gw.url,
+      async () => {
+        const answers = await Promise.all(Array.from({ length: 64 }, () => post(`${own.gw.url}/infer`, infer(INPUT_128))));
+        expect(answers.every((a) => a.status === 200)).toBe(true);
+      },
+      ['bales_batch_size_sum'],
+      ['bales_batch_size_count'],
+      ['bales_inference_ms_count'],
+      ['bales_queue_wait_ms_count'],
+    );
+    expect(rows).toBe(64);
+    expect(waits).toBe(64);
+    expect(inferences).toBe(batches);
+    expect(batches).toBeGreaterThanOrEqual(1);
+    expect(batches).toBeLessThan(64);
+    const text = await scrape(own.gw.url);
+    expect(sample(text, 'bales_inference_ms_sum')).toBeGreaterThan(0);
+  });
+
+  it('counts every rejection once, by reason', async () => {
+    const growthOf = await growth(
+      own.gw.url,
+      async () => {
+        expect((await post(`${own.gw.url}/infer`, infer([1, 2]))).status).toBe(422);
+        expect((await post(`${own.gw.url}/infer`, infer(INPUT_128, { model_id: 'made_up' }))).status).toBe(404);
+        expect((await post(`${own.gw.url}/infer`, infer(INPUT_128, { priority: 0 }))).status).toBe(400);
+        expect((await post(`${own.gw.url}/infer`, 'hello', { 'content-type': 'text/plain' })).status).toBe(415);
+        expect((await post(`${own.gw.url}/infer`, infer(Array(20000).fill(0.5)))).status).toBe(413);
+      },
+      ['bales_rejected_total', { reason: 'invalid_input' }],
+      ['bales_rejected_total', { reason: 'model_not_found' }],
+      ['bales_rejected_total', { reason: 'bad_request' }],
+      ['bales_rejected_total', { reason: 'unsupported_media_type' }],
+      ['bales_rejected_total', { reason: 'payload_too_large' }],
+    );
+    expect(growthOf).toEqual([1, 1, 1, 1, 1]);
+  });
+
+  it("exports Node's process metrics", async () => {
+    const text = await scrape(own.gw.url);
+    for (const name of ['process_cpu_user_seconds_total', 'process_resident_memory_bytes', 'nodejs_eventloop_lag_seconds', 'nodejs_heap_size_used_bytes']) {
+      expect(text).toMatch(new RegExp(`^${name} `, 'm'));
+    }
+  });
+
+  it('passes promtool check metrics, but for the abbreviated-unit lint on the three _ms names the original contract fixes', async () => {
+    const { status, problems } = promtool(await scrape(own.gw.url));
+    // promtool exits 1 on text it cannot parse and 3 on lint findings only.
+    expect([0, 3]).toContain(status);
+    expect(problems.sort()).toEqual(
+      ['bales_inference_ms', 'bales_queue_wait_ms', 'bales_request_latency_ms'].map((n) => `${n} metric names should not contain abbreviated units`),
+    );
+  });
+});
+
+describe('bales_pending_requests and timeouts', () => {
+  // Nothing processes this replica's work, so its requests stay pending until their deadline.
+  const own = ownGateway({ PROCESSOR_ENABLED: 'false', BATCHER_TIMEOUT_S: '1.5' });
+
+  it('reports the requests this replica holds, then counts them as timeouts once they are answered 504', async () => {
+    const answers = Promise.all(Array.from({ length: 3 }, () => post(`${own.gw.url}/infer`, infer(INPUT_128))));
+    await new Promise((r) => setTimeout(r, 300));
+    expect(sample(await scrape(own.gw.url), 'bales_pending_requests')).toBe(3);
+    expect((await answers).map((a) => a.status)).toEqual([504, 504, 504]);
+    const text = await scrape(own.gw.url);
+    expect(sample(text, 'bales_pending_requests')).toBe(0);
+    expect(sample(text, 'bales_rejected_total', { reason: 'timeout' })).toBe(3);
+    expect(sample(text, 'bales_requests_total', { model_id: 'stub_v1', status: '504' })).toBe(3);
+  });
+});
+
+describe('ENABLE_PROMETHEUS=false', () => {
+  const own = ownGateway({ ENABLE_PROMETHEUS: 'false' });
+
+  it('serves no /metrics, while inference works as before', async () => {
+    expect((await fetch(`${own.gw.url}/metrics`)).status).toBe(404);
+    expect((await post(`${own.gw.url}/infer`, infer(INPUT_128))).status).toBe(200);
+  });
+});
