@@ -23,7 +23,7 @@ export async function createGatewayApp(env: Record<string, string | undefined>):
   app.useLogger(app.get(Logger));
   app.useGlobalFilters(new ErrorFilter(app.get(BalesMetrics)));
   app.useGlobalPipes(new BodyValidationPipe());
-  app.enableShutdownHooks();
+  // Signals are handled by main.ts (exitGracefullyOnSignals), which bounds the shutdown; app.close() runs the hooks.
   await app.init();
   return { app, config };
 }

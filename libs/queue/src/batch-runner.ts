@@ -4,14 +4,17 @@ import { ModelRegistry } from '@bales/model-registry';
 import { BalesMetrics } from '@bales/observability';
 import { epochNow } from './clock';
 import type { QueuedRow } from './job-codec';
-import type { ResultMessage } from './pending-requests';
+import { PendingRequests, ResultMessage } from './pending-requests';
 import { ResultRouter } from './result-router';
 
 /** Counters of what the runner did, for health and tests. */
 export interface RunnerStats {
   batches: number;
   rowsRun: number;
-  /** Rows whose deadline had passed before their batch started: answered 504 already, never run. */
+  /**
+   * Rows whose client was already answered when they were fetched or when their batch started (the deadline
+   * passed, or the client closed the connection): never run.
+   */
   rowsExpired: number;
 }
 
@@ -24,12 +27,23 @@ export class BatchRunner {
     private readonly metrics: BalesMetrics,
     private readonly registry: ModelRegistry,
     private readonly router: ResultRouter,
+    private readonly pending: PendingRequests,
   ) {}
 
-  async run(modelId: string, rows: QueuedRow[]): Promise<void> {
+  /**
+   * Drops rows nobody waits for any more, counting them. A row's deadline travels with it; a client gone from
+   * this replica is known here too. A client gone from another replica is only known by its deadline.
+   */
+  stillWanted<T extends QueuedRow>(rows: T[]): T[] {
     const now = epochNow();
-    const live = rows.filter((r) => r.deadline > now);
+    const self = this.router.instanceId;
+    const live = rows.filter((r) => r.deadline > now && (r.origin !== self || this.pending.has(r.requestId)));
     this.stats.rowsExpired += rows.length - live.length;
+    return live;
+  }
+
+  async run(modelId: string, rows: QueuedRow[]): Promise<void> {
+    const live = this.stillWanted(rows);
     if (live.length === 0) return;
     let messages: ResultMessage[];
     try {

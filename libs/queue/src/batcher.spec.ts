@@ -45,8 +45,20 @@ describe('DynamicBatcher', () => {
     const { batcher, ran } = harness({ slots: 1, windowMs: 10_000 });
     batcher.add('m', 4, items([1]));
     batcher.add('m', 4, items([2, 3, 4, 5, 6, 7, 8, 9, 10]));
-    // Slot busy with [1]; two full batches of 4 go out at once, the last row waits.
-    expect(ran.map((r) => r.ids)).toEqual([[1], [2, 3, 4, 5], [6, 7, 8, 9]]);
+    // Slot busy with [1]; one full batch of 4 queues behind it, the rest wait here.
+    expect(ran.map((r) => r.ids)).toEqual([[1], [2, 3, 4, 5]]);
+    expect(batcher.waiting).toBe(5);
+  });
+
+  it('hands at most one batch per slot to the workers beyond those running, so later urgent items overtake the rest', async () => {
+    const { batcher, ran, finish } = harness({ slots: 1, windowMs: 5 });
+    batcher.add('m', 2, items([1, 2, 3, 4, 5, 6], 3));
+    await sleep(30);
+    expect(ran.map((r) => r.ids)).toEqual([[1, 2], [3, 4]]);
+    batcher.add('m', 2, items([100], 1));
+    finish[0]();
+    await sleep(0);
+    expect(ran[2]).toEqual({ key: 'm', ids: [100, 5] });
     expect(batcher.waiting).toBe(1);
   });
 
@@ -58,6 +70,10 @@ describe('DynamicBatcher', () => {
     expect(ran).toHaveLength(1);
     await sleep(60);
     expect(ran.map((r) => r.ids)).toEqual([[1], [2]]);
+    // Both places taken: a third waits for a batch to finish, however long its window has passed.
+    batcher.add('m', 32, items([3]));
+    await sleep(60);
+    expect(ran).toHaveLength(2);
   });
 
   it('never mixes keys in one batch', async () => {

@@ -6,7 +6,10 @@ export interface Prioritized {
 export interface BatcherOptions<T> {
   /** Longest an item waits for its batch to fill while every slot is busy. */
   windowMs: number;
-  /** Batches that may run at once (one per worker thread); past it, items accumulate. */
+  /**
+   * Batches that may run at once (one per worker thread). As many again may wait behind them, so a worker never
+   * idles between batches; past that, items stay here, where a more urgent one overtakes them.
+   */
   slots: number;
   /** Runs one batch. It must settle every item itself; the batcher only waits for it to finish. */
   run: (key: string, items: T[]) => Promise<void>;
@@ -74,7 +77,8 @@ class Lane<T extends Prioritized> {
  * Groups items into batches per key (a model, or a model and input shape), adapting to load:
  * - a free slot takes what is waiting at once, so light traffic pays no window;
  * - while every slot is busy, items accumulate until a batch is full or the oldest has waited windowMs,
- *   and then the batch is sent anyway, to queue behind a running one;
+ *   and then the batch is sent anyway, to queue behind a running one, but never more than one per slot:
+ *   batches handed over leave the priority order, so the rest stay here;
  * - the most urgent item waiting anywhere goes first; within a key, batches are filled by priority.
  */
 export class DynamicBatcher<T extends Prioritized> {
@@ -109,8 +113,13 @@ export class DynamicBatcher<T extends Prioritized> {
     const now = this.now();
     for (const item of items) lane.push(item, now);
     this.pump();
-    while (lane.size >= lane.maxBatchSize) this.start(lane);
+    while (lane.size >= lane.maxBatchSize && this.canQueue) this.start(lane);
     this.armTimer();
+  }
+
+  /** Whether a batch may still be handed over while every slot is busy. */
+  private get canQueue(): boolean {
+    return this.running < 2 * this.options.slots;
   }
 
   /** Fills free slots with the most urgent work waiting. */
@@ -142,6 +151,7 @@ export class DynamicBatcher<T extends Prioritized> {
       .finally(() => {
         this.running--;
         this.pump();
+        this.sendDue();
         this.armTimer();
       });
   }
@@ -150,7 +160,8 @@ export class DynamicBatcher<T extends Prioritized> {
   private armTimer(): void {
     let oldest = Infinity;
     for (const lane of this.lanes.values()) oldest = Math.min(oldest, lane.oldestArrival());
-    if (oldest === Infinity) {
+    // With no queue place free, the next batch to finish sends what is due; a timer would only spin.
+    if (oldest === Infinity || !this.canQueue) {
       clearTimeout(this.timer);
       this.timer = undefined;
       this.timerAt = Infinity;
@@ -167,10 +178,26 @@ export class DynamicBatcher<T extends Prioritized> {
   private onWindow(): void {
     this.timer = undefined;
     this.timerAt = Infinity;
-    const now = this.now();
-    for (const lane of [...this.lanes.values()]) {
-      while (lane.size > 0 && lane.oldestArrival() + this.options.windowMs <= now) this.start(lane);
-    }
+    this.sendDue();
     this.armTimer();
+  }
+
+  /** Hands over full batches and batches whose window ended, most urgent first, while a queue place is free. */
+  private sendDue(): void {
+    const now = this.now();
+    while (this.canQueue) {
+      let best: Lane<T> | undefined;
+      let bestHead: Waiting<T> | undefined;
+      for (const lane of this.lanes.values()) {
+        const head = lane.head();
+        if (!head || (lane.size < lane.maxBatchSize && lane.oldestArrival() + this.options.windowMs > now)) continue;
+        if (!bestHead || head.item.priority < bestHead.item.priority || (head.item.priority === bestHead.item.priority && head.arrivedAt < bestHead.arrivedAt)) {
+          best = lane;
+          bestHead = head;
+        }
+      }
+      if (!best) return;
+      this.start(best);
+    }
   }
 }

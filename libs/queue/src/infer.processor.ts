@@ -6,9 +6,13 @@ import { ModelRegistry } from '@bales/model-registry';
 import { BatchRunner } from './batch-runner';
 import { DynamicBatcher } from './batcher';
 import { INFER_QUEUE, QueuedRow, decodeJob } from './job-codec';
+import { InferenceQueue } from './inference-queue';
 import { RedisConnections } from './redis-connections';
 
 type BatchItem = QueuedRow & { done: () => void };
+
+const LOCK_DURATION_MS = 3000;
+const STALLED_INTERVAL_MS = 1000;
 
 /**
  * The consumer: takes jobs from the queue, checks them, and feeds their rows to the dynamic batcher,
@@ -25,6 +29,7 @@ export class InferProcessor implements OnApplicationBootstrap, BeforeApplication
     private readonly registry: ModelRegistry,
     private readonly runner: BatchRunner,
     private readonly redis: RedisConnections,
+    private readonly queue: InferenceQueue,
   ) {
     this.batcher = new DynamicBatcher<BatchItem>({
       windowMs: config.BATCH_WINDOW_MS,
@@ -44,16 +49,30 @@ export class InferProcessor implements OnApplicationBootstrap, BeforeApplication
       // Jobs in hand bound the rows buffered here: enough to keep every worker thread fed with full
       // batches, few enough that a more urgent job in Redis waits at most about one batch to be fetched.
       concurrency: 2 * this.registry.slots * this.config.MAX_BATCH_SIZE,
+      // A replica that dies holding jobs stops renewing their locks; another replica's stalled check puts them
+      // back within lockDuration + stalledInterval (about 4 s) instead of BullMQ's 30 s + 30 s. The price is one
+      // lock-renewal script per worker every 1.5 s (it covers all jobs in hand) and one stalled check per second.
+      lockDuration: LOCK_DURATION_MS,
+      stalledInterval: STALLED_INTERVAL_MS,
     });
     this.worker.on('error', (err) => this.redis.logError(err));
+    this.worker.on('stalled', (jobId) => this.logger.warn(`job ${jobId} was held by a replica that stopped renewing its lock; running it again`));
   }
 
   async beforeApplicationShutdown(): Promise<void> {
-    await this.worker?.close();
+    if (!this.worker) return;
+    // Jobs in hand are finished (their clients answered) unless Redis is gone, when they could never be completed.
+    const closed = this.worker.close(!this.queue.connected).then(() => true);
+    const timeout = new Promise<boolean>((resolve) => setTimeout(() => resolve(false), this.config.SHUTDOWN_TIMEOUT_S * 1000).unref());
+    if (!(await Promise.race([closed, timeout]))) await this.worker.disconnect();
   }
 
   async process(job: Job): Promise<void> {
-    const rows = decodeJob(job.data, job.opts.priority ?? 0);
+    const decoded = decodeJob(job.data, job.opts.priority ?? 0);
+    if (decoded.length === 0) return;
+    // A job run again after its replica died was already taken off the shared depth by that replica.
+    if (!job.stalledCounter) this.queue.tookRows(decoded[0].modelId, decoded[0].priority, decoded.map((r) => r.deadline));
+    const rows = this.runner.stillWanted(decoded);
     if (rows.length === 0) return;
     const modelId = rows[0].modelId;
     if (!this.registry.has(modelId)) {

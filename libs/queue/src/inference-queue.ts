@@ -1,5 +1,5 @@
 import { InjectQueue } from '@nestjs/bullmq';
-import { Injectable, OnModuleInit } from '@nestjs/common';
+import { Injectable, OnApplicationShutdown, OnModuleInit } from '@nestjs/common';
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { BalesConfig } from '@bales/config';
@@ -8,6 +8,7 @@ import type { EncodedRow } from '@bales/model-registry';
 import { INFER_JOB, INFER_QUEUE, InferJobData, JobRow, encodeRow } from './job-codec';
 import { epochNow } from './clock';
 import { InferOutcome, PendingRequests } from './pending-requests';
+import { DEPTH_REFRESH_MS, DepthByPriority, QueueDepth } from './queue-depth';
 import { RedisConnections } from './redis-connections';
 
 export interface InferSubmission {
@@ -16,6 +17,8 @@ export interface InferSubmission {
   priority: number;
   row: EncodedRow;
   timeoutMs: number;
+  /** Aborts when the client has gone: the request is settled and its queued work dropped. */
+  signal?: AbortSignal;
 }
 
 /** Requests waiting for the end of the current tick, to travel as one job. */
@@ -23,6 +26,17 @@ interface Group {
   modelId: string;
   priority: number;
   rows: JobRow[];
+}
+
+/** One written job, followed until each of its rows is settled, so work nobody waits for can be removed. */
+interface Tracked {
+  modelId: string;
+  priority: number;
+  deadlines: number[];
+  jobId?: string;
+  unsettled: number;
+  /** Rows that got a result: the job was fetched, so there is nothing to remove. */
+  served: number;
 }
 
 // Past this a Redis write counts as failed, so a client gets 503 instead of waiting on a dead link.
@@ -34,22 +48,36 @@ const ENQUEUE_TIMEOUT_MS = 1000;
  * amortises BullMQ's per-job Redis cost (a few Lua scripts and stream writes) over the whole group.
  */
 @Injectable()
-export class InferenceQueue implements OnModuleInit {
+export class InferenceQueue implements OnModuleInit, OnApplicationShutdown {
   private groups = new Map<string, Group>();
   private flushScheduled = false;
   private client!: Redis;
   private draining = false;
+  private readonly depth: QueueDepth;
+  private refreshTimer?: NodeJS.Timeout;
+  private readonly tracked = new Map<string, Tracked>();
 
   constructor(
     @InjectQueue(INFER_QUEUE) private readonly queue: Queue,
     private readonly config: BalesConfig,
     private readonly pending: PendingRequests,
     private readonly redis: RedisConnections,
-  ) {}
+  ) {
+    this.depth = new QueueDepth(`${config.QUEUE_PREFIX}:depth`);
+  }
 
   async onModuleInit(): Promise<void> {
     this.queue.on('error', (err) => this.redis.logError(err));
     this.client = (await this.queue.client) as unknown as Redis;
+    this.refreshTimer = setInterval(() => {
+      // Rows accepted in this tick are written first, so the read includes every row counted before it.
+      if (this.flushScheduled) this.flush();
+      void this.depth.refresh(this.client, epochNow());
+    }, DEPTH_REFRESH_MS).unref();
+  }
+
+  onApplicationShutdown(): void {
+    clearInterval(this.refreshTimer);
   }
 
   /** True while Redis answers; requests are refused at once otherwise. */
@@ -67,12 +95,32 @@ export class InferenceQueue implements OnModuleInit {
     this.draining = true;
   }
 
+  /** Resolves true once every accepted request is answered, or false when timeoutMs passes first. */
+  async drained(timeoutMs: number): Promise<boolean> {
+    const until = performance.now() + timeoutMs;
+    while (this.pending.size > 0 && performance.now() < until) await new Promise((r) => setTimeout(r, 20));
+    return this.pending.size === 0;
+  }
+
   /** Requests this replica accepted and has not answered yet. */
   get pendingCount(): number {
     return this.pending.size;
   }
 
-  /** Enqueues one request; resolves with its row, or rejects with TIMEOUT, QUEUE_UNAVAILABLE or the batch's error. */
+  /** Rows queued in Redis per model and priority, across replicas, as of the last read (every 100 ms). */
+  depths(): Record<string, DepthByPriority> {
+    return this.depth.snapshot();
+  }
+
+  /** Called by the processor for each job it takes, so the shared depth counts it no more. */
+  tookRows(modelId: string, priority: number, deadlines: number[]): void {
+    this.depth.took(modelId, priority, deadlines);
+  }
+
+  /**
+   * Enqueues one request; resolves with its row, or rejects with QUEUE_FULL, SHUTTING_DOWN,
+   * QUEUE_UNAVAILABLE, TIMEOUT or the batch's error.
+   */
   submit(req: InferSubmission): Promise<InferOutcome> {
     if (this.draining) {
       return Promise.reject(new BalesError(ErrorCode.SHUTTING_DOWN, 'this replica is shutting down; retry on another', req.requestId));
@@ -80,6 +128,11 @@ export class InferenceQueue implements OnModuleInit {
     if (!this.connected) {
       return Promise.reject(new BalesError(ErrorCode.QUEUE_UNAVAILABLE, 'the queue (Redis) is unreachable; retry shortly', req.requestId));
     }
+    const limit = this.config.MAX_QUEUE_DEPTH;
+    if (this.depth.total(req.modelId) >= limit) {
+      return Promise.reject(new BalesError(ErrorCode.QUEUE_FULL, `model '${req.modelId}' has ${limit} or more requests queued; retry shortly`, req.requestId));
+    }
+    this.depth.accept(req.modelId);
     const now = epochNow();
     const result = this.pending.add(req.requestId, req.timeoutMs);
     const key = `${req.modelId}\u0000${req.priority}`;
@@ -91,7 +144,12 @@ export class InferenceQueue implements OnModuleInit {
     group.rows.push(encodeRow(req.requestId, now, now + req.timeoutMs, req.row));
     if (!this.flushScheduled) {
       this.flushScheduled = true;
-      setImmediate(() => this.flush());
+      setImmediate(() => this.flushScheduled && this.flush());
+    }
+    if (req.signal) {
+      const onAbort = () => this.pending.fail(req.requestId, new BalesError(ErrorCode.TIMEOUT, 'the client closed the connection', req.requestId));
+      if (req.signal.aborted) onAbort();
+      else req.signal.addEventListener('abort', onAbort, { once: true });
     }
     return result;
   }
@@ -101,22 +159,64 @@ export class InferenceQueue implements OnModuleInit {
     const groups = [...this.groups.values()];
     this.groups = new Map();
     const max = this.config.MAX_BATCH_SIZE;
-    const jobs = groups.flatMap((g) => {
-      const chunks: { rows: JobRow[]; priority: number; data: InferJobData }[] = [];
+    const jobs: { track: Tracked; rows: JobRow[]; data: InferJobData }[] = [];
+    for (const g of groups) {
       for (let i = 0; i < g.rows.length; i += max) {
         const rows = g.rows.slice(i, i + max);
-        chunks.push({ rows, priority: g.priority, data: { m: g.modelId, o: this.redis.instanceId, r: rows } });
+        const track: Tracked = { modelId: g.modelId, priority: g.priority, deadlines: rows.map((r) => r[2]), unsettled: rows.length, served: 0 };
+        jobs.push({ track, rows, data: { m: g.modelId, o: this.redis.instanceId, r: rows } });
       }
-      return chunks;
-    });
+    }
+    // Requests settled (timed out, client gone) before their job was written are not written at all.
+    const live = jobs.filter((j) => j.rows.some((r) => this.pending.has(r[0])));
+    for (const job of live) for (const row of job.rows) this.follow(row[0], job.track);
+    if (live.length === 0) return;
+    // Counted on the same connection ahead of the jobs, so a processor can never subtract rows before they were added.
+    const counts = this.client.pipeline();
+    for (const { track } of live) this.depth.addTo(counts, track.modelId, track.priority, track.deadlines);
+    const written = Promise.all([counts.exec(), this.queue.addBulk(live.map((j) => ({ name: INFER_JOB, data: j.data, opts: { priority: j.track.priority } })))]);
     const timeout = new Promise<never>((_, reject) => setTimeout(() => reject(new Error('enqueue timed out')), ENQUEUE_TIMEOUT_MS).unref());
-    Promise.race([this.queue.addBulk(jobs.map((j) => ({ name: INFER_JOB, data: j.data, opts: { priority: j.priority } }))), timeout]).catch((err: Error) => {
-      this.redis.logError(err);
-      for (const job of jobs) {
-        for (const row of job.rows) {
-          this.pending.fail(row[0], new BalesError(ErrorCode.QUEUE_UNAVAILABLE, 'the queue (Redis) is unreachable; retry shortly', row[0]));
+    Promise.race([written, timeout]).then(
+      ([, added]) => {
+        live.forEach((job, i) => {
+          job.track.jobId = added[i].id;
+          this.removeIfAbandoned(job.track);
+        });
+      },
+      (err: Error) => {
+        this.redis.logError(err);
+        for (const { track } of live) void this.depth.subtract(this.client, track.modelId, track.priority, track.deadlines).catch(() => undefined);
+        for (const job of live) {
+          for (const row of job.rows) {
+            this.pending.fail(row[0], new BalesError(ErrorCode.QUEUE_UNAVAILABLE, 'the queue (Redis) is unreachable; retry shortly', row[0]));
+          }
         }
-      }
+      },
+    );
+  }
+
+  /** Counts a row's settlement against its job; a job none of whose rows got a result is removed from the queue. */
+  private follow(requestId: string, track: Tracked): void {
+    this.pending.onSettled(requestId, (served) => {
+      track.unsettled--;
+      if (served) track.served++;
+      this.removeIfAbandoned(track);
     });
+  }
+
+  /**
+   * Removes a job whose every request was answered without a result (deadline, client gone). BullMQ refuses
+   * to remove a job a worker holds (it returns 0); that worker skips the rows instead.
+   */
+  private removeIfAbandoned(track: Tracked): void {
+    if (track.unsettled > 0 || track.served > 0 || !track.jobId) return;
+    const jobId = track.jobId;
+    track.jobId = undefined;
+    this.queue.remove(jobId).then(
+      (removed) => {
+        if (removed === 1) return this.depth.subtract(this.client, track.modelId, track.priority, track.deadlines);
+      },
+      (err: Error) => this.redis.logError(err),
+    );
   }
 }

@@ -13,6 +13,8 @@ interface Pending {
   resolve: (outcome: InferOutcome) => void;
   reject: (err: BalesError) => void;
   timer: NodeJS.Timeout;
+  /** Told once the request settles; `served` is true when a processor answered it (result or batch error). */
+  onSettled?: (served: boolean) => void;
 }
 
 /**
@@ -41,25 +43,32 @@ export class PendingRequests {
 
   /** Settles a request from its result message. Returns false when it was already settled (or never known here). */
   settle(msg: ResultMessage): boolean {
-    if (msg.ok) {
-      const p = this.take(msg.id);
-      p?.resolve(msg);
-      return p !== undefined;
-    }
-    return this.fail(msg.id, new BalesError(msg.code, msg.message, msg.id));
+    const p = this.take(msg.id, true);
+    if (msg.ok) p?.resolve(msg);
+    else p?.reject(new BalesError(msg.code, msg.message, msg.id));
+    return p !== undefined;
   }
 
+  /** Settles a request with an error raised on this replica (deadline, client gone, Redis unreachable). */
   fail(id: string, err: BalesError): boolean {
-    const p = this.take(id);
+    const p = this.take(id, false);
     p?.reject(err);
     return p !== undefined;
   }
 
-  private take(id: string): Pending | undefined {
+  /** Calls back once the request settles; at once (not served) when it already has. */
+  onSettled(id: string, callback: (served: boolean) => void): void {
+    const p = this.pending.get(id);
+    if (p) p.onSettled = callback;
+    else callback(false);
+  }
+
+  private take(id: string, served: boolean): Pending | undefined {
     const p = this.pending.get(id);
     if (!p) return undefined;
     this.pending.delete(id);
     clearTimeout(p.timer);
+    p.onSettled?.(served);
     return p;
   }
 }

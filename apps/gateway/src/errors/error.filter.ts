@@ -21,6 +21,8 @@ export const STATUS_BY_CODE: Record<ErrorCode, number> = {
   [ErrorCode.TIMEOUT]: 504,
 };
 
+const RETRY_LATER = new Set([ErrorCode.QUEUE_FULL, ErrorCode.QUEUE_UNAVAILABLE, ErrorCode.SHUTTING_DOWN]);
+
 export interface ErrorBody {
   statusCode: number;
   error: string;
@@ -66,6 +68,8 @@ export class ErrorFilter implements ExceptionFilter {
     // Every error answer is counted here, the one place they all pass.
     this.metrics.rejected(rejectionReason(exception, body));
     const reply = host.switchToHttp().getResponse<FastifyReply>();
+    // Overload and outages are brief by design: tell clients when to come back rather than let them hammer.
+    if (exception instanceof BalesError && RETRY_LATER.has(exception.code)) reply.header('retry-after', '1');
     reply.status(body.statusCode).send(body);
   }
 }

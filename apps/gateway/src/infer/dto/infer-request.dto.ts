@@ -20,6 +20,12 @@ export class InferRequestDto {
   @Min(1, { message: 'priority must be at least 1' })
   priority?: number;
 
+  /** How long the client will wait, in ms; at most BATCHER_TIMEOUT_S (checked by the service), which is the default. */
+  @IsOptional()
+  @IsInt({ message: 'timeout_ms must be an integer' })
+  @Min(1, { message: 'timeout_ms must be at least 1' })
+  timeout_ms?: number;
+
   /** `{input: number[]}` for single-input models; one key per input name otherwise. */
   @IsDefined({ message: 'payload is required' })
   @IsObject({ message: 'payload must be an object' })
