@@ -82,6 +82,10 @@ export class BalesConfig {
   @Transform(toNumber) @IsNumber({ allowNaN: false, allowInfinity: false }, { message: 'must be a number of seconds from 0 to 3600' }) @Min(0, { message: 'must be a number of seconds from 0 to 3600' }) @Max(3600, { message: 'must be a number of seconds from 0 to 3600' })
   SHUTDOWN_TIMEOUT_S = 20;
 
+  /** Replace the worker threads when RSS has grown this many percent since boot (or the last recycle) after a reload; 0 never. */
+  @Transform(toNumber) @IsInt({ message: 'must be an integer percentage from 0 to 1000' }) @Min(0, { message: 'must be an integer percentage from 0 to 1000' }) @Max(1000, { message: 'must be an integer percentage from 0 to 1000' })
+  WORKER_RECYCLE_RSS_GROWTH_PCT = 25;
+
   /** When set, mutating Models API calls need `Authorization: Bearer <ADMIN_TOKEN>`. */
   @IsString()
   ADMIN_TOKEN = '';

@@ -13,6 +13,7 @@ type Request = WorkerRequest extends infer R ? (R extends { id: number } ? Omit<
 class SessionWorker {
   readonly pending = new Map<number, Pending>();
   private nextId = 1;
+  private onDrained?: () => void;
 
   constructor(
     readonly thread: Worker,
@@ -24,6 +25,7 @@ class SessionWorker {
       this.pending.delete(reply.id);
       if (reply.ok) pending.resolve(reply);
       else pending.reject(new Error(reply.error));
+      if (this.pending.size === 0) this.onDrained?.();
     });
     thread.on('error', (err) => onExit(this, err));
     thread.on('exit', (code) => onExit(this, new Error(`session worker exited with code ${code}`)));
@@ -39,6 +41,12 @@ class SessionWorker {
       this.pending.set(id, { resolve, reject });
       this.thread.postMessage({ ...msg, id }, transfer);
     });
+  }
+
+  /** Resolves once nothing sent to this worker is still running. */
+  drained(): Promise<void> {
+    if (this.pending.size === 0) return Promise.resolve();
+    return new Promise((resolve) => (this.onDrained = resolve));
   }
 
   failAll(err: Error): void {
@@ -96,6 +104,22 @@ export class WorkerPool {
       msg.feeds.map((f) => f.data),
     );
     return reply.run!;
+  }
+
+  /**
+   * Replaces each worker in turn with a fresh thread holding the same sessions, so native memory that
+   * ONNX Runtime does not hand back after many session loads goes with the old thread. Each old worker
+   * finishes the batches it holds before it is terminated; the others keep serving meanwhile.
+   */
+  async recycle(sessions: { key: string; path: string }[], intraOpThreads: number): Promise<void> {
+    for (let i = 0; i < this.workers.length && !this.closing; i++) {
+      const fresh = this.spawn();
+      await Promise.all(sessions.map(({ key, path }) => fresh.request({ op: 'load', key, path, intraOpThreads })));
+      const old = this.workers[i];
+      this.workers[i] = fresh;
+      await old.drained();
+      await old.thread.terminate();
+    }
   }
 
   async close(): Promise<void> {
