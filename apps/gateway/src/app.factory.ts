@@ -1,9 +1,11 @@
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
+import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import { Logger } from 'nestjs-pino';
 import { BalesConfig, loadConfig } from '@bales/config';
 import { BalesMetrics, createLogger, fastifyLogging } from '@bales/observability';
 import { AppModule } from './app.module';
+import { BUILD_VERSION } from './health/build-version';
 import { BodyValidationPipe } from './common/body-validation.pipe';
 import { ErrorFilter } from './errors/error.filter';
 
@@ -23,6 +25,8 @@ export async function createGatewayApp(env: Record<string, string | undefined>):
   app.useLogger(app.get(Logger));
   app.useGlobalFilters(new ErrorFilter(app.get(BalesMetrics)));
   app.useGlobalPipes(new BodyValidationPipe());
+  const openApi = new DocumentBuilder().setTitle('BALES').setDescription('Batched, prioritized ONNX inference behind one HTTP endpoint.').setVersion(BUILD_VERSION).addBearerAuth().build();
+  SwaggerModule.setup('docs', app, () => SwaggerModule.createDocument(app, openApi), { jsonDocumentUrl: 'docs-json' });
   // Signals are handled by main.ts (exitGracefullyOnSignals), which bounds the shutdown; app.close() runs the hooks.
   await app.init();
   return { app, config };

@@ -1,14 +1,18 @@
 import { Controller, Get, Res, ServiceUnavailableException } from '@nestjs/common';
+import { ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
 import { HealthCheck, HealthCheckResult } from '@nestjs/terminus';
 import type { FastifyReply } from 'fastify';
 import { BalesConfig } from '@bales/config';
 import { ModelRegistry } from '@bales/model-registry';
 import { BatchRunner, InferenceQueue } from '@bales/queue';
+import { BUILD_VERSION } from './build-version';
+import { HealthDto } from './dto/health.dto';
 import { ProbesService } from './probes.service';
 
 /** A failed probe's body: terminus' result plus one line naming every failing check. */
 export type ProbeFailure = HealthCheckResult & { message: string };
 
+@ApiTags('health')
 @Controller('health')
 export class HealthController {
   constructor(
@@ -19,16 +23,22 @@ export class HealthController {
     private readonly probes: ProbesService,
   ) {}
 
-  /** Whether this replica can serve, its models, the requests it holds and what its processor ran. */
+  /** Whether this replica can serve, its models, the work queued and held, and what its processor ran. */
   @Get()
-  health() {
+  @ApiOperation({ summary: 'Replica details', description: 'Always 200; status is degraded while Redis is unreachable or the worker pool is down. Probes: /health/live and /health/ready.' })
+  @ApiOkResponse({ type: HealthDto })
+  health(): HealthDto {
     const redis = this.queue.connected ? 'up' : 'down';
+    const workers = this.registry.ready ? 'up' : 'down';
     const { batches, rowsRun, rowsExpired } = this.runner.stats;
     return {
-      status: redis === 'up' ? 'ok' : 'degraded',
+      status: redis === 'up' && workers === 'up' ? 'ok' : 'degraded',
+      version: BUILD_VERSION,
       redis,
-      models: this.registry.list().map((m) => ({ id: m.id, version: m.version, task: m.task })),
+      models: this.registry.list().map((m) => ({ id: m.id, version: m.version, task: m.task, state: m.state })),
+      queue_depths: this.queue.depths(),
       pending_requests: this.queue.pendingCount,
+      workers: { threads: this.registry.slots, state: workers },
       processor: { enabled: this.config.PROCESSOR_ENABLED, batches, rows_run: rowsRun, rows_expired: rowsExpired },
       uptime_s: Math.round(process.uptime()),
     };
@@ -36,6 +46,7 @@ export class HealthController {
 
   /** Kubernetes liveness probe: never depends on Redis, so an outage does not restart healthy pods. */
   @Get('live')
+  @ApiOperation({ summary: 'Kubernetes liveness probe', description: 'The process and its event loop answer. Never depends on Redis.' })
   @HealthCheck()
   live(@Res({ passthrough: true }) reply: FastifyReply): Promise<HealthCheckResult | ProbeFailure> {
     return probe(this.probes.live(), reply);
@@ -43,6 +54,7 @@ export class HealthController {
 
   /** Kubernetes readiness probe: 503 naming the cause while Redis is away, models are loading, or shutdown began. */
   @Get('ready')
+  @ApiOperation({ summary: 'Kubernetes readiness probe', description: 'Redis reachable, models loaded in the worker pool, not shutting down; otherwise 503 with message naming each failing check.' })
   @HealthCheck()
   ready(@Res({ passthrough: true }) reply: FastifyReply): Promise<HealthCheckResult | ProbeFailure> {
     return probe(this.probes.ready(), reply);

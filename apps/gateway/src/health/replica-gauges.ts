@@ -12,5 +12,8 @@ export class ReplicaGauges implements OnModuleInit {
 
   onModuleInit(): void {
     this.metrics.readPendingFrom(() => this.queue.pendingCount);
+    this.metrics.readQueueDepthFrom(() =>
+      Object.entries(this.queue.depths()).flatMap(([modelId, byPriority]) => Object.entries(byPriority).map(([priority, rows]) => ({ modelId, priority: Number(priority), rows }))),
+    );
   }
 }

@@ -1,11 +1,15 @@
 import { Body, Controller, HttpCode, Post, UseInterceptors } from '@nestjs/common';
+import { ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
+import { ApiErrors } from '../errors/error-response.dto';
 import { InferRequestDto } from './dto/infer-request.dto';
 import { InferResponseDto } from './dto/infer-response.dto';
 import { InferService } from './infer.service';
 import { ClientGone } from './client-gone.decorator';
 import { NestingLimitInterceptor } from './nesting-limit.interceptor';
 import { ReceivedAt } from './received-at.decorator';
+import { RequestId } from './request-id.decorator';
 
+@ApiTags('inference')
 @Controller('infer')
 @UseInterceptors(NestingLimitInterceptor)
 export class InferController {
@@ -13,7 +17,19 @@ export class InferController {
 
   @Post()
   @HttpCode(200)
-  infer(@Body() body: InferRequestDto, @ReceivedAt() receivedAt: number, @ClientGone() clientGone: AbortSignal): Promise<InferResponseDto> {
-    return this.inferService.infer(body, receivedAt, clientGone);
+  @ApiOperation({ summary: 'Run one request', description: 'Queued with its priority, batched with concurrent requests for the same model, answered with its own row.' })
+  @ApiOkResponse({ type: InferResponseDto })
+  @ApiErrors({
+    400: 'invalid JSON, or a schema violation: priority must be an integer from 1 to 3',
+    404: "model 'made_up' is not registered",
+    413: 'body over MAX_BODY_BYTES',
+    415: 'the body must be application/json',
+    422: 'payload.input: expected float32[128] (128 values), got 3 values',
+    429: 'too many rows queued for the model (MAX_QUEUE_DEPTH); Retry-After says when to retry',
+    503: 'the queue (Redis) is unreachable, or this replica is shutting down; retry shortly',
+    504: 'not served within timeout_ms (BATCHER_TIMEOUT_S)',
+  })
+  infer(@Body() body: InferRequestDto, @ReceivedAt() receivedAt: number, @ClientGone() clientGone: AbortSignal, @RequestId() requestId: string): Promise<InferResponseDto> {
+    return this.inferService.infer(body, receivedAt, clientGone, requestId);
   }
 }

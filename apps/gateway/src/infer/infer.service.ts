@@ -19,8 +19,7 @@ export class InferService {
   ) {}
 
   /** Validates the request against its model, queues it, and answers with its own row of the batch. */
-  async infer(req: InferRequestDto, receivedAt: number, clientGone?: AbortSignal): Promise<InferResponseDto> {
-    const requestId = randomUUID();
+  async infer(req: InferRequestDto, receivedAt: number, clientGone?: AbortSignal, requestId: string = randomUUID()): Promise<InferResponseDto> {
     try {
       const modelId = req.model_id ?? this.config.DEFAULT_MODEL_ID;
       const levels = this.config.PRIORITY_LEVELS;

@@ -1,20 +1,37 @@
 import { Body, Controller, Delete, Get, HttpCode, Param, Post, UseGuards } from '@nestjs/common';
+import { ApiBearerAuth, ApiCreatedResponse, ApiOkResponse, ApiOperation, ApiParam, ApiTags } from '@nestjs/swagger';
 import { ModelInfo, ModelRegistry, ReloadOutcome, UnloadOutcome } from '@bales/model-registry';
+import { BalesMetrics } from '@bales/observability';
+import { ApiErrors } from '../errors/error-response.dto';
 import { AdminTokenGuard } from './admin-token.guard';
+import { ModelInfoDto, ReloadOutcomeDto, UnloadOutcomeDto } from './dto/model-info.dto';
 import { RegisterModelDto } from './dto/register-model.dto';
 import { ReloadModelDto } from './dto/reload-model.dto';
 
 /** The management API: list, register, hot-swap and unload models at runtime. */
+const MODEL_ID = ApiParam({ name: 'id', example: 'stub_v1' });
+const ADMIN = 'needs Authorization: Bearer <ADMIN_TOKEN> (when ADMIN_TOKEN is set)';
+
+@ApiTags('models')
 @Controller('models')
 export class ModelsController {
-  constructor(private readonly registry: ModelRegistry) {}
+  constructor(
+    private readonly registry: ModelRegistry,
+    private readonly metrics: BalesMetrics,
+  ) {}
 
   @Get()
+  @ApiOperation({ summary: 'List the served models' })
+  @ApiOkResponse({ type: [ModelInfoDto] })
   list(): ModelInfo[] {
     return this.registry.list();
   }
 
   @Get(':id')
+  @ApiOperation({ summary: 'One model: version, task, signature, state and counts' })
+  @MODEL_ID
+  @ApiOkResponse({ type: ModelInfoDto })
+  @ApiErrors({ 404: "model 'made_up' is not registered" })
   get(@Param('id') id: string): ModelInfo {
     return this.registry.get(id);
   }
@@ -22,6 +39,10 @@ export class ModelsController {
   @Post()
   @HttpCode(201)
   @UseGuards(AdminTokenGuard)
+  @ApiOperation({ summary: 'Serve another ONNX file from MODELS_DIR under a new id', description: ADMIN })
+  @ApiBearerAuth()
+  @ApiCreatedResponse({ type: ModelInfoDto })
+  @ApiErrors({ 400: 'weights_path must lie inside MODELS_DIR', 401: ADMIN, 404: 'weights_path does not exist', 409: "model 'stub_v1' is already registered", 422: 'not a loadable ONNX model' })
   register(@Body() body: RegisterModelDto): Promise<ModelInfo> {
     return this.registry.register({ id: body.model_id, weightsPath: body.weights_path, task: body.task, labels: body.labels, maxBatchSize: body.max_batch_size });
   }
@@ -30,13 +51,32 @@ export class ModelsController {
   @Post(':id/reload')
   @HttpCode(200)
   @UseGuards(AdminTokenGuard)
-  reload(@Param('id') id: string, @Body() body: ReloadModelDto): Promise<ReloadOutcome> {
-    return this.registry.reload(id, body.weights_path, body.allow_signature_change ?? false);
+  @ApiOperation({ summary: 'Hot-swap the weights with no request dropped', description: ADMIN })
+  @ApiBearerAuth()
+  @MODEL_ID
+  @ApiOkResponse({ type: ReloadOutcomeDto })
+  @ApiErrors({ 400: 'weights_path must lie inside MODELS_DIR', 401: ADMIN, 404: "model 'made_up' is not registered", 409: 'signature change refused, or a reload is already running', 422: 'not a loadable ONNX model' })
+  async reload(@Param('id') id: string, @Body() body: ReloadModelDto): Promise<ReloadOutcome> {
+    // Only registered ids become label values, so made-up ids cannot grow the series.
+    const label = this.registry.has(id) ? id : 'unknown';
+    try {
+      const outcome = await this.registry.reload(id, body.weights_path, body.allow_signature_change ?? false);
+      this.metrics.reload(label, 'ok');
+      return outcome;
+    } catch (err) {
+      this.metrics.reload(label, 'failed');
+      throw err;
+    }
   }
 
   /** Stops taking requests for the model, finishes those already accepted, then releases its sessions. */
   @Delete(':id')
   @UseGuards(AdminTokenGuard)
+  @ApiOperation({ summary: 'Stop taking requests for the model, answer those accepted, then release it', description: ADMIN })
+  @ApiBearerAuth()
+  @MODEL_ID
+  @ApiOkResponse({ type: UnloadOutcomeDto })
+  @ApiErrors({ 401: ADMIN, 404: "model 'made_up' is not registered" })
   unregister(@Param('id') id: string): Promise<UnloadOutcome> {
     return this.registry.unregister(id);
   }

@@ -1,22 +1,27 @@
 import { ArrayMaxSize, IsArray, IsIn, IsInt, IsNotEmpty, IsOptional, IsString, Matches, Max, MaxLength, Min } from 'class-validator';
+import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { TASKS, type Task } from '@bales/model-registry';
 
 /** POST /models: serve another ONNX file from MODELS_DIR under a new id. */
 export class RegisterModelDto {
+  @ApiProperty({ example: 'stub_v2', pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$' })
   @IsString({ message: 'model_id must be a string' })
   @Matches(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/, { message: 'model_id must be 1-128 letters, digits, _ . or -' })
   model_id: string;
 
   /** An ONNX file inside MODELS_DIR. */
+  @ApiProperty({ example: './models/stub_v2.onnx', description: 'An ONNX file inside MODELS_DIR' })
   @IsString({ message: 'weights_path must be a string' })
   @IsNotEmpty({ message: 'weights_path must not be empty' })
   @MaxLength(4096)
   weights_path: string;
 
+  @ApiProperty({ enum: TASKS, example: 'classification' })
   @IsIn(TASKS, { message: `task must be one of ${TASKS.join(', ')}` })
   task: Task;
 
   /** Names for classification labels, by index. */
+  @ApiPropertyOptional({ type: [String], description: 'Names for classification labels, by index' })
   @IsOptional()
   @IsArray({ message: 'labels must be an array of strings' })
   @ArrayMaxSize(100000)
@@ -24,6 +29,7 @@ export class RegisterModelDto {
   labels?: string[];
 
   /** Caps the rows per batch below MAX_BATCH_SIZE for this model. */
+  @ApiPropertyOptional({ minimum: 1, maximum: 4096, description: 'Caps the rows per batch below MAX_BATCH_SIZE for this model' })
   @IsOptional()
   @IsInt({ message: 'max_batch_size must be an integer' })
   @Min(1, { message: 'max_batch_size must be at least 1' })

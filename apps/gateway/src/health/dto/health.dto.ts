@@ -1,0 +1,72 @@
+import { ApiProperty } from '@nestjs/swagger';
+
+export class HealthModelDto {
+  @ApiProperty({ example: 'stub_v1' })
+  id: string;
+
+  @ApiProperty({ example: '1', description: 'Changes on every hot swap' })
+  version: string;
+
+  @ApiProperty({ example: 'classification' })
+  task: string;
+
+  @ApiProperty({ example: 'ready', enum: ['ready', 'draining'] })
+  state: string;
+}
+
+export class WorkerPoolDto {
+  @ApiProperty({ example: 4, description: 'THREAD_POOL_SIZE: worker threads running ONNX Runtime sessions' })
+  threads: number;
+
+  @ApiProperty({ example: 'up', enum: ['up', 'down'], description: 'down until the models are loaded in every thread, and again once shutdown released them' })
+  state: 'up' | 'down';
+}
+
+export class ProcessorStatsDto {
+  @ApiProperty({ example: true, description: 'PROCESSOR_ENABLED' })
+  enabled: boolean;
+
+  @ApiProperty({ example: 120, description: 'Batches this replica ran' })
+  batches: number;
+
+  @ApiProperty({ example: 3000, description: 'Rows those batches carried' })
+  rows_run: number;
+
+  @ApiProperty({ example: 0, description: 'Rows skipped unrun because their client was already answered' })
+  rows_expired: number;
+}
+
+/** GET /health: the original details of one replica. */
+export class HealthDto {
+  @ApiProperty({ example: 'ok', enum: ['ok', 'degraded'], description: 'degraded while Redis is unreachable or the worker pool is down' })
+  status: 'ok' | 'degraded';
+
+  @ApiProperty({ example: '0.1.0', description: 'Build version (package.json)' })
+  version: string;
+
+  @ApiProperty({ example: 'up', enum: ['up', 'down'] })
+  redis: 'up' | 'down';
+
+  @ApiProperty({ type: [HealthModelDto] })
+  models: HealthModelDto[];
+
+  @ApiProperty({
+    description: 'Rows queued in Redis per model and priority (1 is most urgent), shared by every replica',
+    example: { stub_v1: { '1': 0, '2': 12, '3': 0 } },
+    type: 'object',
+    additionalProperties: { type: 'object', additionalProperties: { type: 'integer' } },
+  })
+  queue_depths: Record<string, Record<string, number>>;
+
+  @ApiProperty({ example: 0, description: 'Requests this replica accepted and has not answered yet' })
+  pending_requests: number;
+
+  @ApiProperty({ type: WorkerPoolDto })
+  workers: WorkerPoolDto;
+
+  @ApiProperty({ type: ProcessorStatsDto })
+  processor: ProcessorStatsDto;
+
+  @ApiProperty({ example: 3600 })
+  uptime_s: number;
+}

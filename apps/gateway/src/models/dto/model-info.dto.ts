@@ -1,0 +1,82 @@
+import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
+import { TASKS, type Task } from '@bales/model-registry';
+
+export class TensorSpecDto {
+  @ApiProperty({ example: 'input' })
+  name: string;
+
+  @ApiProperty({ example: 'float32' })
+  type: string;
+
+  @ApiProperty({ example: ['batch', 128], description: 'Dimensions; a string or -1 is free (the batch dimension)', type: 'array', items: { oneOf: [{ type: 'integer' }, { type: 'string' }] } })
+  shape: (number | string)[];
+}
+
+export class SignatureDto {
+  @ApiProperty({ type: [TensorSpecDto] })
+  inputs: TensorSpecDto[];
+
+  @ApiProperty({ type: [TensorSpecDto] })
+  outputs: TensorSpecDto[];
+}
+
+/** One served model, as GET /models lists it. */
+export class ModelInfoDto {
+  @ApiProperty({ example: 'stub_v1' })
+  id: string;
+
+  @ApiProperty({ example: '1', description: 'Changes on every hot swap' })
+  version: string;
+
+  @ApiProperty({ enum: TASKS, example: 'classification' })
+  task: Task;
+
+  @ApiPropertyOptional({ type: [String], description: 'Class names by index (classification)' })
+  labels?: string[];
+
+  @ApiProperty({ type: SignatureDto, description: 'Read from the ONNX file' })
+  signature: SignatureDto;
+
+  @ApiProperty({ example: 32, description: 'Rows per batch for this model' })
+  maxBatchSize: number;
+
+  @ApiProperty({ enum: ['ready', 'draining'], example: 'ready' })
+  state: string;
+
+  @ApiProperty({ format: 'date-time' })
+  loadedAt: string;
+
+  @ApiProperty({ example: 1200 })
+  requestsServed: number;
+
+  @ApiProperty({ example: 0, description: 'Requests this replica accepted for the model and has not answered yet' })
+  requestsPending: number;
+}
+
+export class ReloadOutcomeDto {
+  @ApiProperty({ example: 'stub_v1' })
+  model_id: string;
+
+  @ApiProperty({ example: '1' })
+  old_version: string;
+
+  @ApiProperty({ example: '2' })
+  new_version: string;
+
+  @ApiProperty({ example: 212.5, description: 'Time to load and warm the new weights in every worker thread' })
+  load_ms: number;
+}
+
+export class UnloadOutcomeDto {
+  @ApiProperty({ example: 'stub_v1' })
+  model_id: string;
+
+  @ApiProperty({ example: '1' })
+  version: string;
+
+  @ApiProperty({ example: 0, description: 'Requests accepted before the unload began; all were answered' })
+  drained_requests: number;
+
+  @ApiProperty({ example: 3.2 })
+  drain_ms: number;
+}
