@@ -24,7 +24,14 @@ export function exitGracefullyOnSignals(app: INestApplication, config: BalesConf
     void (async () => {
       const drained = await queue.drained(deadline - performance.now());
       const closed = await Promise.race([
-        app.close().then(() => true),
+        app.close().then(
+          () => true,
+          (err: Error) => {
+            // BullMQ's close() rethrows when Redis is gone; the hooks that release workers have run by then.
+            logger.warn(`a shutdown hook failed: ${err.message}`);
+            return true;
+          },
+        ),
         new Promise<boolean>((resolve) => setTimeout(() => resolve(false), Math.max(0, deadline - performance.now())).unref()),
       ]);
       if (!closed) logger.warn('shutdown hooks did not finish within SHUTDOWN_TIMEOUT_S; exiting anyway');

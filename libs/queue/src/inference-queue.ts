@@ -1,5 +1,5 @@
 import { InjectQueue } from '@nestjs/bullmq';
-import { Injectable, OnApplicationShutdown, OnModuleInit } from '@nestjs/common';
+import { BeforeApplicationShutdown, Injectable, OnModuleInit } from '@nestjs/common';
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { BalesConfig } from '@bales/config';
@@ -48,7 +48,7 @@ const ENQUEUE_TIMEOUT_MS = 1000;
  * amortises BullMQ's per-job Redis cost (a few Lua scripts and stream writes) over the whole group.
  */
 @Injectable()
-export class InferenceQueue implements OnModuleInit, OnApplicationShutdown {
+export class InferenceQueue implements OnModuleInit, BeforeApplicationShutdown {
   private groups = new Map<string, Group>();
   private flushScheduled = false;
   private client!: Redis;
@@ -76,7 +76,7 @@ export class InferenceQueue implements OnModuleInit, OnApplicationShutdown {
     }, DEPTH_REFRESH_MS).unref();
   }
 
-  onApplicationShutdown(): void {
+  beforeApplicationShutdown(): void {
     clearInterval(this.refreshTimer);
   }
 

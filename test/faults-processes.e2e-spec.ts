@@ -1,0 +1,146 @@
+import { GatewayProcess, HttpAnswer, INPUT_128, getJson, post, spawnGateway } from './support/gateway';
+import { TestRedis } from './support/redis-server';
+import { heavyModelsDir } from './faults-models';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const heavy = (extra: Record<string, unknown> = {}) => ({ model_id: 'heavy', payload: { input: INPUT_128 }, ...extra });
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+async function waitFor(condition: () => Promise<boolean> | boolean, timeoutMs = 15000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await sleep(25);
+  }
+}
+
+const pendingOn = async (gw: GatewayProcess) => (await getJson(`${gw.url}/health`)).body.pending_requests as number;
+
+/** Sends n requests and resolves once the gateway holds or has answered all of them, i.e. accepted them all. */
+async function sendAndAwaitAccepted(gw: GatewayProcess, n: number, body: unknown): Promise<Promise<HttpAnswer>[]> {
+  let answered = 0;
+  const sent = Array.from({ length: n }, () => post(`${gw.url}/infer`, body).finally(() => answered++));
+  await waitFor(async () => (await pendingOn(gw)) + answered >= n);
+  return sent;
+}
+
+/** Resolves with the exit code once the process has exited, and how long that took from now. */
+function exited(gw: GatewayProcess): Promise<{ code: number | null; ms: number }> {
+  const started = performance.now();
+  return new Promise((resolve) => {
+    if (gw.proc.exitCode !== null) return resolve({ code: gw.proc.exitCode, ms: 0 });
+    gw.proc.once('exit', (code) => resolve({ code, ms: performance.now() - started }));
+  });
+}
+
+/** Each test's gateways are separate OS processes (`node main.ts`), as replicas run. */
+describe('faults across real processes: signals, replica loss, priority under saturation', () => {
+  let redis: TestRedis;
+  let heavyDir: string;
+  const procs: GatewayProcess[] = [];
+  let prefixes = 0;
+  const spawn = async (env: Record<string, string>) => {
+    const gw = await spawnGateway(redis.url, { MODELS_DIR: heavyDir, THREAD_POOL_SIZE: '1', ...env });
+    procs.push(gw);
+    return gw;
+  };
+
+  beforeAll(async () => {
+    redis = await TestRedis.start();
+    heavyDir = heavyModelsDir(1024);
+  });
+  afterAll(async () => {
+    await Promise.all(procs.map((p) => p.stop('SIGKILL')));
+    await redis?.stop();
+  });
+
+  it('serves priority 1 ahead of a saturating flood of priority 3: its median latency is a small fraction of theirs', async () => {
+    const gw = await spawn({ QUEUE_PREFIX: `p${++prefixes}`, BATCHER_TIMEOUT_S: '30' });
+    const low = Array.from({ length: 1000 }, () => post(`${gw.url}/infer`, heavy({ priority: 3 })));
+    await waitFor(async () => (await pendingOn(gw)) > 500);
+    const urgent: Promise<HttpAnswer>[] = [];
+    for (let i = 0; i < 20; i++) {
+      urgent.push(post(`${gw.url}/infer`, heavy({ priority: 1 })));
+      await sleep(25);
+    }
+    const [lowAnswers, urgentAnswers] = [await Promise.all(low), await Promise.all(urgent)];
+    expect(lowAnswers.every((a) => a.status === 200) && urgentAnswers.every((a) => a.status === 200)).toBe(true);
+    const [p1, p3] = [median(urgentAnswers.map((a) => a.body.latency_ms)), median(lowAnswers.map((a) => a.body.latency_ms))];
+    console.log(`priority under saturation: p1 median ${p1.toFixed(0)} ms, p3 median ${p3.toFixed(0)} ms`);
+    expect(p1).toBeLessThan(p3 / 4);
+    await gw.stop();
+  });
+
+  it('on SIGTERM under load: readiness false at once, new requests 503, every accepted request answered 200, exit 0', async () => {
+    const gw = await spawn({ QUEUE_PREFIX: `p${++prefixes}`, BATCHER_TIMEOUT_S: '30' });
+    const accepted = await sendAndAwaitAccepted(gw, 300, heavy());
+    const exit = exited(gw);
+    gw.proc.kill('SIGTERM');
+    await waitFor(async () => (await getJson(`${gw.url}/health/ready`)).status === 503, 500);
+    const ready = await getJson(`${gw.url}/health/ready`);
+    expect(ready.body.error.accepting).toMatchObject({ status: 'down' });
+    const late = await post(`${gw.url}/infer`, heavy());
+    expect(late.status).toBe(503);
+    expect(late.body.message).toContain('shutting down');
+
+    const answers = await Promise.all(accepted);
+    expect(answers.filter((a) => a.status !== 200)).toEqual([]);
+    const { code } = await exit;
+    expect(code).toBe(0);
+    expect(gw.output()).toMatch(/SIGTERM: refusing new requests, answering \d+ accepted ones/);
+  });
+
+  it('exits within SHUTDOWN_TIMEOUT_S on SIGTERM while Redis is unreachable', async () => {
+    const own = await TestRedis.start();
+    const gw = await spawnGateway(own.url, { SHUTDOWN_TIMEOUT_S: '3' });
+    procs.push(gw);
+    await own.stop();
+    await sleep(500);
+    const exit = exited(gw);
+    gw.proc.kill('SIGTERM');
+    const { code, ms } = await exit;
+    expect(code).toBe(0);
+    expect(ms).toBeLessThan(4500);
+  });
+
+  it('exits at once on a second signal while the first still waits for accepted requests', async () => {
+    // Nothing processes here, so the first signal's drain would wait the whole SHUTDOWN_TIMEOUT_S.
+    const gw = await spawn({ QUEUE_PREFIX: `p${++prefixes}`, PROCESSOR_ENABLED: 'false', BATCHER_TIMEOUT_S: '60', SHUTDOWN_TIMEOUT_S: '60' });
+    const waiting = Array.from({ length: 5 }, () => post(`${gw.url}/infer`, heavy()).catch(() => 'closed'));
+    await waitFor(async () => (await pendingOn(gw)) === 5);
+    const exit = exited(gw);
+    gw.proc.kill('SIGTERM');
+    await sleep(1000);
+    expect(gw.proc.exitCode).toBeNull();
+    const second = performance.now();
+    gw.proc.kill('SIGINT');
+    const { code } = await exit;
+    expect(performance.now() - second).toBeLessThan(1000);
+    expect(code).toBe(1);
+    await Promise.all(waiting);
+  });
+
+  it('re-runs the jobs a kill -9ed replica had fetched within seconds: the survivor answers all of its clients', async () => {
+    const env = { QUEUE_PREFIX: `p${++prefixes}`, BATCHER_TIMEOUT_S: '30', MAX_BATCH_SIZE: '8' };
+    const [doomed, survivor] = [await spawn(env), await spawn(env)];
+    const toDoomed = Array.from({ length: 800 }, () => post(`${doomed.url}/infer`, heavy()).catch(() => undefined));
+    const toSurvivor = await sendAndAwaitAccepted(survivor, 800, heavy());
+    await sleep(300);
+    const [killedAt, killedAtWall] = [performance.now(), Date.now()];
+    doomed.proc.kill('SIGKILL');
+    const answers = await Promise.all(toSurvivor);
+    const allAnsweredMs = performance.now() - killedAt;
+    expect(answers.filter((a) => a.status !== 200)).toEqual([]);
+    await Promise.all(toDoomed);
+    // The survivor's stalled check found jobs held by the dead replica and ran them again, within seconds.
+    const rerun = survivor.output().split('\n').find((line) => line.includes('stopped renewing its lock; running it again'));
+    expect(rerun).toBeDefined();
+    const detectedMs = Date.parse(JSON.parse(rerun!).time) - killedAtWall;
+    console.log(`replica loss: dead replica's jobs re-queued ${detectedMs} ms after kill -9; all 800 of the survivor's clients answered after ${allAnsweredMs.toFixed(0)} ms`);
+    expect(detectedMs).toBeLessThan(5000);
+    expect(allAnsweredMs).toBeLessThan(15000);
+    // Results for the dead replica's clients went to a channel nobody listens on: nothing is held for them.
+    await waitFor(async () => (await pendingOn(survivor)) === 0, 2000);
+    await survivor.stop();
+  });
+});
