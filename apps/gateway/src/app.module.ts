@@ -5,10 +5,11 @@ import { ObservabilityModule } from '@bales/observability';
 import { HealthModule } from './health/health.module';
 import { InferModule } from './infer/infer.module';
 import { ModelsModule } from './models/models.module';
+import { V2Module } from './v2/v2.module';
 
 @Module({})
 export class AppModule {
   static forRoot(config: BalesConfig, logger: Logger): DynamicModule {
-    return { module: AppModule, imports: [ConfigModule.forRoot(config), ObservabilityModule.forRoot(config, logger), InferModule, HealthModule, ModelsModule] };
+    return { module: AppModule, imports: [ConfigModule.forRoot(config), ObservabilityModule.forRoot(config, logger), InferModule, HealthModule, ModelsModule, V2Module] };
   }
 }

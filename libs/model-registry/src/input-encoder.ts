@@ -5,6 +5,8 @@ import { TYPED_ARRAYS, type ElementType, type TensorSpec } from './protocol';
 export interface EncodedRow {
   buffers: Buffer[];
   dims: number[][];
+  /** Answer with every output tensor (the Open Inference Protocol) instead of the model's task result. */
+  raw?: boolean;
 }
 
 
@@ -76,13 +78,8 @@ function resolveDims(spec: TensorSpec, given: number[], count: number, where: st
   return given;
 }
 
-function encodeOne(spec: TensorSpec, value: unknown, where: string): { buffer: Buffer; dims: number[] } {
-  const type = spec.type as ElementType;
-  if (!(type in TYPED_ARRAYS)) fail(`${where}: the model's input ${spec.name} has unsupported element type ${spec.type}`);
-  if (!Array.isArray(value)) fail(`${where}: expected ${describe(spec)} as an array, got ${value === null ? 'null' : typeof value}`);
-  const given = shapeOf(value, where);
-  const flat: unknown[] = given.length > 1 ? (value as unknown[]).flat(given.length - 1) : (value as unknown[]);
-  const dims = resolveDims(spec, given, flat.length, where);
+/** Checks every value against the element type and writes them as that type's bytes. */
+function toBytes(type: ElementType, flat: unknown[], where: string): Buffer {
   const out = new TYPED_ARRAYS[type](flat.length);
   const range = INT_RANGES[type];
   for (let i = 0; i < flat.length; i++) {
@@ -94,7 +91,48 @@ function encodeOne(spec: TensorSpec, value: unknown, where: string): { buffer: B
     if (range && (!Number.isInteger(n) || n < range[0] || n > range[1])) fail(`${where}[${i}]: expected an ${type} integer, got ${n}`);
     out[i] = (type === 'int64' ? BigInt(n) : n) as never;
   }
-  return { buffer: Buffer.from(out.buffer, out.byteOffset, out.byteLength), dims };
+  return Buffer.from(out.buffer, out.byteOffset, out.byteLength);
+}
+
+function elementType(spec: TensorSpec, where: string): ElementType {
+  if (!(spec.type in TYPED_ARRAYS)) fail(`${where}: the model's input ${spec.name} has unsupported element type ${spec.type}`);
+  return spec.type as ElementType;
+}
+
+function encodeOne(spec: TensorSpec, value: unknown, where: string): { buffer: Buffer; dims: number[] } {
+  const type = elementType(spec, where);
+  if (!Array.isArray(value)) fail(`${where}: expected ${describe(spec)} as an array, got ${value === null ? 'null' : typeof value}`);
+  const given = shapeOf(value, where);
+  const flat: unknown[] = given.length > 1 ? (value as unknown[]).flat(given.length - 1) : (value as unknown[]);
+  const dims = resolveDims(spec, given, flat.length, where);
+  return { buffer: toBytes(type, flat, where), dims };
+}
+
+/**
+ * Encodes a whole tensor whose first dimension is the batch (the Open Inference Protocol's form), given
+ * flat in row-major order or nested, into one buffer per row. Throws INVALID_INPUT naming what is wrong.
+ */
+export function encodeTensorRows(spec: TensorSpec, shape: number[], data: unknown, where: string): { rows: Buffer[]; itemDims: number[] } {
+  const type = elementType(spec, where);
+  if (shape.length !== spec.shape.length) fail(`${where}: shape [${shape.join(', ')}] has ${shape.length} dimensions; input ${spec.name} has ${spec.shape.length} (${describe(spec)} per row)`);
+  const batchDim = spec.shape[0];
+  if (typeof batchDim === 'number' && batchDim >= 0 && shape[0] !== batchDim) fail(`${where}: input ${spec.name} takes a batch of exactly ${batchDim}, got ${shape[0]}`);
+  if (shape[0] < 1) fail(`${where}: the batch dimension must be at least 1`);
+  const itemDims = shape.slice(1);
+  const expected = itemShape(spec);
+  if (itemDims.some((d) => !Number.isInteger(d) || d < 1) || expected.some((d, i) => typeof d === 'number' && d >= 0 && d !== itemDims[i])) {
+    const wanted = [batchDim, ...expected].map((d) => (typeof d === 'number' && d >= 0 ? d : -1));
+    fail(`${where}: shape [${shape.join(', ')}] does not fit input ${spec.name} of shape [${wanted.join(', ')}] (-1: any size)`);
+  }
+  if (!Array.isArray(data)) fail(`${where}: data must be an array`);
+  const nested = shapeOf(data, where);
+  if (nested.length > 1 && nested.join(',') !== shape.join(',')) fail(`${where}: nested data of shape [${nested.join(', ')}] does not match shape [${shape.join(', ')}]`);
+  const flat: unknown[] = nested.length > 1 ? (data as unknown[]).flat(nested.length - 1) : (data as unknown[]);
+  const size = shape.reduce((a, b) => a * b, 1);
+  if (flat.length !== size) fail(`${where}: shape [${shape.join(', ')}] needs ${size} values, data has ${flat.length}`);
+  const bytes = toBytes(type, flat, where);
+  const rowBytes = bytes.byteLength / shape[0];
+  return { rows: Array.from({ length: shape[0] }, (_, r) => bytes.subarray(r * rowBytes, (r + 1) * rowBytes)), itemDims };
 }
 
 /**

@@ -4,7 +4,7 @@ import { availableParallelism } from 'node:os';
 import { isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { BalesConfig } from '@bales/config';
 import { BalesError, ErrorCode } from '@bales/errors';
-import { EncodedRow, checkRow, encodePayload } from './input-encoder';
+import { EncodedRow, checkRow, encodePayload, encodeTensorRows } from './input-encoder';
 import { Feed, ElementType, RowResult, Signature, Task, TASKS } from './protocol';
 import { WorkerPool } from './worker-pool';
 
@@ -31,6 +31,19 @@ export interface Admission {
   model: ModelInfo;
   row: EncodedRow;
   release: () => void;
+}
+
+/** A tensor-form request (Open Inference Protocol) admitted as one row per batch entry. */
+export interface TensorAdmission {
+  model: ModelInfo;
+  rows: EncodedRow[];
+  release: () => void;
+}
+
+export interface TensorInput {
+  name: string;
+  shape: number[];
+  data: unknown;
 }
 
 export interface RegisterRequest {
@@ -175,18 +188,7 @@ export class ModelRegistry implements OnModuleInit, OnApplicationShutdown {
   admit(id: string, payload: Record<string, unknown>): Admission {
     const entry = this.serving(id);
     const row = encodePayload(entry.signature.inputs, payload);
-    entry.outstanding++;
-    let released = false;
-    return {
-      model: this.describe(entry),
-      row,
-      release: () => {
-        if (released) return;
-        released = true;
-        entry.outstanding--;
-        this.checkIdle(entry);
-      },
-    };
+    return { model: this.describe(entry), row, release: this.lease(entry) };
   }
 
   /** Why a decoded queue row does not fit the model's current inputs, or undefined when it does. */
@@ -215,7 +217,8 @@ export class ModelRegistry implements OnModuleInit, OnApplicationShutdown {
     });
     this.inFlight.set(key, (this.inFlight.get(key) ?? 0) + 1);
     try {
-      const reply = await this.pool.run({ op: 'run', key, task: entry.task, labels: entry.labels, rows: rows.length, feeds });
+      const rawRows = rows.some((r) => r.raw) ? rows.map((r) => r.raw === true) : undefined;
+      const reply = await this.pool.run({ op: 'run', key, task: entry.task, labels: entry.labels, rows: rows.length, feeds, rawRows });
       entry.served += rows.length;
       return { version: String(version), ...reply };
     } catch (err) {
@@ -229,6 +232,28 @@ export class ModelRegistry implements OnModuleInit, OnApplicationShutdown {
         this.checkIdle(entry);
       }
     }
+  }
+
+  /**
+   * Admits a request whose inputs are whole tensors with a leading batch dimension of N: N rows that
+   * join the dynamic batcher like N requests, answered with every output tensor.
+   */
+  admitTensors(id: string, tensors: TensorInput[]): TensorAdmission {
+    const entry = this.serving(id);
+    const { inputs } = entry.signature;
+    const byName = new Map(tensors.map((t) => [t.name, t]));
+    if (byName.size !== tensors.length) throw new BalesError(ErrorCode.INVALID_INPUT, 'an input name appears twice');
+    const unknown = tensors.find((t) => !inputs.some((spec) => spec.name === t.name));
+    if (unknown) throw new BalesError(ErrorCode.INVALID_INPUT, `unknown input '${unknown.name}'; model '${id}' takes ${inputs.map((s) => s.name).join(', ')}`);
+    const encoded = inputs.map((spec) => {
+      const tensor = byName.get(spec.name);
+      if (!tensor) throw new BalesError(ErrorCode.INVALID_INPUT, `missing input '${spec.name}'`);
+      return encodeTensorRows(spec, tensor.shape, tensor.data, `input '${spec.name}'`);
+    });
+    const n = encoded[0].rows.length;
+    if (encoded.some((e) => e.rows.length !== n)) throw new BalesError(ErrorCode.INVALID_INPUT, 'every input must have the same batch size (first dimension)');
+    const rows = Array.from({ length: n }, (_, r) => ({ buffers: encoded.map((e) => e.rows[r]), dims: encoded.map((e) => e.itemDims), raw: true }));
+    return { model: this.describe(entry), rows, release: this.lease(entry) };
   }
 
   /** Loads a model from a file inside MODELS_DIR under a new id, at runtime, beside the others. */
@@ -343,6 +368,18 @@ export class ModelRegistry implements OnModuleInit, OnApplicationShutdown {
     const entry = this.models.get(id);
     if (!entry || entry.state !== 'ready') throw new BalesError(ErrorCode.MODEL_NOT_FOUND, `model '${id}' is not registered`);
     return entry;
+  }
+
+  /** Counts one admitted request against the model until the returned release() (idempotent) is called. */
+  private lease(entry: ModelEntry): () => void {
+    entry.outstanding++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      entry.outstanding--;
+      this.checkIdle(entry);
+    };
   }
 
   /** Wakes a pending DELETE once a draining model has no accepted request and no running batch left. */

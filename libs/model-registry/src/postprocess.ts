@@ -36,13 +36,16 @@ export function classify(scores: number[], labels?: string[]): RowResult {
   return result;
 }
 
-/** Turns a batch's output tensors into one result per row, by task. */
-export function postprocess(task: Task, rows: number, outputs: Record<string, OutputTensor>, labels?: string[]): RowResult[] {
+/**
+ * Turns a batch's output tensors into one result per row, by task. Rows marked in rawRows (requests of
+ * the Open Inference Protocol) get every output tensor instead, whatever the model's task.
+ */
+export function postprocess(task: Task, rows: number, outputs: Record<string, OutputTensor>, labels?: string[], rawRows?: boolean[]): RowResult[] {
   const names = Object.keys(outputs);
   const first = outputs[names[0]];
   const results = new Array<RowResult>(rows);
   for (let r = 0; r < rows; r++) {
-    switch (task) {
+    switch (rawRows?.[r] ? 'raw' : task) {
       case 'classification':
         results[r] = classify(rowSlice(first, r), labels);
         break;

@@ -48,7 +48,7 @@ export type RowResult =
 export type WorkerRequest =
   | { op: 'load'; id: number; key: string; path: string; intraOpThreads: number }
   | { op: 'unload'; id: number; key: string }
-  | { op: 'run'; id: number; key: string; task: Task; labels?: string[]; rows: number; feeds: Feed[] };
+  | { op: 'run'; id: number; key: string; task: Task; labels?: string[]; rows: number; feeds: Feed[]; rawRows?: boolean[] };
 
 export interface RunReply {
   results: RowResult[];

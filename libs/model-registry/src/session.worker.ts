@@ -67,7 +67,7 @@ async function handle(msg: WorkerRequest): Promise<WorkerReply> {
       const startedAt = performance.timeOrigin + performance.now();
       const outputs = await session.run(feeds);
       const inferenceMs = performance.timeOrigin + performance.now() - startedAt;
-      const results = postprocess(msg.task, msg.rows, outputs as never, msg.labels);
+      const results = postprocess(msg.task, msg.rows, outputs as never, msg.labels, msg.rawRows);
       for (const tensor of Object.values(outputs)) tensor.dispose();
       return { id: msg.id, ok: true, run: { results, startedAt, inferenceMs } };
     }

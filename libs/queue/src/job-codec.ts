@@ -5,9 +5,10 @@ export const INFER_JOB = 'infer';
 
 /**
  * One queued row, kept compact because every byte crosses Redis twice:
- * [request_id, enqueued at (epoch ms), deadline (epoch ms), base64 bytes per input, item shape per input].
+ * [request_id, enqueued at (epoch ms), deadline (epoch ms), base64 bytes per input, item shape per input],
+ * plus a trailing 1 when the row wants every output tensor rather than the task's result.
  */
-export type JobRow = [string, number, number, string[], number[][]];
+export type JobRow = [string, number, number, string[], number[][]] | [string, number, number, string[], number[][], 1];
 
 /** One BullMQ job: the concurrent requests of one model and priority from one replica. */
 export interface InferJobData {
@@ -30,7 +31,8 @@ export interface QueuedRow {
 }
 
 export function encodeRow(requestId: string, enqueuedAt: number, deadline: number, row: EncodedRow): JobRow {
-  return [requestId, enqueuedAt, deadline, row.buffers.map((b) => b.toString('base64')), row.dims];
+  const base: JobRow = [requestId, enqueuedAt, deadline, row.buffers.map((b) => b.toString('base64')), row.dims];
+  return row.raw ? [...base, 1] : base;
 }
 
 const isNumberArray = (v: unknown): v is number[] => Array.isArray(v) && v.every((n) => Number.isInteger(n) && n > 0);
@@ -45,7 +47,7 @@ export function decodeJob(data: unknown, priority: number): QueuedRow[] {
     throw new Error('malformed infer job: expected {m, o, r[]}');
   }
   return job.r.map((r, i) => {
-    if (!Array.isArray(r) || r.length !== 5) throw new Error(`malformed infer job row ${i}`);
+    if (!Array.isArray(r) || r.length < 5 || r.length > 6 || (r.length === 6 && r[5] !== 1)) throw new Error(`malformed infer job row ${i}`);
     const [requestId, enqueuedAt, deadline, inputs, dims] = r;
     if (typeof requestId !== 'string' || !Number.isFinite(enqueuedAt) || !Number.isFinite(deadline)) throw new Error(`malformed infer job row ${i}: id or times`);
     if (!Array.isArray(inputs) || !inputs.every((s) => typeof s === 'string')) throw new Error(`malformed infer job row ${i}: inputs`);
@@ -57,7 +59,7 @@ export function decodeJob(data: unknown, priority: number): QueuedRow[] {
       priority,
       enqueuedAt,
       deadline,
-      row: { buffers: inputs.map((s) => Buffer.from(s, 'base64')), dims },
+      row: { buffers: inputs.map((s) => Buffer.from(s, 'base64')), dims, ...(r.length === 6 ? { raw: true } : {}) },
     };
   });
 }

@@ -1,5 +1,5 @@
 import { ArgumentsHost, Catch, ExceptionFilter, HttpException, HttpStatus, Logger } from '@nestjs/common';
-import type { FastifyReply } from 'fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import { STATUS_CODES } from 'node:http';
 import { BalesError, ErrorCode } from '@bales/errors';
 import { BalesMetrics } from '@bales/observability';
@@ -70,6 +70,8 @@ export class ErrorFilter implements ExceptionFilter {
     const reply = host.switchToHttp().getResponse<FastifyReply>();
     // Overload and outages are brief by design: tell clients when to come back rather than let them hammer.
     if (exception instanceof BalesError && RETRY_LATER.has(exception.code)) reply.header('retry-after', '1');
-    reply.status(body.statusCode).send(body);
+    // The Open Inference Protocol has its own error body; the status codes are the same.
+    const v2 = host.switchToHttp().getRequest<FastifyRequest>().url.startsWith('/v2');
+    reply.status(body.statusCode).send(v2 ? { error: body.message } : body);
   }
 }

@@ -6,5 +6,5 @@ import { ProbesService } from './probes.service';
 import { ReplicaGauges } from './replica-gauges';
 
 // A failing readiness check is an expected state (Redis away, shutdown), answered in the body, not logged as an error.
-@Module({ imports: [QueueModule, TerminusModule.forRoot({ logger: false })], controllers: [HealthController], providers: [ProbesService, ReplicaGauges] })
+@Module({ imports: [QueueModule, TerminusModule.forRoot({ logger: false })], controllers: [HealthController], providers: [ProbesService, ReplicaGauges], exports: [ProbesService] })
 export class HealthModule {}

@@ -4,10 +4,10 @@ import { BalesConfig } from '@bales/config';
 import { BalesError, ErrorCode } from '@bales/errors';
 import { ModelRegistry } from '@bales/model-registry';
 import { InferenceQueue } from '@bales/queue';
+import { requestOptions } from '../common/request-options';
 import { InferRequestDto } from './dto/infer-request.dto';
 import { InferResponseDto } from './dto/infer-response.dto';
 
-const DEFAULT_PRIORITY = 2;
 const round3 = (ms: number) => Math.round(ms * 1000) / 1000;
 
 @Injectable()
@@ -22,20 +22,13 @@ export class InferService {
   async infer(req: InferRequestDto, receivedAt: number, clientGone?: AbortSignal, requestId: string = randomUUID()): Promise<InferResponseDto> {
     try {
       const modelId = req.model_id ?? this.config.DEFAULT_MODEL_ID;
-      const levels = this.config.PRIORITY_LEVELS;
-      const priority = req.priority ?? Math.min(DEFAULT_PRIORITY, levels);
-      if (priority > levels) throw new BalesError(ErrorCode.INVALID_REQUEST, `priority must be an integer from 1 to ${levels}`);
-      const maxTimeoutMs = Math.floor(this.config.BATCHER_TIMEOUT_S * 1000);
-      if (req.timeout_ms !== undefined && req.timeout_ms > maxTimeoutMs) {
-        throw new BalesError(ErrorCode.INVALID_REQUEST, `timeout_ms must be an integer from 1 to ${maxTimeoutMs}`);
-      }
+      const { priority, timeoutMs } = requestOptions(this.config, req.priority, req.timeout_ms);
       const task = this.registry.get(modelId).task;
       if (req.model_type !== undefined && req.model_type !== task) {
         throw new BalesError(ErrorCode.INVALID_INPUT, `model_type '${req.model_type}' does not match model '${modelId}', a ${task} model`);
       }
       // Counted until answered, so unloading the model waits for this request.
       const { row, release } = this.registry.admit(modelId, req.payload);
-      const timeoutMs = req.timeout_ms ?? this.config.BATCHER_TIMEOUT_S * 1000;
       const out = await this.queue.submit({ requestId, modelId, priority, row, timeoutMs, signal: clientGone }).finally(release);
       return {
         request_id: requestId,

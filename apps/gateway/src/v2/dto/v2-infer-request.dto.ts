@@ -1,0 +1,95 @@
+import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
+import { Type } from 'class-transformer';
+import { ArrayMaxSize, ArrayMinSize, IsArray, IsDefined, IsIn, IsInt, IsObject, IsOptional, IsString, MaxLength, Min, ValidateNested } from 'class-validator';
+
+/** The Open Inference Protocol datatypes BALES accepts. */
+export const V2_DATATYPES = ['BOOL', 'UINT8', 'INT8', 'INT32', 'INT64', 'FP32', 'FP64'] as const;
+export type V2Datatype = (typeof V2_DATATYPES)[number];
+
+const STUB_EXAMPLE = Array.from({ length: 128 }, (_, i) => Math.round(Math.sin(i) * 1000) / 1000);
+
+export class V2InputTensorDto {
+  @ApiProperty({ example: 'input' })
+  @IsString({ message: 'inputs[].name must be a string' })
+  @MaxLength(256)
+  name: string;
+
+  @ApiProperty({ type: [Number], example: [1, 128], description: 'The first dimension is the batch: N rows join the dynamic batcher as N requests' })
+  @IsArray({ message: 'inputs[].shape must be an array of integers' })
+  @ArrayMinSize(1)
+  @ArrayMaxSize(32)
+  @IsInt({ each: true, message: 'inputs[].shape must be an array of integers' })
+  @Min(0, { each: true, message: 'inputs[].shape dimensions must not be negative' })
+  shape: number[];
+
+  @ApiProperty({ enum: V2_DATATYPES, example: 'FP32' })
+  @IsIn(V2_DATATYPES, { message: `inputs[].datatype must be one of ${V2_DATATYPES.join(', ')}` })
+  datatype: V2Datatype;
+
+  @ApiPropertyOptional({ type: Object })
+  @IsOptional()
+  @IsObject()
+  parameters?: Record<string, unknown>;
+
+  @ApiProperty({ type: [Number], example: STUB_EXAMPLE, description: 'Flat in row-major order, or nested to the shape' })
+  @IsDefined({ message: 'inputs[].data is required' })
+  @IsArray({ message: 'inputs[].data must be an array' })
+  data: unknown[];
+}
+
+export class V2RequestedOutputDto {
+  @ApiProperty({ example: 'probabilities' })
+  @IsString({ message: 'outputs[].name must be a string' })
+  name: string;
+
+  @ApiPropertyOptional({ type: Object })
+  @IsOptional()
+  @IsObject()
+  parameters?: Record<string, unknown>;
+}
+
+/** Open Inference Protocol parameters BALES reads: the same priority and deadline as POST /infer. */
+export class V2ParametersDto {
+  @ApiPropertyOptional({ example: 2, description: '1 is most urgent; up to PRIORITY_LEVELS' })
+  @IsOptional()
+  @IsInt({ message: 'parameters.priority must be an integer' })
+  @Min(1, { message: 'parameters.priority must be at least 1' })
+  priority?: number;
+
+  @ApiPropertyOptional({ example: 1000, description: 'Deadline in ms, at most BATCHER_TIMEOUT_S' })
+  @IsOptional()
+  @IsInt({ message: 'parameters.timeout_ms must be an integer' })
+  @Min(1, { message: 'parameters.timeout_ms must be at least 1' })
+  timeout_ms?: number;
+}
+
+/** POST /v2/models/{name}/infer */
+export class V2InferRequestDto {
+  @ApiPropertyOptional({ example: 'my-request-1' })
+  @IsOptional()
+  @IsString({ message: 'id must be a string' })
+  @MaxLength(256)
+  id?: string;
+
+  @ApiPropertyOptional({ type: V2ParametersDto })
+  @IsOptional()
+  @ValidateNested()
+  @Type(() => V2ParametersDto)
+  parameters?: V2ParametersDto;
+
+  @ApiProperty({ type: [V2InputTensorDto] })
+  @IsArray({ message: 'inputs must be an array' })
+  @ArrayMinSize(1, { message: 'inputs must hold at least one tensor' })
+  @ArrayMaxSize(64)
+  @ValidateNested({ each: true })
+  @Type(() => V2InputTensorDto)
+  inputs: V2InputTensorDto[];
+
+  @ApiPropertyOptional({ type: [V2RequestedOutputDto] })
+  @IsOptional()
+  @IsArray({ message: 'outputs must be an array' })
+  @ArrayMaxSize(64)
+  @ValidateNested({ each: true })
+  @Type(() => V2RequestedOutputDto)
+  outputs?: V2RequestedOutputDto[];
+}

@@ -1,0 +1,110 @@
+import { Body, Controller, Get, HttpCode, Param, Post, Res, UseInterceptors } from '@nestjs/common';
+import { ApiOkResponse, ApiOperation, ApiResponse, ApiTags } from '@nestjs/swagger';
+import type { FastifyReply } from 'fastify';
+import { BUILD_VERSION } from '../health/build-version';
+import { ProbesService } from '../health/probes.service';
+import { ClientGone } from '../infer/client-gone.decorator';
+import { NestingLimitInterceptor } from '../infer/nesting-limit.interceptor';
+import { RequestId } from '../infer/request-id.decorator';
+import { V2InferRequestDto } from './dto/v2-infer-request.dto';
+import { V2ErrorDto, V2InferResponseDto, V2ModelMetadataDto, V2ServerMetadataDto } from './dto/v2-responses.dto';
+import { V2Service } from './v2.service';
+
+const errors = (...statuses: number[]) => statuses.map((status) => ApiResponse({ status, type: V2ErrorDto, description: 'Open Inference Protocol error body: {"error": "..."}' }));
+const apply = (decorators: MethodDecorator[]): MethodDecorator => (target, key, descriptor) => decorators.forEach((d) => d(target, key, descriptor));
+
+/** The Open Inference Protocol (KServe V2) REST endpoints, as Triton, KServe and MLServer clients speak it. */
+@ApiTags('Open Inference Protocol (V2)')
+@Controller('v2')
+export class V2Controller {
+  constructor(
+    private readonly v2: V2Service,
+    private readonly probes: ProbesService,
+  ) {}
+
+  @Get()
+  @ApiOperation({ summary: 'Server metadata' })
+  @ApiOkResponse({ type: V2ServerMetadataDto })
+  server(): V2ServerMetadataDto {
+    return { name: 'bales', version: BUILD_VERSION, extensions: [] };
+  }
+
+  @Get('health/live')
+  @ApiOperation({ summary: 'Server liveness' })
+  live(): { live: boolean } {
+    return { live: true };
+  }
+
+  @Get('health/ready')
+  @ApiOperation({ summary: 'Server readiness: Redis reachable, models loaded, not shutting down; 503 otherwise' })
+  async ready(@Res({ passthrough: true }) reply: FastifyReply): Promise<{ ready: boolean }> {
+    const ready = await this.probes.ready().then(
+      () => true,
+      () => false,
+    );
+    if (!ready) reply.status(503);
+    return { ready };
+  }
+
+  @Get('models/:name')
+  @ApiOperation({ summary: 'Model metadata: inputs and outputs read from the ONNX file (-1 marks a dynamic dimension)' })
+  @ApiOkResponse({ type: V2ModelMetadataDto })
+  @apply(errors(404))
+  metadata(@Param('name') name: string): V2ModelMetadataDto {
+    return this.v2.metadata(name);
+  }
+
+  @Get('models/:name/versions/:version')
+  @ApiOperation({ summary: 'Model metadata at a version (only the version being served exists)' })
+  @ApiOkResponse({ type: V2ModelMetadataDto })
+  @apply(errors(404))
+  versionMetadata(@Param('name') name: string, @Param('version') version: string): V2ModelMetadataDto {
+    return this.v2.metadata(name, version);
+  }
+
+  @Get('models/:name/ready')
+  @ApiOperation({ summary: 'Model readiness: 200 when it takes requests, 503 while it is being unloaded' })
+  @apply(errors(404))
+  modelReady(@Param('name') name: string, @Res({ passthrough: true }) reply: FastifyReply): { name: string; ready: boolean } {
+    return this.readiness(name, undefined, reply);
+  }
+
+  @Get('models/:name/versions/:version/ready')
+  @ApiOperation({ summary: 'Model readiness at a version' })
+  @apply(errors(404))
+  versionReady(@Param('name') name: string, @Param('version') version: string, @Res({ passthrough: true }) reply: FastifyReply): { name: string; ready: boolean } {
+    return this.readiness(name, version, reply);
+  }
+
+  @Post('models/:name/infer')
+  @HttpCode(200)
+  @UseInterceptors(NestingLimitInterceptor)
+  @ApiOperation({ summary: 'Inference', description: 'Same queue, priorities (parameters.priority), deadlines (parameters.timeout_ms), batcher and backpressure as POST /infer. A batch of N rows joins the batcher as N rows.' })
+  @ApiOkResponse({ type: V2InferResponseDto })
+  @apply(errors(400, 404, 429, 503, 504))
+  infer(@Param('name') name: string, @Body() body: V2InferRequestDto, @RequestId() requestId: string, @ClientGone() clientGone: AbortSignal): Promise<V2InferResponseDto> {
+    return this.v2.infer(name, undefined, body, requestId, clientGone);
+  }
+
+  @Post('models/:name/versions/:version/infer')
+  @HttpCode(200)
+  @UseInterceptors(NestingLimitInterceptor)
+  @ApiOperation({ summary: 'Inference at a version (only the version being served exists)' })
+  @ApiOkResponse({ type: V2InferResponseDto })
+  @apply(errors(400, 404, 429, 503, 504))
+  inferVersion(
+    @Param('name') name: string,
+    @Param('version') version: string,
+    @Body() body: V2InferRequestDto,
+    @RequestId() requestId: string,
+    @ClientGone() clientGone: AbortSignal,
+  ): Promise<V2InferResponseDto> {
+    return this.v2.infer(name, version, body, requestId, clientGone);
+  }
+
+  private readiness(name: string, version: string | undefined, reply: FastifyReply): { name: string; ready: boolean } {
+    const ready = this.v2.modelReady(name, version);
+    if (!ready) reply.status(503);
+    return { name, ready };
+  }
+}
