@@ -108,6 +108,13 @@ describe('Open Inference Protocol (KServe V2) over the same queue and batcher', 
     expect(bad).toMatchObject({ status: 400, body: { error: 'parameters.priority must be an integer from 1 to 3' } });
   });
 
+  it('is documented in Swagger', async () => {
+    const paths = Object.keys((await getJson(`${gw.url}/docs-json`)).body.paths);
+    expect(paths).toEqual(
+      expect.arrayContaining(['/v2', '/v2/health/live', '/v2/health/ready', '/v2/models/{name}', '/v2/models/{name}/versions/{version}', '/v2/models/{name}/ready', '/v2/models/{name}/infer', '/v2/models/{name}/versions/{version}/infer']),
+    );
+  });
+
   describe('errors answer {"error": "..."}', () => {
     it.each([
       ['a shape and data length that differ', 400, 'stub_v1', { inputs: [fp32('input', [1, 128], [1, 2, 3])] }, /needs 128 values, data has 3/],
