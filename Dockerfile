@@ -1,7 +1,14 @@
 # syntax=docker/dockerfile:1
+# Expected image on linux/amd64: about 330 MB uncompressed, about 105 MB compressed. The node:20-bookworm-slim base
+# dominates (~200 MB, most of it the node binary and Debian); then ONNX Runtime's CPU library for the image's own
+# platform (46 MB on amd64, 25 MB on arm64), the other production dependencies (~70 MB) and the compiled gateway
+# with its models (< 2 MB). Measured here: those app layers are 131 MB as a tar, 35 MB gzipped. Unpruned,
+# onnxruntime-node would add ~240 MB of macOS, Windows and other-architecture binaries it never loads.
+
 # Build stage: compile TypeScript with the dev dependencies.
 FROM node:20-bookworm-slim AS build
 WORKDIR /app
+# onnxruntime-node's install script would fetch CUDA libraries; the CPU binaries ship inside the package.
 ENV ONNXRUNTIME_NODE_INSTALL=skip
 COPY package.json package-lock.json .npmrc ./
 RUN npm ci --no-audit --no-fund
@@ -10,17 +17,34 @@ COPY apps ./apps
 COPY libs ./libs
 RUN npx nest build
 
-# Runtime stage: production dependencies, the compiled gateway and the models, as an unprivileged user.
+# Production dependencies only, with ONNX Runtime binaries for this platform alone.
+FROM node:20-bookworm-slim AS deps
+WORKDIR /app
+ENV ONNXRUNTIME_NODE_INSTALL=skip
+COPY package.json package-lock.json .npmrc ./
+RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force \
+  && keep="$(node -p "process.platform + '/' + process.arch")" \
+  && cd node_modules/onnxruntime-node/bin/napi-v6 \
+  && for dir in */*; do if [ "$dir" != "$keep" ]; then rm -rf "$dir"; fi; done \
+  && test -f "$keep/onnxruntime_binding.node"
+
+# Runtime: the compiled gateway, its dependencies and the models, owned by root and only readable by the app.
 FROM node:20-bookworm-slim AS runtime
 WORKDIR /app
-ENV NODE_ENV=production ONNXRUNTIME_NODE_INSTALL=skip PORT=8000 HOST=0.0.0.0 MODELS_DIR=/app/models
-COPY package.json package-lock.json .npmrc ./
-RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
+# ORT_DISABLE_TELEMETRY: otherwise ONNX Runtime keeps a telemetry database in ~/.cache and logs in /tmp,
+# which a read-only root filesystem refuses; with it the gateway writes no file at all.
+# MALLOC_ARENA_MAX=2: glibc's per-thread arenas hold on to the native memory of released ONNX sessions, so
+# RSS creeps with every reload (README, Serving your own models). Compose and Kubernetes inherit both.
+ENV NODE_ENV=production ORT_DISABLE_TELEMETRY=1 MALLOC_ARENA_MAX=2 MODELS_DIR=/app/models
+COPY --from=deps /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
+COPY package.json ./
 COPY models ./models
-RUN groupadd --system bales && useradd --system --gid bales --no-create-home bales
-USER bales
+RUN groupadd --system --gid 10001 bales && useradd --system --uid 10001 --gid bales --no-create-home --shell /usr/sbin/nologin bales
+# The bales user, by number, so Kubernetes' runAsNonRoot can verify it without a runAsUser.
+USER 10001:10001
 EXPOSE 8000
-HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
-  CMD node -e "fetch('http://127.0.0.1:'+(process.env.PORT||8000)+'/health').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
+# Liveness, not readiness: /health/live does not ask Redis, so an outage never marks the container unhealthy.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
+  CMD node -e "fetch('http://127.0.0.1:'+(process.env.PORT||8000)+'/health/live').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
 CMD ["node", "dist/apps/gateway/src/main.js"]
