@@ -1,4 +1,5 @@
-import { INPUT_128, post } from './support/gateway';
+import { join } from 'node:path';
+import { INPUT_128, ROOT, getJson, post } from './support/gateway';
 import { ownGateway, promtool, sample, scrape } from './support/observability';
 
 const infer = (input: unknown, extra: Record<string, unknown> = {}) => ({ model_id: 'stub_v1', payload: { input }, ...extra });
@@ -84,6 +85,22 @@ describe('GET /metrics (real HTTP, Redis and ONNX Runtime)', () => {
     }
   });
 
+  it('counts model reloads by model_id and result', async () => {
+    const reload = (id: string, weights: string) => post(`${own.gw.url}/models/${id}/reload`, { weights_path: join(ROOT, weights) });
+    const growthOf = await growth(
+      own.gw.url,
+      async () => {
+        expect((await reload('stub_v1', 'models/stub_v2.onnx')).status).toBe(200);
+        expect((await reload('stub_v1', 'models/missing.onnx')).status).toBe(404);
+        expect((await reload('made_up', 'models/stub_v2.onnx')).status).toBe(404);
+      },
+      ['bales_model_reloads_total', { model_id: 'stub_v1', result: 'ok' }],
+      ['bales_model_reloads_total', { model_id: 'stub_v1', result: 'failed' }],
+      ['bales_model_reloads_total', { model_id: 'unknown', result: 'failed' }],
+    );
+    expect(growthOf).toEqual([1, 1, 1]);
+  });
+
   it('passes promtool check metrics, but for the abbreviated-unit lint on the three _ms names the original contract fixes', async () => {
     const { status, problems } = promtool(await scrape(own.gw.url));
     // promtool exits 1 on text it cannot parse and 3 on lint findings only.
@@ -98,15 +115,23 @@ describe('bales_pending_requests and timeouts', () => {
   // Nothing processes this replica's work, so its requests stay pending until their deadline.
   const own = ownGateway({ PROCESSOR_ENABLED: 'false', BATCHER_TIMEOUT_S: '1.5' });
 
-  it('reports the requests this replica holds, then counts them as timeouts once they are answered 504', async () => {
-    const answers = Promise.all(Array.from({ length: 3 }, () => post(`${own.gw.url}/infer`, infer(INPUT_128))));
-    await new Promise((r) => setTimeout(r, 300));
-    expect(sample(await scrape(own.gw.url), 'bales_pending_requests')).toBe(3);
-    expect((await answers).map((a) => a.status)).toEqual([504, 504, 504]);
-    const text = await scrape(own.gw.url);
-    expect(sample(text, 'bales_pending_requests')).toBe(0);
-    expect(sample(text, 'bales_rejected_total', { reason: 'timeout' })).toBe(3);
-    expect(sample(text, 'bales_requests_total', { model_id: 'stub_v1', status: '504' })).toBe(3);
+  it('reports the requests this replica holds and the rows queued per priority, then counts the 504s once their deadline passes', async () => {
+    const answers = Promise.all([
+      ...Array.from({ length: 3 }, () => post(`${own.gw.url}/infer`, infer(INPUT_128, { priority: 2 }))),
+      post(`${own.gw.url}/infer`, infer(INPUT_128, { priority: 1 })),
+    ]);
+    // Queue depths are read from Redis every 100 ms.
+    await new Promise((r) => setTimeout(r, 400));
+    const during = await scrape(own.gw.url);
+    expect(sample(during, 'bales_pending_requests')).toBe(4);
+    expect(sample(during, 'bales_queue_depth', { model_id: 'stub_v1', priority: '2' })).toBe(3);
+    expect(sample(during, 'bales_queue_depth', { model_id: 'stub_v1', priority: '1' })).toBe(1);
+    expect((await getJson(`${own.gw.url}/health`)).body).toMatchObject({ pending_requests: 4, queue_depths: { stub_v1: { '1': 1, '2': 3 } } });
+    expect((await answers).map((a) => a.status)).toEqual([504, 504, 504, 504]);
+    const after = await scrape(own.gw.url);
+    expect(sample(after, 'bales_pending_requests')).toBe(0);
+    expect(sample(after, 'bales_rejected_total', { reason: 'timeout' })).toBe(4);
+    expect(sample(after, 'bales_requests_total', { model_id: 'stub_v1', status: '504' })).toBe(4);
   });
 });
 

@@ -1,5 +1,6 @@
 import { ModelRegistry } from '@bales/model-registry';
 import { InferenceQueue } from '@bales/queue';
+import { version } from '../package.json';
 import { getJson } from './support/gateway';
 import { ownGateway } from './support/observability';
 
@@ -14,6 +15,22 @@ describe('Kubernetes probes: GET /health/live and GET /health/ready', () => {
       details: { redis: { status: 'up' }, models: { status: 'up', loaded: expect.any(Number), worker_threads: 2 }, accepting: { status: 'up' } },
     });
     expect(res.body.details.models.loaded).toBeGreaterThanOrEqual(1);
+  });
+
+  it('GET /health gives the original details: models with versions, queue depths, pending requests, Redis, worker pool, uptime and version', async () => {
+    const res = await getJson(`${own.gw.url}/health`);
+    expect(res.status).toBe(200);
+    expect(res.body).toEqual({
+      status: 'ok',
+      version: version,
+      redis: 'up',
+      models: expect.arrayContaining([{ id: 'stub_v1', version: '1', task: 'classification', state: 'ready' }]),
+      queue_depths: expect.any(Object),
+      pending_requests: 0,
+      workers: { threads: 2, state: 'up' },
+      processor: { enabled: true, batches: expect.any(Number), rows_run: expect.any(Number), rows_expired: expect.any(Number) },
+      uptime_s: expect.any(Number),
+    });
   });
 
   it('reports live with the event loop lag, and is never cached', async () => {
