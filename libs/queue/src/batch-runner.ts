@@ -31,13 +31,13 @@ export class BatchRunner {
   ) {}
 
   /**
-   * Drops rows nobody waits for any more, counting them. A row's deadline travels with it; a client gone from
-   * this replica is known here too. A client gone from another replica is only known by its deadline.
+   * Drops rows nobody waits for any more, counting them: past their deadline (it travels with the row), or whose
+   * client has gone (known here for this replica's clients, announced over Redis for the others').
    */
   stillWanted<T extends QueuedRow>(rows: T[]): T[] {
     const now = epochNow();
     const self = this.router.instanceId;
-    const live = rows.filter((r) => r.deadline > now && (r.origin !== self || this.pending.has(r.requestId)));
+    const live = rows.filter((r) => r.deadline > now && (r.origin === self ? this.pending.has(r.requestId) : !this.router.isCancelled(r.requestId)));
     this.stats.rowsExpired += rows.length - live.length;
     return live;
   }

@@ -10,6 +10,7 @@ import { epochNow } from './clock';
 import { InferOutcome, PendingRequests } from './pending-requests';
 import { DEPTH_REFRESH_MS, DepthByPriority, QueueDepth } from './queue-depth';
 import { RedisConnections } from './redis-connections';
+import { ResultRouter } from './result-router';
 
 export interface InferSubmission {
   requestId: string;
@@ -62,6 +63,7 @@ export class InferenceQueue implements OnModuleInit, BeforeApplicationShutdown {
     private readonly config: BalesConfig,
     private readonly pending: PendingRequests,
     private readonly redis: RedisConnections,
+    private readonly router: ResultRouter,
   ) {
     this.depth = new QueueDepth(`${config.QUEUE_PREFIX}:depth`);
   }
@@ -147,7 +149,11 @@ export class InferenceQueue implements OnModuleInit, BeforeApplicationShutdown {
       setImmediate(() => this.flushScheduled && this.flush());
     }
     if (req.signal) {
-      const onAbort = () => this.pending.fail(req.requestId, new BalesError(ErrorCode.TIMEOUT, 'the client closed the connection', req.requestId));
+      const onAbort = () => {
+        if (this.pending.fail(req.requestId, new BalesError(ErrorCode.TIMEOUT, 'the client closed the connection', req.requestId))) {
+          this.router.cancel(req.requestId, now + req.timeoutMs);
+        }
+      };
       if (req.signal.aborted) onAbort();
       else req.signal.addEventListener('abort', onAbort, { once: true });
     }

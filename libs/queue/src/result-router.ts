@@ -1,18 +1,22 @@
 import { Injectable, Logger, OnModuleInit } from '@nestjs/common';
 import type { Redis } from 'ioredis';
 import { BalesConfig } from '@bales/config';
+import { epochNow } from './clock';
 import { PendingRequests, ResultMessage } from './pending-requests';
 import { RedisConnections } from './redis-connections';
 
 /**
  * Brings each result to the replica holding the client's connection: directly when that is this
  * replica, otherwise over the origin's own Redis channel. Results for a replica that is gone are
- * published to nobody and vanish; nothing accumulates.
+ * published to nobody and vanish; nothing accumulates. It also carries cancellations the other way.
  */
 @Injectable()
 export class ResultRouter implements OnModuleInit {
   private readonly logger = new Logger(ResultRouter.name);
   private publisher!: Redis;
+  /** Requests whose client left, announced by any replica: request_id -> deadline, after which it is moot. */
+  private readonly cancelled = new Map<string, number>();
+  private cancelling: [string, number][] = [];
 
   constructor(
     private readonly config: BalesConfig,
@@ -28,12 +32,51 @@ export class ResultRouter implements OnModuleInit {
     return `${this.config.QUEUE_PREFIX}:results:${instanceId}`;
   }
 
+  private get cancelChannel(): string {
+    return `${this.config.QUEUE_PREFIX}:cancelled`;
+  }
+
   async onModuleInit(): Promise<void> {
     this.publisher = this.redis.open('publisher');
     // The subscriber queues its SUBSCRIBE until connected and re-subscribes by itself after an outage.
     const subscriber = this.redis.open('results', { enableOfflineQueue: true, maxRetriesPerRequest: null });
-    subscriber.on('message', (_channel: string, message: string) => this.onMessage(message));
-    await subscriber.subscribe(this.channel(this.instanceId));
+    subscriber.on('message', (channel: string, message: string) => (channel === this.cancelChannel ? this.onCancelled(message) : this.onMessage(message)));
+    await subscriber.subscribe(this.channel(this.instanceId), this.cancelChannel);
+  }
+
+  /**
+   * Tells every replica that nobody waits for this request any more, so one that already fetched its row skips
+   * it. Announcements of one tick travel in one PUBLISH; only clients that leave early cost anything.
+   */
+  cancel(requestId: string, deadline: number): void {
+    if (this.cancelling.length === 0) {
+      setImmediate(() => {
+        const batch = this.cancelling;
+        this.cancelling = [];
+        this.publisher.publish(this.cancelChannel, JSON.stringify(batch)).catch((err: Error) => this.redis.logError(err));
+      });
+    }
+    this.cancelling.push([requestId, deadline]);
+  }
+
+  isCancelled(requestId: string): boolean {
+    return this.cancelled.has(requestId);
+  }
+
+  private onCancelled(raw: string): void {
+    let entries: unknown;
+    try {
+      entries = JSON.parse(raw);
+    } catch {
+      return;
+    }
+    if (!Array.isArray(entries)) return;
+    const now = epochNow();
+    // Entries past their deadline are moot (the deadline check covers them), so the map holds one window at most.
+    for (const [id, deadline] of this.cancelled) if (deadline <= now) this.cancelled.delete(id);
+    for (const e of entries) {
+      if (Array.isArray(e) && typeof e[0] === 'string' && Number.isFinite(e[1]) && e[1] > now) this.cancelled.set(e[0], e[1]);
+    }
   }
 
   /** Delivers one batch's results, one PUBLISH per remote origin. */
