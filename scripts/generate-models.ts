@@ -25,6 +25,22 @@ export function writeStubModels(modelsDir: string): void {
   writeFileSync(join(modelsDir, 'stub_v2.onnx'), stubModel(2));
 }
 
+/**
+ * The compute-bound benchmark model: about 2.2 M weights (9 MB), so inference, not HTTP, dominates and
+ * batching shows. Generated at bench time into a scratch folder, never committed.
+ */
+export const HEAVY_LAYERS = [128, 1024, 1024, 1024, 10];
+export const HEAVY_MODEL_ID = 'heavy_v1';
+
+export function writeHeavyModel(modelsDir: string): void {
+  mkdirSync(join(modelsDir, HEAVY_MODEL_ID), { recursive: true });
+  writeFileSync(join(modelsDir, HEAVY_MODEL_ID, 'model.onnx'), encodeModel(mlpClassifier(HEAVY_MODEL_ID, HEAVY_LAYERS, 4321)));
+  writeFileSync(
+    join(modelsDir, HEAVY_MODEL_ID, 'config.json'),
+    JSON.stringify({ task: 'classification', description: 'Benchmark MLP 128-1024-1024-1024-10, compute-bound.' }, null, 2) + '\n',
+  );
+}
+
 if (require.main === module) {
   const dir = resolve(process.argv[2] ?? join(__dirname, '..', 'models'));
   writeStubModels(dir);

@@ -1,0 +1,67 @@
+/** What both benchmarks share: the models they run, percentiles, the machine, and where results go. */
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { availableParallelism, cpus, tmpdir } from 'node:os';
+import { join, relative } from 'node:path';
+import { HEAVY_MODEL_ID, writeHeavyModel, writeStubModels } from '../generate-models';
+
+export const ROOT = join(__dirname, '..', '..');
+export const RESULTS_DIR = join(ROOT, 'bench-results');
+export const INPUT_128 = Array.from({ length: 128 }, (_, i) => Math.round(Math.sin(i) * 1000) / 1000);
+
+export type ModelChoice = 'stub' | 'heavy';
+
+export interface BenchModel {
+  choice: ModelChoice;
+  id: string;
+  /** A MODELS_DIR holding only this model, so the gateway loads nothing else. */
+  modelsDir: string;
+}
+
+/** Writes the chosen model into a scratch folder of its own (the heavy one takes a few seconds, once). */
+export function prepareModel(choice: ModelChoice): BenchModel {
+  const modelsDir = join(tmpdir(), `bales-bench-${choice}`);
+  if (choice === 'heavy') {
+    if (!existsSync(join(modelsDir, HEAVY_MODEL_ID, 'model.onnx'))) writeHeavyModel(modelsDir);
+    return { choice, id: HEAVY_MODEL_ID, modelsDir };
+  }
+  writeStubModels(modelsDir);
+  return { choice, id: 'stub_v1', modelsDir };
+}
+
+/** Reads `--name value` and `--flag` from argv. */
+export function argValue(name: string): string | undefined {
+  const i = process.argv.indexOf(`--${name}`);
+  if (i < 0) return undefined;
+  const next = process.argv[i + 1];
+  return next === undefined || next.startsWith('--') ? 'true' : next;
+}
+
+export function modelArg(): ModelChoice {
+  const model = argValue('model') ?? 'stub';
+  if (model !== 'stub' && model !== 'heavy') throw new Error(`--model must be stub or heavy, not ${model}`);
+  return model;
+}
+
+/** Nearest-rank percentile of an ascending array. */
+export function percentile(sorted: ArrayLike<number>, p: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
+}
+
+export function median(values: number[]): number {
+  return percentile([...values].sort((a, b) => a - b), 50);
+}
+
+export const round = (n: number, digits = 2) => Math.round(n * 10 ** digits) / 10 ** digits;
+export const thousands = (n: number) => Math.round(n).toLocaleString('en-US');
+
+export function machine(): { cores: number; cpu: string; node: string; platform: string } {
+  return { cores: availableParallelism(), cpu: cpus()[0]?.model ?? 'unknown', node: process.version, platform: `${process.platform} ${process.arch}` };
+}
+
+export function writeResult(name: string, data: unknown): string {
+  mkdirSync(RESULTS_DIR, { recursive: true });
+  const path = join(RESULTS_DIR, name);
+  writeFileSync(path, JSON.stringify(data, null, 2) + '\n');
+  return relative(process.cwd(), path) || path;
+}

@@ -1,0 +1,194 @@
+/**
+ * npm run bench [-- --model stub|heavy --seconds 5 --repeats 3 --connections 128 --rates 50,500,1000 --profile]
+ *
+ * End to end, in one run, with one client and one body: a throwaway redis-server, the gateway, the gateway with
+ * MAX_BATCH_SIZE=1 (no batching) and a bare Fastify handler (the HTTP ceiling), each its own process.
+ * - saturation: closed loop, the three servers interleaved `repeats` times, medians reported;
+ * - open loop: the gateway at rising fixed rates until it saturates, with p50/p90/p99 and errors at each;
+ * - with --profile, a CPU profile of the gateway's event-loop thread and Redis INFO commandstats during one
+ *   more saturation run, summarised by function and by package.
+ * Writes bench-results/gateway-<model>.json and bench-results/latency-<model>.svg.
+ */
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import Redis from 'ioredis';
+import { TestRedis } from '../../test/support/redis-server';
+import { latencyChart } from './chart';
+import { INPUT_128, RESULTS_DIR, argValue, machine, median, modelArg, prepareModel, round, thousands, writeResult } from './common';
+import { LoadResult, OpenLoopResult, closedLoop, hasWrk, openLoop } from './load';
+import { Server, cpuSeconds, startBareFastify, startGateway } from './processes';
+import { summariseHeap, summariseProfile } from './profile';
+
+const TARGETS = { saturation: 5000, ceilingRatio: 0.6, p99At1000: 12, heavyGain: 5 };
+const DEFAULT_RATES = { stub: [50, 500, 1000, 2000, 4000, 6000, 8000, 12000, 16000], heavy: [50, 200, 500, 1000, 2000, 4000, 8000] };
+
+type Role = 'ceiling' | 'gateway' | 'noBatching';
+const ROLE_NAMES: Record<Role, string> = { ceiling: 'bare Fastify (HTTP ceiling)', gateway: 'gateway', noBatching: 'gateway, MAX_BATCH_SIZE=1' };
+
+interface SaturationRun extends LoadResult {
+  /** CPU cores each process used during the run: where the two cores went. */
+  cpu: Record<string, number>;
+}
+
+const log = (line: string) => console.log(`[${new Date().toISOString().slice(11, 19)}] ${line}`);
+const pad = (s: string | number, n: number) => String(s).padStart(n);
+const fmtMs = (n: number) => (Number.isFinite(n) ? n.toFixed(2) : '-');
+
+async function main(): Promise<void> {
+  const model = prepareModel(modelArg());
+  const seconds = Number(argValue('seconds') ?? 5);
+  const repeats = Number(argValue('repeats') ?? 3);
+  const connections = Number(argValue('connections') ?? 128);
+  const rates = argValue('rates')?.split(',').map(Number) ?? DEFAULT_RATES[model.choice];
+  const profile = argValue('profile') === 'true';
+  const body = JSON.stringify({ model_id: model.id, model_type: 'classification', priority: 2, payload: { input: INPUT_128 } });
+
+  log(`model ${model.id}; client ${hasWrk() ? 'wrk' : 'autocannon'} for saturation, a paced client for open loop; ${machine().cores} cores shared with the client`);
+  const redis = await TestRedis.start();
+  const servers: Server[] = [];
+  const redisClient = new Redis(redis.url);
+  try {
+    const redisPid = Number(/process_id:(\d+)/.exec(await redisClient.info('server'))![1]);
+    const common = { REDIS_URL: redis.url, MODELS_DIR: model.modelsDir, DEFAULT_MODEL_ID: model.id };
+    log('starting the gateway, the gateway with MAX_BATCH_SIZE=1, and a bare Fastify handler');
+    const profilePath = join(RESULTS_DIR, `gateway-${model.choice}.cpuprofile`);
+    const gateway = await startGateway('gateway', { ...common, QUEUE_PREFIX: 'bench-batched', BENCH_CPU_PROFILE: profilePath }, body, profile ? ['-r', join(__dirname, 'cpu-profile.js')] : []);
+    servers.push(gateway);
+    const noBatching = await startGateway('no batching', { ...common, QUEUE_PREFIX: 'bench-single', MAX_BATCH_SIZE: '1' }, body);
+    servers.push(noBatching);
+    const sample = await (await fetch(`${gateway.url}/infer`, { method: 'POST', headers: { 'content-type': 'application/json' }, body })).text();
+    const ceiling = await startBareFastify(sample);
+    servers.push(ceiling);
+    const byRole: Record<Role, Server> = { ceiling, gateway, noBatching };
+
+    const saturate = async (role: Role, secs: number): Promise<SaturationRun> => {
+      const server = byRole[role];
+      // The event-loop thread is the one whose id is the process id; the rest are worker threads, V8 and libuv helpers.
+      const procs: [string, number, number?][] = [
+        [role === 'ceiling' ? 'server' : 'gateway', server.proc.pid!],
+        [role === 'ceiling' ? 'server main thread' : 'gateway main thread', server.proc.pid!, server.proc.pid!],
+        ['redis', redisPid],
+        ['client', process.pid],
+      ];
+      const before = procs.map(([, pid, tid]) => cpuSeconds(pid, tid));
+      const started = performance.now();
+      const result = await closedLoop(`${server.url}/infer`, body, connections, secs);
+      const elapsed = (performance.now() - started) / 1000;
+      const cpu = Object.fromEntries(procs.map(([name, pid, tid], i) => [name, round((cpuSeconds(pid, tid) - before[i]) / elapsed, 2)]));
+      return { ...result, cpu };
+    };
+
+    log(`warm-up: 2 s closed loop on each server`);
+    for (const role of Object.keys(byRole) as Role[]) await saturate(role, 2);
+
+    const runs: Record<Role, SaturationRun[]> = { ceiling: [], gateway: [], noBatching: [] };
+    for (let r = 1; r <= repeats; r++) {
+      for (const role of Object.keys(byRole) as Role[]) {
+        const run = await saturate(role, seconds);
+        runs[role].push(run);
+        log(`saturation ${r}/${repeats} ${ROLE_NAMES[role]}: ${thousands(run.throughput)} req/s, p99 ${fmtMs(run.p99)} ms, errors ${run.errors}, CPU ${JSON.stringify(run.cpu)}`);
+      }
+    }
+    const med = (role: Role) => {
+      const list = runs[role];
+      return { throughput: median(list.map((x) => x.throughput)), p50: median(list.map((x) => x.p50)), p90: median(list.map((x) => x.p90)), p99: median(list.map((x) => x.p99)), errors: list.reduce((n, x) => n + x.errors, 0) };
+    };
+    const saturation = { ceiling: med('ceiling'), gateway: med('gateway'), noBatching: med('noBatching') };
+
+    const open: OpenLoopResult[] = [];
+    for (const rate of rates) {
+      const result = await openLoop(`${gateway.url}/infer`, body, rate, seconds);
+      open.push(result);
+      log(`open loop ${thousands(rate)} req/s offered: ${thousands(result.throughput)} answered/s, p50 ${fmtMs(result.p50)} p90 ${fmtMs(result.p90)} p99 ${fmtMs(result.p99)} ms, errors ${result.errors}, avg batch ${result.avgBatch ?? '-'}`);
+      // Past saturation the queue only grows; a higher rate would measure the backlog, not the gateway.
+      if (result.throughput < 0.9 * rate || result.errors > 0.01 * result.requests) break;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+
+    let profiled: unknown;
+    if (profile) {
+      log(`profiling: ${seconds} s closed loop on the gateway with the CPU profiler on and Redis commandstats reset`);
+      await redisClient.config('RESETSTAT');
+      gateway.proc.kill('SIGUSR2');
+      const run = await saturate('gateway', seconds);
+      gateway.proc.kill('SIGUSR2');
+      await new Promise((r) => setTimeout(r, 2000));
+      const stats = parseCommandStats(await redisClient.info('commandstats'), run.requests);
+      const cpuProfile = summariseProfile(profilePath);
+      const heap = summariseHeap(`${profilePath}.heap`);
+      profiled = { run, redisCommandStats: stats, cpuProfile, heap };
+      log(`profiled run: ${thousands(run.throughput)} req/s, CPU ${JSON.stringify(run.cpu)}`);
+      console.log('\nGateway event-loop thread, share of CPU samples by area:');
+      for (const a of cpuProfile.byArea.slice(0, 12)) console.log(`  ${pad(a.percent.toFixed(1), 5)}%  ${a.area}`);
+      console.log('Top functions by self time:');
+      for (const f of cpuProfile.top) console.log(`  ${pad(f.percent.toFixed(1), 5)}%  ${f.fn}  ${f.where}\n          called from ${f.calledFrom}`);
+      console.log(`Allocation sites (sampled, ${heap.totalMb} MB allocated during the run, garbage included):`);
+      for (const h of heap.top) console.log(`  ${pad(h.percent.toFixed(1), 5)}%  ${h.site}\n          called from ${h.calledFrom}`);
+      console.log('Redis commands (calls per request, usec per call, share of Redis time):');
+      for (const s of stats.slice(0, 10)) console.log(`  ${s.command.padEnd(14)} ${pad(s.callsPerRequest.toFixed(3), 7)} ${pad(s.usecPerCall.toFixed(1), 7)} ${pad(s.percent.toFixed(1), 5)}%`);
+    }
+
+    const g = saturation.gateway;
+    const at1000 = open.find((o) => o.offered === 1000);
+    const ratioCeiling = g.throughput / saturation.ceiling.throughput;
+    const ratioNoBatch = g.throughput / saturation.noBatching.throughput;
+    const checks =
+      model.choice === 'heavy'
+        ? [{ measure: 'batching gain, gateway / MAX_BATCH_SIZE=1', target: `>= ${TARGETS.heavyGain}x`, value: `${ratioNoBatch.toFixed(2)}x`, pass: ratioNoBatch >= TARGETS.heavyGain }]
+        : [
+            { measure: 'saturation, zero errors', target: `>= ${thousands(TARGETS.saturation)} req/s`, value: `${thousands(g.throughput)} req/s, ${g.errors} errors`, pass: g.throughput >= TARGETS.saturation && g.errors === 0 },
+            { measure: 'gateway / HTTP ceiling', target: `>= ${TARGETS.ceilingRatio}`, value: ratioCeiling.toFixed(2), pass: ratioCeiling >= TARGETS.ceilingRatio },
+            { measure: 'P99 at 1,000 req/s offered', target: `<= ${TARGETS.p99At1000} ms`, value: at1000 ? `${fmtMs(at1000.p99)} ms` : 'not measured', pass: !!at1000 && at1000.p99 <= TARGETS.p99At1000 && at1000.errors === 0 },
+          ];
+
+    console.log(`\n=== End-to-end benchmark: ${model.id}, ${connections} connections, median of ${repeats} x ${seconds} s ===`);
+    console.log(`${'server'.padEnd(30)}${pad('req/s', 9)}${pad('p50 ms', 9)}${pad('p90 ms', 9)}${pad('p99 ms', 9)}${pad('errors', 8)}`);
+    for (const role of Object.keys(byRole) as Role[]) {
+      const s = saturation[role];
+      console.log(`${ROLE_NAMES[role].padEnd(30)}${pad(thousands(s.throughput), 9)}${pad(fmtMs(s.p50), 9)}${pad(fmtMs(s.p90), 9)}${pad(fmtMs(s.p99), 9)}${pad(s.errors, 8)}`);
+    }
+    console.log(`gateway / ceiling: ${ratioCeiling.toFixed(2)}    gateway / no batching: ${ratioNoBatch.toFixed(2)}`);
+    console.log(`\nOpen loop, gateway (${seconds} s per rate; latency from each request's due time):`);
+    console.log(`${pad('offered/s', 10)}${pad('answered/s', 11)}${pad('p50 ms', 9)}${pad('p90 ms', 9)}${pad('p99 ms', 9)}${pad('errors', 8)}${pad('avg batch', 10)}${pad('gw ms', 8)}`);
+    for (const o of open) {
+      console.log(`${pad(thousands(o.offered), 10)}${pad(thousands(o.throughput), 11)}${pad(fmtMs(o.p50), 9)}${pad(fmtMs(o.p90), 9)}${pad(fmtMs(o.p99), 9)}${pad(o.errors, 8)}${pad(o.avgBatch ?? '-', 10)}${pad(o.gatewayLatencyMs?.toFixed(2) ?? '-', 8)}`);
+    }
+    console.log('\nTargets:');
+    for (const c of checks) console.log(`  ${c.measure.padEnd(44)} ${c.target.padEnd(16)} ${c.value.padEnd(26)} ${c.pass ? 'PASS' : 'FAIL'}`);
+
+    const svg = join(RESULTS_DIR, `latency-${model.choice}.svg`);
+    writeFileSync(svg, latencyChart(`BALES ${model.id}: latency vs offered load (${machine().cores} cores, client on the same cores)`, open, model.choice === 'stub' ? TARGETS.p99At1000 : undefined));
+    const file = writeResult(`gateway-${model.choice}.json`, {
+      benchmark: 'gateway',
+      date: new Date().toISOString(),
+      machine: machine(),
+      model: model.id,
+      settings: { seconds, repeats, connections, client: hasWrk() ? 'wrk' : 'autocannon' },
+      saturation,
+      ratios: { gatewayToCeiling: round(ratioCeiling, 3), gatewayToNoBatching: round(ratioNoBatch, 3) },
+      runs,
+      openLoop: open,
+      checks,
+      profile: profiled,
+    });
+    console.log(`\nwrote ${file} and ${svg.replace(`${process.cwd()}/`, '')}`);
+  } finally {
+    redisClient.disconnect();
+    await Promise.all(servers.map((s) => s.stop()));
+    await redis.stop();
+  }
+}
+
+/** Redis INFO commandstats, per command: calls per HTTP request, microseconds per call, share of Redis time. */
+function parseCommandStats(info: string, requests: number) {
+  const rows = [...info.matchAll(/^cmdstat_([^:]+):calls=(\d+),usec=(\d+)/gm)].map((m) => ({ command: m[1], calls: Number(m[2]), usec: Number(m[3]) }));
+  const total = rows.reduce((n, r) => n + r.usec, 0);
+  return rows
+    .sort((a, b) => b.usec - a.usec)
+    .map((r) => ({ command: r.command, calls: r.calls, callsPerRequest: round(r.calls / requests, 3), usecPerCall: round(r.usec / r.calls, 2), percent: round((100 * r.usec) / total, 1) }));
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});

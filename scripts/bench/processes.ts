@@ -1,0 +1,74 @@
+/** The servers the end-to-end benchmark starts, each its own OS process, and the CPU each one uses. */
+import { ChildProcess, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { freePort } from '../../test/support/redis-server';
+import { ROOT } from './common';
+
+export interface Server {
+  name: string;
+  url: string;
+  proc: ChildProcess;
+  stop(): Promise<void>;
+}
+
+/** Starts a Node server script and waits until `probe` succeeds against it. */
+async function startNode(name: string, args: string[], env: Record<string, string>, probe: (url: string) => Promise<boolean>): Promise<Server> {
+  const port = await freePort();
+  const proc = spawn(process.execPath, args, {
+    cwd: ROOT,
+    env: { ...process.env, HOST: '127.0.0.1', PORT: String(port), ...env },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  proc.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  const url = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    if (proc.exitCode !== null) throw new Error(`${name} exited with ${proc.exitCode}:\n${stderr}`);
+    if (await probe(url).catch(() => false)) break;
+    if (Date.now() > deadline) throw new Error(`${name} did not start in 60 s:\n${stderr}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  return {
+    name,
+    url,
+    proc,
+    stop: () =>
+      new Promise<void>((resolve) => {
+        if (proc.exitCode !== null || proc.signalCode !== null) return resolve();
+        proc.once('exit', () => resolve());
+        proc.kill('SIGTERM');
+      }),
+  };
+}
+
+/** The real gateway from its sources (`node -r @swc-node/register apps/gateway/src/main.ts`), answering /infer. */
+export function startGateway(name: string, env: Record<string, string>, body: string, nodeArgs: string[] = []): Promise<Server> {
+  const args = [...nodeArgs, '-r', '@swc-node/register', join(ROOT, 'apps/gateway/src/main.ts')];
+  return startNode(name, args, { LOG_LEVEL: 'warn', ...env }, async (url) => {
+    const res = await fetch(`${url}/infer`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+    await res.arrayBuffer();
+    return res.status === 200;
+  });
+}
+
+/** A bare Fastify handler answering a fixed JSON body of the gateway's size: the HTTP ceiling. */
+export function startBareFastify(answer: string): Promise<Server> {
+  return startNode('bare Fastify', ['-r', '@swc-node/register', join(__dirname, 'bare-fastify.ts')], { BARE_ANSWER: answer }, async (url) => {
+    const res = await fetch(`${url}/health`);
+    await res.arrayBuffer();
+    return res.ok;
+  });
+}
+
+/** CPU seconds (user + system) a process (all its threads), or one of its threads, has used so far, from /proc. */
+export function cpuSeconds(pid: number, tid?: number): number {
+  try {
+    // Fields after the command name, which may itself hold spaces; utime and stime are fields 14 and 15.
+    const fields = readFileSync(tid ? `/proc/${pid}/task/${tid}/stat` : `/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return NaN;
+  }
+}
