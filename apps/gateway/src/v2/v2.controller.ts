@@ -11,6 +11,8 @@ import { V2ErrorDto, V2InferResponseDto, V2ModelMetadataDto, V2ServerMetadataDto
 import { V2Service } from './v2.service';
 
 const errors = (...statuses: number[]) => statuses.map((status) => ApiResponse({ status, type: V2ErrorDto, description: 'Open Inference Protocol error body: {"error": "..."}' }));
+const flag = (key: string, value: boolean, extra: Record<string, object> = {}) => ({ type: 'object', required: [...Object.keys(extra), key], properties: { ...extra, [key]: { type: 'boolean', example: value } } });
+const MODEL_NAME = { name: { type: 'string', example: 'stub_v1' } };
 const apply = (decorators: MethodDecorator[]): MethodDecorator => (target, key, descriptor) => decorators.forEach((d) => d(target, key, descriptor));
 
 /** The Open Inference Protocol (KServe V2) REST endpoints, as Triton, KServe and MLServer clients speak it. */
@@ -31,12 +33,15 @@ export class V2Controller {
 
   @Get('health/live')
   @ApiOperation({ summary: 'Server liveness' })
+  @ApiOkResponse({ schema: flag('live', true) })
   live(): { live: boolean } {
     return { live: true };
   }
 
   @Get('health/ready')
   @ApiOperation({ summary: 'Server readiness: Redis reachable, models loaded, not shutting down; 503 otherwise' })
+  @ApiOkResponse({ schema: flag('ready', true) })
+  @ApiResponse({ status: 503, schema: flag('ready', false) })
   async ready(@Res({ passthrough: true }) reply: FastifyReply): Promise<{ ready: boolean }> {
     const ready = await this.probes.ready().then(
       () => true,
@@ -64,6 +69,8 @@ export class V2Controller {
 
   @Get('models/:name/ready')
   @ApiOperation({ summary: 'Model readiness: 200 when it takes requests, 503 while it is being unloaded' })
+  @ApiOkResponse({ schema: flag('ready', true, MODEL_NAME) })
+  @ApiResponse({ status: 503, schema: flag('ready', false, MODEL_NAME) })
   @apply(errors(404))
   modelReady(@Param('name') name: string, @Res({ passthrough: true }) reply: FastifyReply): { name: string; ready: boolean } {
     return this.readiness(name, undefined, reply);
@@ -71,6 +78,8 @@ export class V2Controller {
 
   @Get('models/:name/versions/:version/ready')
   @ApiOperation({ summary: 'Model readiness at a version' })
+  @ApiOkResponse({ schema: flag('ready', true, MODEL_NAME) })
+  @ApiResponse({ status: 503, schema: flag('ready', false, MODEL_NAME) })
   @apply(errors(404))
   versionReady(@Param('name') name: string, @Param('version') version: string, @Res({ passthrough: true }) reply: FastifyReply): { name: string; ready: boolean } {
     return this.readiness(name, version, reply);
