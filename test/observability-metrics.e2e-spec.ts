@@ -38,6 +38,21 @@ describe('GET /metrics (real HTTP, Redis and ONNX Runtime)', () => {
     expect(bounds.filter((b) => b >= 1 && b <= 50).length).toBeGreaterThanOrEqual(15);
   });
 
+  it('counts Open Inference Protocol (V2) infer requests under the model named in their path', async () => {
+    const v2 = (model: string) => post(`${own.gw.url}/v2/models/${model}/infer`, { inputs: [{ name: 'input', shape: [1, 128], datatype: 'FP32', data: INPUT_128 }] });
+    const growthOf = await growth(
+      own.gw.url,
+      async () => {
+        expect((await v2('stub_v1')).status).toBe(200);
+        expect((await v2('made_up')).status).toBe(404);
+      },
+      ['bales_requests_total', { model_id: 'stub_v1', status: '200' }],
+      ['bales_requests_total', { model_id: 'unknown', status: '404' }],
+      ['bales_request_latency_ms_count'],
+    );
+    expect(growthOf).toEqual([1, 1, 2]);
+  });
+
   it('records each batch it runs: its size, its inference time, and every row’s wait in the queue', async () => {
     const [rows, batches, inferences, waits] = await growth(
       own.gw.url,

@@ -28,11 +28,11 @@ export class BalesMetrics {
   readonly registry = new Registry();
   private readonly requests = new Counter({
     name: 'bales_requests_total',
-    help: 'Inference requests (POST /infer) answered, by model_id and HTTP status',
+    help: 'Inference requests (POST /infer and the V2 infer endpoints) answered, by model_id and HTTP status',
     labelNames: ['model_id', 'status'] as const,
     registers: [this.registry],
   });
-  private readonly latency = this.histogram('bales_request_latency_ms', 'End-to-end latency of POST /infer inside the gateway, in milliseconds', MS_BUCKETS);
+  private readonly latency = this.histogram('bales_request_latency_ms', 'End-to-end latency of inference requests inside the gateway, in milliseconds', MS_BUCKETS);
   private readonly batchSize = this.histogram('bales_batch_size', 'Rows in each batch run on ONNX Runtime', BATCH_SIZE_BUCKETS);
   private readonly queueWait = this.histogram('bales_queue_wait_ms', 'Time each row waited from enqueueing until its batch started, in milliseconds', MS_BUCKETS);
   private readonly inference = this.histogram('bales_inference_ms', 'Time ONNX Runtime took to run one batch, in milliseconds', MS_BUCKETS);

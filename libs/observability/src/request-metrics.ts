@@ -7,9 +7,12 @@ import { BalesMetrics } from './metrics';
 
 // Only models the registry knows become label values: a client naming made-up models cannot grow the series.
 const UNKNOWN_MODEL = 'unknown';
+/** The inference routes: the original POST /infer, and the Open Inference Protocol's, which name the model in the path. */
+const INFER = '/infer';
+const V2_INFER = new Set(['/v2/models/:name/infer', '/v2/models/:name/versions/:version/infer']);
 
 /**
- * Counts every answered POST /infer with its final status, whichever layer answered it (validation, the error
+ * Counts every answered inference request (POST /infer and the V2 infer routes) with its final status, whichever layer answered it (validation, the error
  * filter, a timeout or success), from Fastify's onResponse hook: after the reply went out, off the request's path.
  */
 @Injectable()
@@ -24,14 +27,17 @@ export class InferRequestMetrics implements OnModuleInit {
   onModuleInit(): void {
     const fastify = this.adapter.httpAdapter.getInstance<FastifyInstance>();
     fastify.addHook('onResponse', (request, reply, done) => {
-      if (request.routeOptions.url === '/infer') this.metrics.request(this.modelLabel(request.body), reply.statusCode, reply.elapsedTime);
+      const route = request.routeOptions.url;
+      if (route === INFER) this.metrics.request(this.modelLabel(bodyModel(request.body)), reply.statusCode, reply.elapsedTime);
+      else if (route !== undefined && V2_INFER.has(route)) this.metrics.request(this.modelLabel((request.params as { name?: string }).name), reply.statusCode, reply.elapsedTime);
       done();
     });
   }
 
-  private modelLabel(body: unknown): string {
-    const named = body !== null && typeof body === 'object' ? (body as { model_id?: unknown }).model_id : undefined;
+  private modelLabel(named: unknown): string {
     const id = named ?? this.config.DEFAULT_MODEL_ID;
     return typeof id === 'string' && this.registry.has(id) ? id : UNKNOWN_MODEL;
   }
 }
+
+const bodyModel = (body: unknown): unknown => (body !== null && typeof body === 'object' ? (body as { model_id?: unknown }).model_id : undefined);
