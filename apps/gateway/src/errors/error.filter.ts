@@ -1,4 +1,4 @@
-import { ArgumentsHost, Catch, ExceptionFilter, HttpException, HttpStatus, Logger } from '@nestjs/common';
+import { ArgumentsHost, Catch, ExceptionFilter, HttpException, HttpStatus } from '@nestjs/common';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { STATUS_CODES } from 'node:http';
 import { BalesError, ErrorCode } from '@bales/errors';
@@ -31,10 +31,10 @@ export interface ErrorBody {
 }
 
 /** Builds the stable error body every failure answers with: never a stack trace. */
-export function errorBody(exception: unknown, logger: Logger): ErrorBody {
+export function errorBody(exception: unknown, logError: (message: string) => void): ErrorBody {
   if (exception instanceof BalesError) {
     const statusCode = STATUS_BY_CODE[exception.code];
-    if (statusCode >= 500 && statusCode !== 503 && statusCode !== 504) logger.error(`${exception.code}: ${exception.message}`);
+    if (statusCode >= 500 && statusCode !== 503 && statusCode !== 504) logError(`${exception.code}: ${exception.message}`);
     return { statusCode, error: STATUS_CODES[statusCode]!, message: exception.message, ...(exception.requestId ? { request_id: exception.requestId } : {}) };
   }
   if (exception instanceof HttpException) {
@@ -48,7 +48,7 @@ export function errorBody(exception: unknown, logger: Logger): ErrorBody {
   if (typeof fastifyStatus === 'number' && fastifyStatus >= 400 && fastifyStatus < 500) {
     return { statusCode: fastifyStatus, error: STATUS_CODES[fastifyStatus] ?? 'Error', message: (exception as Error).message };
   }
-  logger.error(exception instanceof Error ? (exception.stack ?? exception.message) : String(exception));
+  logError(exception instanceof Error ? (exception.stack ?? exception.message) : String(exception));
   return { statusCode: HttpStatus.INTERNAL_SERVER_ERROR, error: 'Internal Server Error', message: 'internal error; see the gateway log' };
 }
 
@@ -59,19 +59,19 @@ export function rejectionReason(exception: unknown, body: ErrorBody): string {
 
 @Catch()
 export class ErrorFilter implements ExceptionFilter {
-  private readonly logger = new Logger('Errors');
-
   constructor(private readonly metrics: BalesMetrics) {}
 
   catch(exception: unknown, host: ArgumentsHost): void {
-    const body = errorBody(exception, this.logger);
+    const request = host.switchToHttp().getRequest<FastifyRequest>();
+    // The request's own child logger: the line carries its request_id.
+    const body = errorBody(exception, (message) => request.log.error({ context: 'Errors' }, message));
     // Every error answer is counted here, the one place they all pass.
     this.metrics.rejected(rejectionReason(exception, body));
     const reply = host.switchToHttp().getResponse<FastifyReply>();
     // Overload and outages are brief by design: tell clients when to come back rather than let them hammer.
     if (exception instanceof BalesError && RETRY_LATER.has(exception.code)) reply.header('retry-after', '1');
     // The Open Inference Protocol has its own error body; the status codes are the same.
-    const v2 = host.switchToHttp().getRequest<FastifyRequest>().url.startsWith('/v2');
+    const v2 = request.url.startsWith('/v2');
     reply.status(body.statusCode).send(v2 ? { error: body.message } : body);
   }
 }
