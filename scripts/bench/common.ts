@@ -1,11 +1,12 @@
 /** What both benchmarks share: the models they run, percentiles, the machine, and where results go. */
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, tmpdir } from 'node:os';
-import { join, relative } from 'node:path';
+import { join, relative, resolve } from 'node:path';
 import { HEAVY_MODEL_ID, writeHeavyModel, writeStubModels } from '../generate-models';
 
 export const ROOT = join(__dirname, '..', '..');
-export const RESULTS_DIR = join(ROOT, 'bench-results');
+/** Where results go: bench-results/, or `--results DIR`. */
+export const RESULTS_DIR = resolve(argValue('results') ?? join(ROOT, 'bench-results'));
 export const INPUT_128 = Array.from({ length: 128 }, (_, i) => Math.round(Math.sin(i) * 1000) / 1000);
 
 export type ModelChoice = 'stub' | 'heavy';

@@ -28,6 +28,11 @@ const ROLE_NAMES: Record<Role, string> = { ceiling: 'bare Fastify (HTTP ceiling)
 interface SaturationRun extends LoadResult {
   /** CPU cores each process used during the run: where the two cores went. */
   cpu: Record<string, number>;
+  /**
+   * CPU time of the server's event-loop thread per answered request, in microseconds: what caps its throughput
+   * on a whole core, and much less disturbed than req/s when other work shares the machine.
+   */
+  mainThreadUsPerRequest: number;
 }
 
 const log = (line: string) => console.log(`[${new Date().toISOString().slice(11, 19)}] ${line}`);
@@ -75,7 +80,7 @@ async function main(): Promise<void> {
       const result = await closedLoop(`${server.url}/infer`, body, connections, secs);
       const elapsed = (performance.now() - started) / 1000;
       const cpu = Object.fromEntries(procs.map(([name, pid, tid], i) => [name, round((cpuSeconds(pid, tid) - before[i]) / elapsed, 2)]));
-      return { ...result, cpu };
+      return { ...result, cpu, mainThreadUsPerRequest: round((procs[1][0] in cpu ? cpu[procs[1][0]] : NaN) * 1e6 / result.throughput, 0) };
     };
 
     log(`warm-up: 2 s closed loop on each server`);
@@ -86,12 +91,12 @@ async function main(): Promise<void> {
       for (const role of Object.keys(byRole) as Role[]) {
         const run = await saturate(role, seconds);
         runs[role].push(run);
-        log(`saturation ${r}/${repeats} ${ROLE_NAMES[role]}: ${thousands(run.throughput)} req/s, p99 ${fmtMs(run.p99)} ms, errors ${run.errors}, CPU ${JSON.stringify(run.cpu)}`);
+        log(`saturation ${r}/${repeats} ${ROLE_NAMES[role]}: ${thousands(run.throughput)} req/s, p99 ${fmtMs(run.p99)} ms, errors ${run.errors}, main thread ${run.mainThreadUsPerRequest} us/req, CPU cores ${JSON.stringify(run.cpu)}`);
       }
     }
     const med = (role: Role) => {
       const list = runs[role];
-      return { throughput: median(list.map((x) => x.throughput)), p50: median(list.map((x) => x.p50)), p90: median(list.map((x) => x.p90)), p99: median(list.map((x) => x.p99)), errors: list.reduce((n, x) => n + x.errors, 0) };
+      return { throughput: median(list.map((x) => x.throughput)), mainThreadUsPerRequest: median(list.map((x) => x.mainThreadUsPerRequest)), p50: median(list.map((x) => x.p50)), p90: median(list.map((x) => x.p90)), p99: median(list.map((x) => x.p99)), errors: list.reduce((n, x) => n + x.errors, 0) };
     };
     const saturation = { ceiling: med('ceiling'), gateway: med('gateway'), noBatching: med('noBatching') };
 
@@ -142,16 +147,16 @@ async function main(): Promise<void> {
           ];
 
     console.log(`\n=== End-to-end benchmark: ${model.id}, ${connections} connections, median of ${repeats} x ${seconds} s ===`);
-    console.log(`${'server'.padEnd(30)}${pad('req/s', 9)}${pad('p50 ms', 9)}${pad('p90 ms', 9)}${pad('p99 ms', 9)}${pad('errors', 8)}`);
+    console.log(`${'server'.padEnd(30)}${pad('req/s', 9)}${pad('p50 ms', 9)}${pad('p90 ms', 9)}${pad('p99 ms', 9)}${pad('errors', 8)}${pad('main-thread CPU/req', 21)}`);
     for (const role of Object.keys(byRole) as Role[]) {
       const s = saturation[role];
-      console.log(`${ROLE_NAMES[role].padEnd(30)}${pad(thousands(s.throughput), 9)}${pad(fmtMs(s.p50), 9)}${pad(fmtMs(s.p90), 9)}${pad(fmtMs(s.p99), 9)}${pad(s.errors, 8)}`);
+      console.log(`${ROLE_NAMES[role].padEnd(30)}${pad(thousands(s.throughput), 9)}${pad(fmtMs(s.p50), 9)}${pad(fmtMs(s.p90), 9)}${pad(fmtMs(s.p99), 9)}${pad(s.errors, 8)}${pad(`${s.mainThreadUsPerRequest} us`, 21)}`);
     }
     console.log(`gateway / ceiling: ${ratioCeiling.toFixed(2)}    gateway / no batching: ${ratioNoBatch.toFixed(2)}`);
-    console.log(`\nOpen loop, gateway (${seconds} s per rate; latency from each request's due time):`);
-    console.log(`${pad('offered/s', 10)}${pad('answered/s', 11)}${pad('p50 ms', 9)}${pad('p90 ms', 9)}${pad('p99 ms', 9)}${pad('errors', 8)}${pad('avg batch', 10)}${pad('gw ms', 8)}`);
+    console.log(`\nOpen loop, gateway (${seconds} s per rate; latency from each request's due time; gw = the gateway's own latency_ms):`);
+    console.log(`${pad('offered/s', 10)}${pad('answered/s', 11)}${pad('p50 ms', 9)}${pad('p90 ms', 9)}${pad('p99 ms', 9)}${pad('errors', 8)}${pad('avg batch', 10)}${pad('gw mean', 9)}${pad('gw p99', 9)}${pad('queued p99', 11)}`);
     for (const o of open) {
-      console.log(`${pad(thousands(o.offered), 10)}${pad(thousands(o.throughput), 11)}${pad(fmtMs(o.p50), 9)}${pad(fmtMs(o.p90), 9)}${pad(fmtMs(o.p99), 9)}${pad(o.errors, 8)}${pad(o.avgBatch ?? '-', 10)}${pad(o.gatewayLatencyMs?.toFixed(2) ?? '-', 8)}`);
+      console.log(`${pad(thousands(o.offered), 10)}${pad(thousands(o.throughput), 11)}${pad(fmtMs(o.p50), 9)}${pad(fmtMs(o.p90), 9)}${pad(fmtMs(o.p99), 9)}${pad(o.errors, 8)}${pad(o.avgBatch ?? '-', 10)}${pad(o.gatewayLatencyMs?.toFixed(2) ?? '-', 9)}${pad(o.gatewayP99Ms?.toFixed(2) ?? '-', 9)}${pad(o.queuedP99Ms?.toFixed(2) ?? '-', 11)}`);
     }
     console.log('\nTargets:');
     for (const c of checks) console.log(`  ${c.measure.padEnd(44)} ${c.target.padEnd(16)} ${c.value.padEnd(26)} ${c.pass ? 'PASS' : 'FAIL'}`);

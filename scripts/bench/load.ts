@@ -29,6 +29,9 @@ export interface OpenLoopResult extends LoadResult {
   /** Mean of the gateway's own latency_ms and batch_size over the 200 answers, when the server sends them. */
   gatewayLatencyMs?: number;
   avgBatch?: number;
+  /** P99 of the gateway's latency_ms and queued_ms: where a client-side tail is spent (inside, or in the queue). */
+  gatewayP99Ms?: number;
+  queuedP99Ms?: number;
 }
 
 export const hasWrk = (): boolean => spawnSync('wrk', ['--version']).error === undefined;
@@ -89,6 +92,8 @@ export function openLoop(url: string, body: string, rate: number, seconds: numbe
   const latencies: number[] = [];
   let errors = 0;
   let gatewayMs = 0;
+  const gatewayLatencies: number[] = [];
+  const queuedLatencies: number[] = [];
   let batchRows = 0;
   let answered = 0;
   let sent = 0;
@@ -112,6 +117,8 @@ export function openLoop(url: string, body: string, rate: number, seconds: numbe
         errors,
         gatewayLatencyMs: ok && gatewayMs ? round(gatewayMs / ok, 3) : undefined,
         avgBatch: ok && batchRows ? round(batchRows / ok, 1) : undefined,
+        gatewayP99Ms: gatewayLatencies.length ? round(percentile(Float64Array.from(gatewayLatencies).sort(), 99), 2) : undefined,
+        queuedP99Ms: queuedLatencies.length ? round(percentile(Float64Array.from(queuedLatencies).sort(), 99), 2) : undefined,
       });
     };
     const settle = () => {
@@ -125,8 +132,10 @@ export function openLoop(url: string, body: string, rate: number, seconds: numbe
           if (res.statusCode === 200) {
             latencies.push(performance.now() - due);
             try {
-              const answer = JSON.parse(Buffer.concat(chunks).toString()) as { latency_ms?: number; batch_size?: number };
+              const answer = JSON.parse(Buffer.concat(chunks).toString()) as { latency_ms?: number; batch_size?: number; queued_ms?: number };
               gatewayMs += answer.latency_ms ?? 0;
+              if (answer.latency_ms !== undefined) gatewayLatencies.push(answer.latency_ms);
+              if (answer.queued_ms !== undefined) queuedLatencies.push(answer.queued_ms);
               batchRows += answer.batch_size ?? 0;
             } catch {
               /* a body that is not JSON still counts as answered; its latency is kept */
