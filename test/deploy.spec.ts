@@ -350,7 +350,7 @@ describe('deployment files', () => {
 
     it('runs an ephemeral Redis with a healthcheck, and starts the gateway only once it is healthy, within 4 CPUs and 2G', () => {
       const { redis, bales } = compose.services;
-      expect(redis.command.join(' ')).toContain('--save  --appendonly no');
+      expect(redis.command).toEqual(['redis-server', '--save', '', '--appendonly', 'no']);
       expect(redis.healthcheck.test).toEqual(['CMD', 'redis-cli', 'ping']);
       expect(bales.depends_on.redis.condition).toBe('service_healthy');
       expect(bales.deploy.resources.limits).toEqual({ cpus: '4.0', memory: '2G' });
