@@ -7,8 +7,10 @@ import { ownGateway } from './support/observability';
 
 const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 
+// One gateway for the file: each boot and shutdown costs seconds on a shared machine.
+const own = ownGateway();
+
 describe('OpenAPI document at /docs-json', () => {
-  const own = ownGateway();
 
   it('describes every endpoint with its responses, the errors included, and a request schema where there is a body', async () => {
     const { status, body: doc } = await getJson(`${own.gw.url}/docs-json`);
@@ -42,7 +44,6 @@ describe('OpenAPI document at /docs-json', () => {
 });
 
 describe('Swagger UI at /docs, in headless Chromium', () => {
-  const own = ownGateway();
   let profile: string;
   let browser: BrowserContext;
 
