@@ -1,4 +1,14 @@
-import { ArgumentMetadata, BadRequestException, Injectable, ValidationError, ValidationPipe } from '@nestjs/common';
+import { ArgumentMetadata, BadRequestException, Injectable, SetMetadata, ValidationError, ValidationPipe } from '@nestjs/common';
+import { validate } from 'class-validator';
+
+const FLAT_DTO = Symbol('flat-dto');
+
+/**
+ * Marks a DTO whose fields are all primitives or opaque objects (no nested DTO to instantiate), so its body
+ * is validated on a shallow copy instead of through class-transformer, which deep-copies (and the pipe
+ * walks) every element of a large tensor payload on the hot path.
+ */
+export const FlatDto = (): ClassDecorator => SetMetadata(FLAT_DTO, true);
 
 /** One message naming every field that failed, e.g. "priority must be an integer; payload is required". */
 function messages(errors: ValidationError[], parent = ''): string[] {
@@ -21,9 +31,17 @@ export class BodyValidationPipe extends ValidationPipe {
     });
   }
 
-  override transform(value: unknown, metadata: ArgumentMetadata) {
+  override async transform(value: unknown, metadata: ArgumentMetadata) {
     if (metadata.type === 'body' && (value === null || typeof value !== 'object' || Array.isArray(value))) {
       throw new BadRequestException('the request body must be a JSON object');
+    }
+    const type = metadata.metatype as (new () => object) | undefined;
+    if (metadata.type === 'body' && type && Reflect.getMetadata(FLAT_DTO, type)) {
+      // Fastify's JSON parser already refuses __proto__ and constructor.prototype keys, so a shallow copy is safe.
+      const dto = Object.assign(new type(), value);
+      const errors = await validate(dto, { whitelist: true, forbidNonWhitelisted: true });
+      if (errors.length > 0) throw new BadRequestException(messages(errors).join('; '));
+      return dto;
     }
     return super.transform(value, metadata);
   }

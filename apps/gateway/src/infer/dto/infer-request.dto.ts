@@ -1,11 +1,13 @@
 import { IsDefined, IsIn, IsInt, IsObject, IsOptional, IsString, Matches, Min } from 'class-validator';
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { TASKS, type Task } from '@bales/model-registry';
+import { FlatDto } from '../../common/body-validation.pipe';
 
 /** 128 floats: exactly what the shipped stub model takes, so the documented example runs as is. */
 const STUB_INPUT = Array.from({ length: 128 }, (_, i) => Math.round(Math.sin(i) * 1000) / 1000);
 
 /** POST /infer, the original BALES contract. */
+@FlatDto()
 export class InferRequestDto {
   /** Defaults to DEFAULT_MODEL_ID. */
   @ApiPropertyOptional({ example: 'stub_v1', description: 'Defaults to DEFAULT_MODEL_ID', pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$' })
