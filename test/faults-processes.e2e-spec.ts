@@ -120,6 +120,34 @@ describe('faults across real processes: signals, replica loss, priority under sa
     await Promise.all(waiting);
   });
 
+  it('skips fetched rows of clients that closed the connection while more urgent work ran', async () => {
+    const gw = await spawn({ QUEUE_PREFIX: `p${++prefixes}` });
+    // 160 urgent rows keep the one worker thread busy for about 350 ms (batches of 32, about 70 ms each).
+    const urgent = Array.from({ length: 160 }, () => post(`${gw.url}/infer`, heavy({ priority: 1 })));
+    await waitFor(async () => (await getJson(`${gw.url}/health`)).body.processor.rows_run >= 4);
+    const controller = new AbortController();
+    const leaving = Array.from({ length: 20 }, () =>
+      fetch(`${gw.url}/infer`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(heavy({ priority: 3 })), signal: controller.signal }).then(
+        (r) => r.status,
+        () => 'aborted',
+      ),
+    );
+    // Fetched at once (64 jobs may be in hand), held behind the urgent rows, and their clients leave first.
+    await sleep(60);
+    controller.abort();
+    expect(new Set(await Promise.all(leaving))).toEqual(new Set(['aborted']));
+    expect((await Promise.all(urgent)).every((a) => a.status === 200)).toBe(true);
+    await sleep(500);
+    const health = (await getJson(`${gw.url}/health`)).body;
+    expect(health.processor.rows_run).toBe(160);
+    expect(health.processor.rows_expired).toBeGreaterThan(0);
+    expect(health.pending_requests).toBe(0);
+    // Connections the clients abandoned mid-request do not hold the shutdown until SHUTDOWN_TIMEOUT_S (20 s).
+    const stopped = performance.now();
+    expect(await gw.stop()).toBe(0);
+    expect(performance.now() - stopped).toBeLessThan(5000);
+  });
+
   it("skips rows fetched by another replica once their clients closed the connection", async () => {
     const env = { QUEUE_PREFIX: `p${++prefixes}`, MAX_BATCH_SIZE: '4' };
     const [front, worker] = [await spawn({ ...env, PROCESSOR_ENABLED: 'false' }), await spawn(env)];

@@ -13,7 +13,9 @@ import { ErrorFilter } from './errors/error.filter';
 export async function createGatewayApp(env: Record<string, string | undefined>): Promise<{ app: NestFastifyApplication; config: BalesConfig }> {
   const config = loadConfig(env);
   const logger = createLogger(config.LOG_LEVEL);
-  const adapter = new FastifyAdapter({ bodyLimit: config.MAX_BODY_BYTES, ...fastifyLogging(logger) });
+  // On close every connection is dropped, not awaited: main.ts closes only once every accepted request is answered,
+  // and a keep-alive connection a client abandoned mid-request otherwise holds shutdown until SHUTDOWN_TIMEOUT_S.
+  const adapter = new FastifyAdapter({ bodyLimit: config.MAX_BODY_BYTES, forceCloseConnections: true, ...fastifyLogging(logger) });
   // Only JSON bodies are accepted; anything else is 415 rather than a string the DTO cannot describe.
   adapter.getInstance().removeContentTypeParser('text/plain');
   const app = await NestFactory.create<NestFastifyApplication>(AppModule.forRoot(config, logger), adapter, {

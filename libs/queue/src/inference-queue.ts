@@ -80,6 +80,13 @@ export class InferenceQueue implements OnModuleInit, BeforeApplicationShutdown {
 
   beforeApplicationShutdown(): void {
     clearInterval(this.refreshTimer);
+    if (this.client && !this.connected) {
+      // Cut off from Redis, BullMQ's close() sends QUIT, gets "stream isn't writeable" and rethrows it, failing
+      // app.close(). Ending the connection first (BullMQ sets the status by hand the same way, as ioredis leaves
+      // it 'reconnecting') makes QUIT fail with "Connection is closed", which BullMQ ignores.
+      this.client.disconnect();
+      this.client.status = 'end';
+    }
   }
 
   /** True while Redis answers; requests are refused at once otherwise. */

@@ -17,13 +17,17 @@ export function nestsDeeperThan(value: unknown, maxDepth: number): boolean {
   return false;
 }
 
-/** Refuses over-nested bodies with 400 before the validation pipe walks them (interceptors run before pipes). */
+/**
+ * Refuses, with 400, bodies the validation pipe would crash on (a 500) before it can refuse them: nesting
+ * deeper than MAX_BODY_DEPTH, and a top-level `constructor` key, which class-transformer copies onto the DTO
+ * instance, where class-validator then reads `constructor.prototype`. Interceptors run before pipes.
+ */
 @Injectable()
 export class NestingLimitInterceptor implements NestInterceptor {
   intercept(ctx: ExecutionContext, next: CallHandler): Observable<unknown> {
-    if (nestsDeeperThan(ctx.switchToHttp().getRequest<{ body?: unknown }>().body, MAX_BODY_DEPTH)) {
-      throw new BadRequestException(`the request body nests deeper than ${MAX_BODY_DEPTH} levels`);
-    }
+    const body = ctx.switchToHttp().getRequest<{ body?: unknown }>().body;
+    if (nestsDeeperThan(body, MAX_BODY_DEPTH)) throw new BadRequestException(`the request body nests deeper than ${MAX_BODY_DEPTH} levels`);
+    if (body !== null && typeof body === 'object' && Object.hasOwn(body, 'constructor')) throw new BadRequestException('property constructor should not exist');
     return next.handle();
   }
 }
