@@ -162,13 +162,15 @@ describe('faults across real processes: signals, replica loss, priority under sa
     await waitFor(async () => (await runOnWorker()).rows_run >= 8);
     controller.abort();
     const runAtAbort = (await runOnWorker()).rows_run;
-    expect((await Promise.all(sent)).filter((o) => o === 'aborted').length).toBeGreaterThan(100);
+    const aborted = (await Promise.all(sent)).filter((o) => o === 'aborted').length;
+    expect(aborted).toBeGreaterThan(100);
     await waitFor(async () => (await pendingOn(front)) === 0, 3000);
     await sleep(1500);
     const after = await runOnWorker();
     expect(after.rows_expired).toBeGreaterThan(0);
-    // After the clients left: the batches in the worker's hands, and what starts while the news travels.
-    expect(after.rows_run - runAtAbort).toBeLessThanOrEqual(32);
+    // After the clients left, only the batches in the worker's hands and what starts while the news travels
+    // over Redis run (a few dozen rows, depending on load); without the cancellation all of them would.
+    expect(after.rows_run - runAtAbort).toBeLessThan(aborted / 2);
     await Promise.all([front.stop(), worker.stop()]);
   });
 
