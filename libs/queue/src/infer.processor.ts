@@ -7,11 +7,12 @@ import { BatchRunner } from './batch-runner';
 import { DynamicBatcher } from './batcher';
 import { INFER_QUEUE, QueuedRow, decodeJob } from './job-codec';
 import { InferenceQueue } from './inference-queue';
-import { RedisConnections } from './redis-connections';
+import { RedisConnections, keepErrorSinks } from './redis-connections';
 
 type BatchItem = QueuedRow & { done: () => void };
 
 const LOCK_DURATION_MS = 3000;
+const READY_WAIT_MS = 2000;
 const STALLED_INTERVAL_MS = 1000;
 
 /**
@@ -56,11 +57,17 @@ export class InferProcessor implements OnApplicationBootstrap, BeforeApplication
       stalledInterval: STALLED_INTERVAL_MS,
     });
     this.worker.on('error', (err) => this.redis.logError(err));
+    keepErrorSinks(this.worker, (err) => this.redis.logError(err));
     this.worker.on('stalled', (jobId) => this.logger.warn(`job ${jobId} was held by a replica that stopped renewing its lock; running it again`));
   }
 
   async beforeApplicationShutdown(): Promise<void> {
     if (!this.worker) return;
+    // A BullMQ connection closed while still connecting emits 'error' after its listeners are gone, an
+    // uncaught "Connection is closed." that kills the process; a young worker may finish connecting first.
+    if (this.queue.connected) {
+      await Promise.race([this.worker.waitUntilReady().catch(() => undefined), new Promise((r) => setTimeout(r, READY_WAIT_MS).unref())]);
+    }
     // Jobs in hand are finished (their clients answered) unless Redis is gone, when they could never be completed.
     const closed = this.worker.close(!this.queue.connected).then(() => true);
     const timeout = new Promise<boolean>((resolve) => setTimeout(() => resolve(false), this.config.SHUTDOWN_TIMEOUT_S * 1000).unref());

@@ -9,7 +9,7 @@ import { INFER_JOB, INFER_QUEUE, InferJobData, JobRow, encodeRow } from './job-c
 import { epochNow } from './clock';
 import { InferOutcome, PendingRequests } from './pending-requests';
 import { DEPTH_REFRESH_MS, DepthByPriority, QueueDepth } from './queue-depth';
-import { RedisConnections } from './redis-connections';
+import { RedisConnections, keepErrorSinks } from './redis-connections';
 import { ResultRouter } from './result-router';
 
 export interface InferSubmission {
@@ -70,6 +70,7 @@ export class InferenceQueue implements OnModuleInit, BeforeApplicationShutdown {
 
   async onModuleInit(): Promise<void> {
     this.queue.on('error', (err) => this.redis.logError(err));
+    keepErrorSinks(this.queue, (err) => this.redis.logError(err));
     this.client = (await this.queue.client) as unknown as Redis;
     this.refreshTimer = setInterval(() => {
       // Rows accepted in this tick are written first, so the read includes every row counted before it.

@@ -1,6 +1,7 @@
 import { Injectable, Logger, OnApplicationShutdown } from '@nestjs/common';
 import IORedis, { Redis, RedisOptions } from 'ioredis';
 import { randomBytes } from 'node:crypto';
+import type { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
 import { BalesConfig, redisOptionsFromUrl } from '@bales/config';
 
@@ -39,5 +40,28 @@ export class RedisConnections implements OnApplicationShutdown {
   async onApplicationShutdown(): Promise<void> {
     // QUIT waits for a reply that never comes while Redis is away; then the socket is just dropped.
     await Promise.all(this.opened.map((c) => (c.status === 'ready' ? c.quit().catch(() => c.disconnect()) : c.disconnect())));
+  }
+}
+
+/**
+ * BullMQ's RedisConnection drops all its listeners when closed, yet emits 'error' afterwards if it was still
+ * connecting ("Connection is closed."): with no listener that throws inside a promise callback, an unhandled
+ * rejection that kills the process, typically while shutting down during a Redis outage. This keeps one
+ * error sink that survives removeAllListeners() on the BullMQ object's own connections.
+ */
+export function keepErrorSinks(bullmqObject: object, log: (err: Error) => void): void {
+  const internals = bullmqObject as { connection?: EventEmitter; blockingConnection?: EventEmitter };
+  for (const emitter of [internals.connection, internals.blockingConnection]) {
+    if (!emitter) continue;
+    const sink = (err: Error) => log(err);
+    emitter.on('error', sink);
+    const removeAll = emitter.removeAllListeners.bind(emitter);
+    emitter.removeAllListeners = ((event?: string | symbol) => {
+      // removeAllListeners(undefined) would remove only an `undefined` event's listeners: pass no argument.
+      if (event === undefined) removeAll();
+      else removeAll(event);
+      if (event === undefined || event === 'error') emitter.on('error', sink);
+      return emitter;
+    }) as EventEmitter['removeAllListeners'];
   }
 }
