@@ -187,12 +187,17 @@ describe('faults across real processes: signals, replica loss, priority under sa
     const allAnsweredMs = performance.now() - killedAt;
     expect(answers.filter((a) => a.status !== 200)).toEqual([]);
     await Promise.all(toDoomed);
-    // The survivor's stalled check found jobs held by the dead replica and ran them again, within seconds.
-    const rerun = survivor.output().split('\n').find((line) => line.includes('stopped renewing its lock; running it again'));
+    // The survivor's stalled check finds the jobs the dead replica held and runs them again, within seconds. Its
+    // own clients may all be answered before that, so wait for the log line rather than expect it already.
+    const marker = 'stopped renewing its lock; running it again';
+    await waitFor(() => survivor.output().includes(marker), 10_000).catch(() => undefined);
+    const rerun = survivor.output().split('\n').find((line) => line.includes(marker));
     expect(rerun).toBeDefined();
     const detectedMs = Date.parse(JSON.parse(rerun!).time) - killedAtWall;
     console.log(`replica loss: dead replica's jobs re-queued ${detectedMs} ms after kill -9; all 500 of the survivor's clients answered after ${allAnsweredMs.toFixed(0)} ms`);
-    expect(detectedMs).toBeLessThan(5000);
+    // At most lockDuration (3 s) after the dead replica's last renewal plus one stalled check (1 s), and the
+    // survivor's busy event loop on a loaded 2-core machine (measured 2.4-4.3 s); BullMQ's default is 30 s + 30 s.
+    expect(detectedMs).toBeLessThan(6500);
     expect(allAnsweredMs).toBeLessThan(15000);
     // Results for the dead replica's clients went to a channel nobody listens on: nothing is held for them.
     await waitFor(async () => (await pendingOn(survivor)) === 0, 2000);
