@@ -1,26 +1,16 @@
 import { InferenceSession, Tensor } from 'onnxruntime-node';
 import { join } from 'node:path';
-import { INPUT_128, ROOT, TestGateway, getJson, post, startGateway } from './support/gateway';
+import { INPUT_128, ROOT, getJson, ownGateway, post, startGateway } from './support/gateway';
 import { TestRedis } from './support/redis-server';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const original = (input: unknown, extra: Record<string, unknown> = {}) => ({ model_id: 'stub_v1', model_type: 'classification', priority: 2, payload: { input }, ...extra });
 
 describe('POST /infer (real HTTP, Redis, BullMQ and ONNX Runtime)', () => {
-  let redis: TestRedis;
-  let gw: TestGateway;
-
-  beforeAll(async () => {
-    redis = await TestRedis.start();
-    gw = await startGateway(redis.url, { MAX_BODY_BYTES: '65536' });
-  });
-  afterAll(async () => {
-    await gw?.close();
-    await redis?.stop();
-  });
+  const own = ownGateway({ MAX_BODY_BYTES: '65536' });
 
   it('answers the original contract with the row ONNX Runtime computes for it', async () => {
-    const res = await post(`${gw.url}/infer`, original(INPUT_128));
+    const res = await post(`${own.gw.url}/infer`, original(INPUT_128));
     expect(res.status).toBe(200);
     expect(res.body).toEqual({
       request_id: expect.stringMatching(UUID),
@@ -39,19 +29,19 @@ describe('POST /infer (real HTTP, Redis, BullMQ and ONNX Runtime)', () => {
   });
 
   it('defaults model_id to DEFAULT_MODEL_ID and priority to 2', async () => {
-    const res = await post(`${gw.url}/infer`, { payload: { input: INPUT_128 } });
+    const res = await post(`${own.gw.url}/infer`, { payload: { input: INPUT_128 } });
     expect(res.status).toBe(200);
     expect(res.body.model_id).toBe('stub_v1');
   });
 
   it('puts concurrent requests into shared batches and answers each with its own row', async () => {
     const inputs = Array.from({ length: 512 }, (_, i) => INPUT_128.map((v, j) => (j === i % 128 ? v + 5 : v)));
-    const answers = await Promise.all(inputs.map((input) => post(`${gw.url}/infer`, original(input))));
+    const answers = await Promise.all(inputs.map((input) => post(`${own.gw.url}/infer`, original(input))));
     expect(answers.map((a) => a.status)).toEqual(answers.map(() => 200));
     expect(new Set(answers.map((a) => a.body.request_id)).size).toBe(512);
     expect(Math.max(...answers.map((a) => a.body.batch_size))).toBeGreaterThanOrEqual(8);
     // Each row is its own: the same input always gets the same answer, whatever batch carried it.
-    const single = await post(`${gw.url}/infer`, original(inputs[7]));
+    const single = await post(`${own.gw.url}/infer`, original(inputs[7]));
     expect(answers[7].body.result).toEqual({ label: single.body.result.label, confidence: expect.closeTo(single.body.result.confidence, 5) });
   });
 
@@ -73,27 +63,27 @@ describe('POST /infer (real HTTP, Redis, BullMQ and ONNX Runtime)', () => {
       ['an unknown model', 404, original(INPUT_128, { model_id: 'nope' }), /model 'nope' is not registered/],
       ['a body over MAX_BODY_BYTES', 413, original(Array(20000).fill(0.123456)), /too large/],
     ])('%s -> %i', async (_case, status, body, message) => {
-      const res = await post(`${gw.url}/infer`, body);
+      const res = await post(`${own.gw.url}/infer`, body);
       expect(res.status).toBe(status);
       expect(res.body).toMatchObject({ statusCode: status, error: expect.any(String), message: expect.stringMatching(message) });
       expect(JSON.stringify(res.body)).not.toMatch(/\bat \S+ \(|\.ts:\d+/);
     });
 
     it('415 for a body that is not JSON', async () => {
-      const res = await post(`${gw.url}/infer`, 'input=1', { 'content-type': 'text/plain' });
+      const res = await post(`${own.gw.url}/infer`, 'input=1', { 'content-type': 'text/plain' });
       expect(res.status).toBe(415);
       expect(res.body.statusCode).toBe(415);
     });
 
     it('carries request_id on errors found after the request was identified', async () => {
-      const res = await post(`${gw.url}/infer`, original([1, 2, 3]));
+      const res = await post(`${own.gw.url}/infer`, original([1, 2, 3]));
       expect(res.body.request_id).toMatch(UUID);
     });
 
     it('keeps serving valid requests after every bad one', async () => {
-      const res = await post(`${gw.url}/infer`, original(INPUT_128));
+      const res = await post(`${own.gw.url}/infer`, original(INPUT_128));
       expect(res.status).toBe(200);
-      expect((await getJson(`${gw.url}/health`)).body.pending_requests).toBe(0);
+      expect((await getJson(`${own.gw.url}/health`)).body.pending_requests).toBe(0);
     });
   });
 });

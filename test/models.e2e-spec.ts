@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { Tensor } from 'onnxruntime-node';
-import { INPUT_128, TestGateway, getJson, post, startGateway } from './support/gateway';
+import { INPUT_128, TestGateway, getJson, ownGateway, post, startGateway } from './support/gateway';
 import { runDirect, testRepository } from './support/models';
 import { TestRedis } from './support/redis-server';
 
@@ -13,25 +13,14 @@ async function del(url: string, headers: Record<string, string> = {}): Promise<{
 }
 
 describe('any ONNX model, and the Models API (real HTTP, Redis and ONNX Runtime)', () => {
-  let redis: TestRedis;
-  let gw: TestGateway;
-  let dir: string;
-
-  beforeAll(async () => {
-    dir = testRepository();
-    redis = await TestRedis.start();
-    gw = await startGateway(redis.url, { MODELS_DIR: dir, ADMIN_TOKEN: TOKEN });
-  });
-  afterAll(async () => {
-    await gw?.close();
-    await redis?.stop();
-  });
+  const dir = testRepository();
+  const own = ownGateway({ MODELS_DIR: dir, ADMIN_TOKEN: TOKEN });
 
   describe('model shapes, each compared with ONNX Runtime run directly', () => {
     it('takes a multi-input model payload keyed by input name, with int64 and float32 inputs', async () => {
       const ids = [1, 2, 3, 40];
       const x = [0.5, -1.25, 2, 0.125];
-      const res = await post(`${gw.url}/infer`, { model_id: 'multi_input', payload: { ids, x } });
+      const res = await post(`${own.gw.url}/infer`, { model_id: 'multi_input', payload: { ids, x } });
       expect(res.status).toBe(200);
       const direct = await runDirect(join(dir, 'multi_input/model.onnx'), {
         ids: new Tensor('int64', BigInt64Array.from(ids.map(BigInt)), [1, 4]),
@@ -42,7 +31,7 @@ describe('any ONNX model, and the Models API (real HTTP, Redis and ONNX Runtime)
 
     it('serves a model with a fixed batch dimension of 1 one request per run, through the same queue', async () => {
       const inputs = Array.from({ length: 6 }, (_, i) => Array.from({ length: 8 }, (_, j) => Math.cos(i + j)));
-      const answers = await Promise.all(inputs.map((input) => post(`${gw.url}/infer`, { model_id: 'fixed_one', priority: 1, payload: { input } })));
+      const answers = await Promise.all(inputs.map((input) => post(`${own.gw.url}/infer`, { model_id: 'fixed_one', priority: 1, payload: { input } })));
       for (let i = 0; i < inputs.length; i++) {
         expect(answers[i].status).toBe(200);
         expect(answers[i].body.batch_size).toBe(1);
@@ -56,7 +45,7 @@ describe('any ONNX model, and the Models API (real HTTP, Redis and ONNX Runtime)
       const short = [1, 2, 3];
       const long = [1, 2, 3, 4, 10];
       const answers = await Promise.all(
-        Array.from({ length: 16 }, (_, i) => post(`${gw.url}/infer`, { model_id: 'dynamic_seq', payload: { input: i % 2 ? long : short } })),
+        Array.from({ length: 16 }, (_, i) => post(`${own.gw.url}/infer`, { model_id: 'dynamic_seq', payload: { input: i % 2 ? long : short } })),
       );
       expect(answers.map((a) => a.status)).toEqual(answers.map(() => 200));
       answers.forEach((a, i) => expect(a.body.result.values[0]).toBeCloseTo(i % 2 ? 4 : 2, 5));
@@ -66,7 +55,7 @@ describe('any ONNX model, and the Models API (real HTTP, Redis and ONNX Runtime)
 
     it('answers an embedding model with {embedding}', async () => {
       const input = Array.from({ length: 16 }, (_, i) => i / 16);
-      const res = await post(`${gw.url}/infer`, { model_id: 'embedder', model_type: 'embedding', payload: { input } });
+      const res = await post(`${own.gw.url}/infer`, { model_id: 'embedder', model_type: 'embedding', payload: { input } });
       const direct = await runDirect(join(dir, 'embedder/model.onnx'), { features: new Tensor('float32', Float32Array.from(input), [1, 16]) });
       expect(res.status).toBe(200);
       expect(res.body.result.embedding).toHaveLength(8);
@@ -74,7 +63,7 @@ describe('any ONNX model, and the Models API (real HTTP, Redis and ONNX Runtime)
     });
 
     it('answers a raw model with every output, shape and data, from a nested input', async () => {
-      const res = await post(`${gw.url}/infer`, { model_id: 'two_outputs', payload: { input: [[1, -2], [-3, 4]] } });
+      const res = await post(`${own.gw.url}/infer`, { model_id: 'two_outputs', payload: { input: [[1, -2], [-3, 4]] } });
       expect(res.status).toBe(200);
       expect(res.body.result).toEqual({ outputs: { relu: { shape: [2, 2], data: [1, 0, 0, 4] }, neg: { shape: [2, 2], data: [-1, 2, 3, -4] } } });
     });
@@ -85,20 +74,20 @@ describe('any ONNX model, and the Models API (real HTTP, Redis and ONNX Runtime)
       ['the wrong shape', { ids: [[1, 2], [3, 4]], x: [0, 0, 0, 0] }, /payload\.ids: expected int64\[4\], got an array of shape \[2, 2\]/],
       ['an unknown input name', { ids: [1, 2, 3, 4], x: [0, 0, 0, 0], y: [1] }, /payload\.y: unknown input; this model takes ids \(int64\[4\]\), x \(float32\[4\]\)/],
     ])('answers 422 naming the input, the expected shape and type, and what came: %s', async (_case, payload, message) => {
-      const res = await post(`${gw.url}/infer`, { model_id: 'multi_input', payload });
+      const res = await post(`${own.gw.url}/infer`, { model_id: 'multi_input', payload });
       expect(res.status).toBe(422);
       expect(res.body.message).toMatch(message);
     });
 
     it('refuses a model_type that does not match the model task', async () => {
-      const res = await post(`${gw.url}/infer`, { model_id: 'embedder', model_type: 'classification', payload: { input: Array(16).fill(0) } });
+      const res = await post(`${own.gw.url}/infer`, { model_id: 'embedder', model_type: 'classification', payload: { input: Array(16).fill(0) } });
       expect(res.status).toBe(422);
     });
   });
 
   describe('Models API', () => {
     it('lists every model with its signature from the ONNX file, version, state and counters', async () => {
-      const res = await getJson(`${gw.url}/models`);
+      const res = await getJson(`${own.gw.url}/models`);
       expect(res.status).toBe(200);
       const ids = res.body.map((m: { id: string }) => m.id);
       expect(ids).toEqual(expect.arrayContaining(['stub_v1', 'multi_input', 'fixed_one', 'dynamic_seq', 'embedder', 'two_outputs']));
@@ -119,29 +108,29 @@ describe('any ONNX model, and the Models API (real HTTP, Redis and ONNX Runtime)
         },
       });
       expect(res.body.find((m: { id: string }) => m.id === 'fixed_one').maxBatchSize).toBe(1);
-      expect((await getJson(`${gw.url}/models/stub_v1`)).body.id).toBe('stub_v1');
-      expect((await getJson(`${gw.url}/models/nope`)).status).toBe(404);
+      expect((await getJson(`${own.gw.url}/models/stub_v1`)).body.id).toBe('stub_v1');
+      expect((await getJson(`${own.gw.url}/models/nope`)).status).toBe(404);
     });
 
     it('registers a model at runtime (201), refuses the same id again (409), and serves it while others keep serving', async () => {
-      const created = await post(`${gw.url}/models`, { model_id: 'heavy', weights_path: 'extra/heavy.onnx', task: 'classification' }, auth);
+      const created = await post(`${own.gw.url}/models`, { model_id: 'heavy', weights_path: 'extra/heavy.onnx', task: 'classification' }, auth);
       expect(created.status).toBe(201);
       expect(created.body).toMatchObject({ id: 'heavy', version: '1', task: 'classification', state: 'ready' });
-      const again = await post(`${gw.url}/models`, { model_id: 'heavy', weights_path: 'extra/heavy.onnx', task: 'classification' }, auth);
+      const again = await post(`${own.gw.url}/models`, { model_id: 'heavy', weights_path: 'extra/heavy.onnx', task: 'classification' }, auth);
       expect(again.status).toBe(409);
       const [heavy, stub] = await Promise.all([
-        post(`${gw.url}/infer`, { model_id: 'heavy', payload: { input: INPUT_128 } }),
-        post(`${gw.url}/infer`, { model_id: 'stub_v1', payload: { input: INPUT_128 } }),
+        post(`${own.gw.url}/infer`, { model_id: 'heavy', payload: { input: INPUT_128 } }),
+        post(`${own.gw.url}/infer`, { model_id: 'stub_v1', payload: { input: INPUT_128 } }),
       ]);
       expect([heavy.status, stub.status]).toEqual([200, 200]);
     });
 
     it('hot-swaps a model and answers with the new version; the response names both versions and the load time', async () => {
-      const before = await post(`${gw.url}/infer`, { payload: { input: INPUT_128 } });
-      const swap = await post(`${gw.url}/models/stub_v1/reload`, { weights_path: 'stub_v2.onnx' }, auth);
+      const before = await post(`${own.gw.url}/infer`, { payload: { input: INPUT_128 } });
+      const swap = await post(`${own.gw.url}/models/stub_v1/reload`, { weights_path: 'stub_v2.onnx' }, auth);
       expect(swap.status).toBe(200);
       expect(swap.body).toEqual({ model_id: 'stub_v1', old_version: before.body.model_version, new_version: String(Number(before.body.model_version) + 1), load_ms: expect.any(Number) });
-      const after = await post(`${gw.url}/infer`, { payload: { input: INPUT_128 } });
+      const after = await post(`${own.gw.url}/infer`, { payload: { input: INPUT_128 } });
       expect(after.body.model_version).toBe(swap.body.new_version);
       expect(after.body.result).not.toEqual(before.body.result);
     });
@@ -157,37 +146,37 @@ describe('any ONNX model, and the Models API (real HTTP, Redis and ONNX Runtime)
       ['another signature', { weights_path: 'extra/wide.onnx' }, 409],
       ['a body without weights_path', {}, 400],
     ])('reload with %s -> %i', async (_case, body, status) => {
-      const { version } = (await getJson(`${gw.url}/models/stub_v1`)).body;
-      const res = await post(`${gw.url}/models/stub_v1/reload`, body, auth);
+      const { version } = (await getJson(`${own.gw.url}/models/stub_v1`)).body;
+      const res = await post(`${own.gw.url}/models/stub_v1/reload`, body, auth);
       expect(res.status).toBe(status);
       expect(res.body.message).toEqual(expect.any(String));
-      expect((await getJson(`${gw.url}/models/stub_v1`)).body.version).toBe(version);
-      expect((await post(`${gw.url}/infer`, { payload: { input: INPUT_128 } })).body.model_version).toBe(version);
+      expect((await getJson(`${own.gw.url}/models/stub_v1`)).body.version).toBe(version);
+      expect((await post(`${own.gw.url}/infer`, { payload: { input: INPUT_128 } })).body.model_version).toBe(version);
     });
 
     it('registers nothing from outside MODELS_DIR either', async () => {
-      const res = await post(`${gw.url}/models`, { model_id: 'sneaky', weights_path: 'extra/escape.onnx', task: 'raw' }, auth);
+      const res = await post(`${own.gw.url}/models`, { model_id: 'sneaky', weights_path: 'extra/escape.onnx', task: 'raw' }, auth);
       expect(res.status).toBe(400);
-      expect((await getJson(`${gw.url}/models/sneaky`)).status).toBe(404);
+      expect((await getJson(`${own.gw.url}/models/sneaky`)).status).toBe(404);
     });
 
     it('accepts a signature change only when the body allows it', async () => {
-      await post(`${gw.url}/models`, { model_id: 'changing', weights_path: 'stub_v2.onnx', task: 'classification' }, auth);
-      const res = await post(`${gw.url}/models/changing/reload`, { weights_path: 'extra/wide.onnx', allow_signature_change: true }, auth);
+      await post(`${own.gw.url}/models`, { model_id: 'changing', weights_path: 'stub_v2.onnx', task: 'classification' }, auth);
+      const res = await post(`${own.gw.url}/models/changing/reload`, { weights_path: 'extra/wide.onnx', allow_signature_change: true }, auth);
       expect(res.status).toBe(200);
-      expect((await getJson(`${gw.url}/models/changing`)).body.signature.inputs[0].shape).toEqual(['batch', 256]);
+      expect((await getJson(`${own.gw.url}/models/changing`)).body.signature.inputs[0].shape).toEqual(['batch', 256]);
     });
 
     it.each([
-      ['POST /models', () => post(`${gw.url}/models`, { model_id: 'x', weights_path: 'stub_v2.onnx', task: 'raw' })],
-      ['POST /models/:id/reload', () => post(`${gw.url}/models/stub_v1/reload`, { weights_path: 'stub_v2.onnx' })],
-      ['DELETE /models/:id', () => del(`${gw.url}/models/stub_v1`)],
-      ['a wrong token', () => del(`${gw.url}/models/stub_v1`, { authorization: 'Bearer nope' })],
+      ['POST /models', () => post(`${own.gw.url}/models`, { model_id: 'x', weights_path: 'stub_v2.onnx', task: 'raw' })],
+      ['POST /models/:id/reload', () => post(`${own.gw.url}/models/stub_v1/reload`, { weights_path: 'stub_v2.onnx' })],
+      ['DELETE /models/:id', () => del(`${own.gw.url}/models/stub_v1`)],
+      ['a wrong token', () => del(`${own.gw.url}/models/stub_v1`, { authorization: 'Bearer nope' })],
     ])('answers 401 without the admin token: %s', async (_case, call) => {
       const res = await call();
       expect(res.status).toBe(401);
       expect(res.body.statusCode).toBe(401);
-      expect((await getJson(`${gw.url}/models/stub_v1`)).status).toBe(200);
+      expect((await getJson(`${own.gw.url}/models/stub_v1`)).status).toBe(200);
     });
   });
 });
@@ -235,17 +224,7 @@ describe('unloading a model while work for it is queued', () => {
 });
 
 describe('hot swap under load', () => {
-  let redis: TestRedis;
-  let gw: TestGateway;
-
-  beforeAll(async () => {
-    redis = await TestRedis.start();
-    gw = await startGateway(redis.url);
-  });
-  afterAll(async () => {
-    await gw?.close();
-    await redis?.stop();
-  });
+  const own = ownGateway();
 
   it('drops no request across 20 reloads under 100 concurrent clients for 10 s, and serves both weights', async () => {
     const statuses = new Map<number, number>();
@@ -253,7 +232,7 @@ describe('hot swap under load', () => {
     let stop = false;
     const client = async () => {
       while (!stop) {
-        const res = await post(`${gw.url}/infer`, { model_id: 'stub_v1', payload: { input: INPUT_128 } });
+        const res = await post(`${own.gw.url}/infer`, { model_id: 'stub_v1', payload: { input: INPUT_128 } });
         statuses.set(res.status, (statuses.get(res.status) ?? 0) + 1);
         if (res.status === 200) versions.add(res.body.model_version);
       }
@@ -263,7 +242,7 @@ describe('hot swap under load', () => {
     for (let i = 0; i < 20; i++) {
       await new Promise((r) => setTimeout(r, 500));
       const weights = i % 2 === 0 ? './models/stub_v2.onnx' : './models/stub_v1/model.onnx';
-      reloads.push((await post(`${gw.url}/models/stub_v1/reload`, { weights_path: weights })).status);
+      reloads.push((await post(`${own.gw.url}/models/stub_v1/reload`, { weights_path: weights })).status);
     }
     await new Promise((r) => setTimeout(r, 300));
     stop = true;

@@ -3,8 +3,8 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse } from 'yaml';
-import { ROOT } from './support/gateway';
-import { families, ownGateway, scrape } from './support/observability';
+import { ROOT, ownGateway } from './support/gateway';
+import { families, scrape } from './support/observability';
 
 const dashboard = JSON.parse(readFileSync(join(ROOT, 'monitoring/grafana/dashboards/bales.json'), 'utf8'));
 const panels: { title: string; targets: { expr: string }[] }[] = dashboard.panels;

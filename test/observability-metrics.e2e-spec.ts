@@ -1,6 +1,6 @@
 import { join } from 'node:path';
-import { INPUT_128, ROOT, getJson, post } from './support/gateway';
-import { ownGateway, promtool, sample, scrape } from './support/observability';
+import { INPUT_128, ROOT, getJson, ownGateway, post } from './support/gateway';
+import { promtool, sample, scrape } from './support/observability';
 
 const infer = (input: unknown, extra: Record<string, unknown> = {}) => ({ model_id: 'stub_v1', payload: { input }, ...extra });
 

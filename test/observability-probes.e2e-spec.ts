@@ -1,8 +1,7 @@
 import { ModelRegistry } from '@bales/model-registry';
 import { InferenceQueue } from '@bales/queue';
 import { version } from '../package.json';
-import { getJson } from './support/gateway';
-import { ownGateway } from './support/observability';
+import { getJson, ownGateway } from './support/gateway';
 
 describe('Kubernetes probes: GET /health/live and GET /health/ready', () => {
   const own = ownGateway();

@@ -2,6 +2,7 @@ import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { ChildProcess, spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { createGatewayApp } from '../../apps/gateway/src/app.factory';
+import { TestRedis } from './redis-server';
 
 export const ROOT = join(__dirname, '..', '..');
 export const INPUT_128 = Array.from({ length: 128 }, (_, i) => Math.round(Math.sin(i) * 1000) / 1000);
@@ -23,6 +24,20 @@ export async function startGateway(redisUrl: string, env: Record<string, string>
   await app.listen({ port: 0, host: '127.0.0.1' });
   const url = (await app.getUrl()).replace('[::1]', '127.0.0.1');
   return { url, app, close: () => app.close() };
+}
+
+/** A throwaway Redis and a gateway on it for the enclosing describe, torn down after it. */
+export function ownGateway(env: Record<string, string> = {}): { redis: TestRedis; gw: TestGateway } {
+  const own = {} as { redis: TestRedis; gw: TestGateway };
+  beforeAll(async () => {
+    own.redis = await TestRedis.start();
+    own.gw = await startGateway(own.redis.url, env);
+  });
+  afterAll(async () => {
+    await own.gw?.close();
+    await own.redis?.stop();
+  });
+  return own;
 }
 
 export interface GatewayProcess {

@@ -1,20 +1,4 @@
 import { spawnSync } from 'node:child_process';
-import { TestGateway, startGateway } from './gateway';
-import { TestRedis } from './redis-server';
-
-/** A throwaway Redis and a gateway on it for the enclosing describe, torn down after it. */
-export function ownGateway(env: Record<string, string> = {}): { redis: TestRedis; gw: TestGateway } {
-  const own = {} as { redis: TestRedis; gw: TestGateway };
-  beforeAll(async () => {
-    own.redis = await TestRedis.start();
-    own.gw = await startGateway(own.redis.url, env);
-  });
-  afterAll(async () => {
-    await own.gw?.close();
-    await own.redis?.stop();
-  });
-  return own;
-}
 
 /** The gateway's Prometheus text. */
 export async function scrape(url: string): Promise<string> {

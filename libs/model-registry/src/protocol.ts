@@ -3,11 +3,7 @@
 export const TASKS = ['classification', 'regression', 'embedding', 'raw'] as const;
 export type Task = (typeof TASKS)[number];
 
-/** ONNX Runtime element types BALES accepts as model inputs. */
-export const ELEMENT_TYPES = ['float32', 'float64', 'int8', 'uint8', 'int32', 'int64', 'bool'] as const;
-export type ElementType = (typeof ELEMENT_TYPES)[number];
-
-/** The typed array holding each element type's data (bool travels as one byte per value). */
+/** The ONNX Runtime element types BALES accepts, each with the typed array holding its data (bool: one byte a value). */
 export const TYPED_ARRAYS = {
   float32: Float32Array,
   float64: Float64Array,
@@ -17,6 +13,7 @@ export const TYPED_ARRAYS = {
   int64: BigInt64Array,
   bool: Uint8Array,
 } as const;
+export type ElementType = keyof typeof TYPED_ARRAYS;
 
 /** One input or output of a model, as the ONNX file declares it. A string dimension is dynamic. */
 export interface TensorSpec {

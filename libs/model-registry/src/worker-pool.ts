@@ -73,10 +73,6 @@ export class WorkerPool {
     this.workers = Array.from({ length: this.size }, () => this.spawn());
   }
 
-  get threadIds(): number[] {
-    return this.workers.map((w) => w.thread.threadId);
-  }
-
   /** Loads (or replaces) a session under `key` in every worker, warmed with one run; returns its signature. */
   async loadEverywhere(key: string, path: string, intraOpThreads: number): Promise<Signature> {
     const replies = await Promise.allSettled(this.workers.map((w) => w.request({ op: 'load', key, path, intraOpThreads })));

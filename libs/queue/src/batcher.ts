@@ -99,11 +99,6 @@ export class DynamicBatcher<T extends Prioritized> {
     return n;
   }
 
-  /** Batches started and not finished. */
-  get inFlight(): number {
-    return this.running;
-  }
-
   add(key: string, maxBatchSize: number, items: T[]): void {
     let lane = this.lanes.get(key);
     if (!lane) {
