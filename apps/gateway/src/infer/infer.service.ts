@@ -23,12 +23,12 @@ export class InferService {
     try {
       const modelId = req.model_id ?? this.config.DEFAULT_MODEL_ID;
       const { priority, timeoutMs } = requestOptions(this.config, req.priority, req.timeout_ms);
-      const task = this.registry.get(modelId).task;
-      if (req.model_type !== undefined && req.model_type !== task) {
-        throw new BalesError(ErrorCode.INVALID_INPUT, `model_type '${req.model_type}' does not match model '${modelId}', a ${task} model`);
-      }
       // Counted until answered, so unloading the model waits for this request.
-      const { row, release } = this.registry.admit(modelId, req.payload);
+      const { model, row, release } = this.registry.admit(modelId, req.payload);
+      if (req.model_type !== undefined && req.model_type !== model.task) {
+        release();
+        throw new BalesError(ErrorCode.INVALID_INPUT, `model_type '${req.model_type}' does not match model '${modelId}', a ${model.task} model`);
+      }
       const out = await this.queue.submit({ requestId, modelId, priority, row, timeoutMs, signal: clientGone }).finally(release);
       return {
         request_id: requestId,
