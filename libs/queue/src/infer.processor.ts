@@ -24,6 +24,7 @@ export class InferProcessor implements OnApplicationBootstrap, BeforeApplication
   private readonly logger = new Logger(InferProcessor.name);
   readonly batcher: DynamicBatcher<BatchItem>;
   private worker?: Worker;
+  private jobsInHand = 0;
 
   constructor(
     private readonly config: BalesConfig,
@@ -47,9 +48,8 @@ export class InferProcessor implements OnApplicationBootstrap, BeforeApplication
     this.worker = new Worker(INFER_QUEUE, (job) => this.process(job), {
       connection: { ...this.redis.options, maxRetriesPerRequest: null },
       prefix: this.config.QUEUE_PREFIX,
-      // Jobs in hand bound the rows buffered here: enough to keep every worker thread fed with full
-      // batches, few enough that a more urgent job in Redis waits at most about one batch to be fetched.
-      concurrency: 2 * this.registry.slots * this.config.MAX_BATCH_SIZE,
+      // Starts at one job; from then on gateFetching() sets it from the rows waiting here (see there).
+      concurrency: 1,
       // A replica that dies holding jobs stops renewing their locks; another replica's stalled check puts them
       // back within lockDuration + stalledInterval (about 4 s) instead of BullMQ's 30 s + 30 s. The price is one
       // lock-renewal script per worker every 1.5 s (it covers all jobs in hand) and one stalled check per second.
@@ -74,7 +74,33 @@ export class InferProcessor implements OnApplicationBootstrap, BeforeApplication
     if (!(await Promise.race([closed, timeout]))) await this.worker.disconnect();
   }
 
+  /**
+   * BullMQ fetches (back to back, in priority order) while it holds fewer jobs than its concurrency, so a job
+   * count alone would bound nothing: one job carries 1 to MAX_BATCH_SIZE rows. Fetching is gated by rows
+   * instead: while fewer than one full batch per worker thread waits here, BullMQ may fetch as many jobs as
+   * could refill it were each full; past that, none. Rows in hand stay bounded, so a more urgent job in Redis
+   * is fetched as soon as the next batch leaves rather than after the jobs in hand complete.
+   */
+  private gateFetching(): void {
+    if (!this.worker) return;
+    const maxBatch = this.config.MAX_BATCH_SIZE;
+    const missing = this.registry.slots * maxBatch - this.batcher.waiting;
+    const room = missing > 0 ? Math.ceil(missing / maxBatch) : 0;
+    this.worker.concurrency = Math.max(1, this.jobsInHand + room);
+  }
+
   async process(job: Job): Promise<void> {
+    this.jobsInHand++;
+    try {
+      await this.processRows(job);
+    } finally {
+      // Before BullMQ asks whether to fetch another job in the same script that completes this one.
+      this.jobsInHand--;
+      this.gateFetching();
+    }
+  }
+
+  private async processRows(job: Job): Promise<void> {
     const decoded = decodeJob(job.data, job.opts.priority ?? 0);
     if (decoded.length === 0) return;
     // A job run again after its replica died was already taken off the shared depth by that replica.
@@ -108,10 +134,12 @@ export class InferProcessor implements OnApplicationBootstrap, BeforeApplication
         lanes.set(key, lane);
       }
       for (const [key, items] of lanes) this.batcher.add(key, maxBatch, items);
+      this.gateFetching();
     });
   }
 
   private async runBatch(items: BatchItem[]): Promise<void> {
+    this.gateFetching();
     try {
       await this.runner.run(items[0].modelId, items);
     } finally {
