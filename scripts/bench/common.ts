@@ -60,9 +60,15 @@ export function machine(): { cores: number; cpu: string; node: string; platform:
   return { cores: availableParallelism(), cpu: cpus()[0]?.model ?? 'unknown', node: process.version, platform: `${process.platform} ${process.arch}` };
 }
 
-export function writeResult(name: string, data: unknown): string {
+/** The results folder, created on first use (a fresh clone has none). */
+export function resultsPath(name: string): string {
   mkdirSync(RESULTS_DIR, { recursive: true });
-  const path = join(RESULTS_DIR, name);
-  writeFileSync(path, JSON.stringify(data, null, 2) + '\n');
+  return join(RESULTS_DIR, name);
+}
+
+/** Writes data as JSON, or a string as it is, into the results folder; returns the path to print. */
+export function writeResult(name: string, data: unknown): string {
+  const path = resultsPath(name);
+  writeFileSync(path, typeof data === 'string' ? data : JSON.stringify(data, null, 2) + '\n');
   return relative(process.cwd(), path) || path;
 }

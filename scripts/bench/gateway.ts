@@ -9,12 +9,11 @@
  *   more saturation run, summarised by function and by package.
  * Writes bench-results/gateway-<model>.json and bench-results/latency-<model>.svg.
  */
-import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Redis from 'ioredis';
 import { TestRedis } from '../../test/support/redis-server';
 import { latencyChart } from './chart';
-import { INPUT_128, RESULTS_DIR, argValue, machine, median, modelArg, prepareModel, round, thousands, writeResult } from './common';
+import { INPUT_128, argValue, machine, median, modelArg, prepareModel, resultsPath, round, thousands, writeResult } from './common';
 import { LoadResult, OpenLoopResult, closedLoop, hasWrk, openLoop } from './load';
 import { Server, cpuSeconds, startBareFastify, startGateway } from './processes';
 import { summariseHeap, summariseProfile } from './profile';
@@ -56,7 +55,7 @@ async function main(): Promise<void> {
     const redisPid = Number(/process_id:(\d+)/.exec(await redisClient.info('server'))![1]);
     const common = { REDIS_URL: redis.url, MODELS_DIR: model.modelsDir, DEFAULT_MODEL_ID: model.id };
     log('starting the gateway, the gateway with MAX_BATCH_SIZE=1, and a bare Fastify handler');
-    const profilePath = join(RESULTS_DIR, `gateway-${model.choice}.cpuprofile`);
+    const profilePath = resultsPath(`gateway-${model.choice}.cpuprofile`);
     const gateway = await startGateway('gateway', { ...common, QUEUE_PREFIX: 'bench-batched', BENCH_CPU_PROFILE: profilePath }, body, profile ? ['-r', join(__dirname, 'cpu-profile.js')] : []);
     servers.push(gateway);
     const noBatching = await startGateway('no batching', { ...common, QUEUE_PREFIX: 'bench-single', MAX_BATCH_SIZE: '1' }, body);
@@ -161,8 +160,7 @@ async function main(): Promise<void> {
     console.log('\nTargets:');
     for (const c of checks) console.log(`  ${c.measure.padEnd(44)} ${c.target.padEnd(16)} ${c.value.padEnd(26)} ${c.pass ? 'PASS' : 'FAIL'}`);
 
-    const svg = join(RESULTS_DIR, `latency-${model.choice}.svg`);
-    writeFileSync(svg, latencyChart(`BALES ${model.id}: latency vs offered load (${machine().cores} cores, client on the same cores)`, open, model.choice === 'stub' ? TARGETS.p99At1000 : undefined));
+    const svg = writeResult(`latency-${model.choice}.svg`, latencyChart(`BALES ${model.id}: latency vs offered load (${machine().cores} cores, client on the same cores)`, open, model.choice === 'stub' ? TARGETS.p99At1000 : undefined));
     const file = writeResult(`gateway-${model.choice}.json`, {
       benchmark: 'gateway',
       date: new Date().toISOString(),
@@ -176,7 +174,7 @@ async function main(): Promise<void> {
       checks,
       profile: profiled,
     });
-    console.log(`\nwrote ${file} and ${svg.replace(`${process.cwd()}/`, '')}`);
+    console.log(`\nwrote ${file} and ${svg}`);
   } finally {
     redisClient.disconnect();
     await Promise.all(servers.map((s) => s.stop()));
