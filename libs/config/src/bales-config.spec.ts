@@ -19,6 +19,12 @@ describe('loadConfig', () => {
     });
   });
 
+  it('exports times in seconds unless METRICS_TIME_UNIT=ms asks for the original millisecond metric names', () => {
+    expect(loadConfig({}).METRICS_TIME_UNIT).toBe('seconds');
+    expect(loadConfig({ METRICS_TIME_UNIT: 'ms' }).METRICS_TIME_UNIT).toBe('ms');
+    expect(() => loadConfig({ METRICS_TIME_UNIT: 'milliseconds' })).toThrow('METRICS_TIME_UNIT="milliseconds" must be one of seconds, ms');
+  });
+
   it('reads typed values from environment strings', () => {
     const c = loadConfig({ MAX_BATCH_SIZE: '8', BATCH_WINDOW_MS: '2.5', ENABLE_PROMETHEUS: 'false', REDIS_URL: 'rediss://:pw@cache:6380/2' });
     expect(c).toMatchObject({ MAX_BATCH_SIZE: 8, BATCH_WINDOW_MS: 2.5, ENABLE_PROMETHEUS: false, REDIS_URL: 'rediss://:pw@cache:6380/2' });

@@ -13,6 +13,9 @@ const toBoolean = ({ value }: { value: unknown }) => {
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
+export const METRICS_TIME_UNITS = ['seconds', 'ms'] as const;
+export type MetricsTimeUnit = (typeof METRICS_TIME_UNITS)[number];
+
 /**
  * Every setting BALES reads, with its default. Names and defaults of the original BALES are kept.
  * Loaded once at boot by loadConfig(); nothing else reads the environment.
@@ -57,6 +60,10 @@ export class BalesConfig {
 
   @Transform(toBoolean) @IsBoolean({ message: 'must be true or false' })
   ENABLE_PROMETHEUS = true;
+
+  /** Unit of the three time histograms: seconds, Prometheus's base unit, or ms for the original BALES's metric names. */
+  @IsIn(METRICS_TIME_UNITS, { message: `must be one of ${METRICS_TIME_UNITS.join(', ')}` })
+  METRICS_TIME_UNIT: MetricsTimeUnit = 'seconds';
 
   /** Folder holding the model repository; each sub-folder with a model.onnx is served at boot. */
   @IsString() @MinLength(1, { message: 'must be a folder path' })

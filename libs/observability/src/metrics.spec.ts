@@ -31,6 +31,29 @@ describe('BalesMetrics', () => {
     expect(text).not.toContain('model_id="b"');
   });
 
+  it('takes milliseconds from its callers and observes seconds, unless METRICS_TIME_UNIT=ms', async () => {
+    const seconds = metricsWith();
+    const ms = metricsWith({ METRICS_TIME_UNIT: 'ms' });
+    for (const m of [seconds, ms]) {
+      m.request('stub_v1', 200, 2.5);
+      m.queued(7);
+      m.batch(1, 40);
+    }
+    const s = await seconds.registry.metrics();
+    expect(s).toContain('bales_request_latency_seconds_bucket{le="0.002"} 0');
+    expect(s).toContain('bales_request_latency_seconds_bucket{le="0.003"} 1');
+    expect(s).toContain('bales_request_latency_seconds_sum 0.0025');
+    expect(s).toContain('bales_queue_wait_seconds_sum 0.007');
+    expect(s).toContain('bales_inference_seconds_sum 0.04');
+    expect(s).not.toContain('bales_request_latency_ms');
+    const m = await ms.registry.metrics();
+    expect(m).toContain('bales_request_latency_ms_bucket{le="3"} 1');
+    expect(m).toContain('bales_request_latency_ms_sum 2.5');
+    expect(m).toContain('bales_queue_wait_ms_sum 7');
+    expect(m).toContain('bales_inference_ms_sum 40');
+    expect(m).not.toContain('bales_request_latency_seconds');
+  });
+
   it("collects Node's process metrics only when ENABLE_PROMETHEUS is on", async () => {
     expect(await metricsWith().registry.metrics()).toContain('process_cpu_user_seconds_total');
     expect(await metricsWith({ ENABLE_PROMETHEUS: 'false' }).registry.metrics()).not.toContain('process_cpu_user_seconds_total');

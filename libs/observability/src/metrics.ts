@@ -1,11 +1,20 @@
 import { Injectable } from '@nestjs/common';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { BalesConfig } from '@bales/config';
+import { BalesConfig, MetricsTimeUnit } from '@bales/config';
 
 /** Millisecond buckets: fine from 1 to 50 ms, where a served request lives, then coarse up to the longest timeout. */
 export const MS_BUCKETS = [0.5, 1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 15, 20, 25, 30, 35, 40, 50, 75, 100, 150, 250, 500, 1000, 2500, 5000, 10000, 30000];
 /** Rows per batch, up to MAX_BATCH_SIZE's bound. */
 export const BATCH_SIZE_BUCKETS = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 128, 256, 512, 1024, 4096];
+
+/**
+ * How the three time histograms are exported. Seconds, Prometheus's base unit, is what `promtool check metrics` accepts;
+ * ms keeps the original BALES's names, help texts and buckets for dashboards built against it. Callers always pass ms.
+ */
+const TIME_UNITS: Record<MetricsTimeUnit, { suffix: string; words: string; msPerUnit: number }> = {
+  seconds: { suffix: 'seconds', words: 'seconds', msPerUnit: 1000 },
+  ms: { suffix: 'ms', words: 'milliseconds', msPerUnit: 1 },
+};
 
 const NOT_COUNTERS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
 
@@ -32,10 +41,12 @@ export class BalesMetrics {
     labelNames: ['model_id', 'status'] as const,
     registers: [this.registry],
   });
-  private readonly latency = this.histogram('bales_request_latency_ms', 'End-to-end latency of inference requests inside the gateway, in milliseconds', MS_BUCKETS);
+  private readonly latency: Histogram;
   private readonly batchSize = this.histogram('bales_batch_size', 'Rows in each batch run on ONNX Runtime', BATCH_SIZE_BUCKETS);
-  private readonly queueWait = this.histogram('bales_queue_wait_ms', 'Time each row waited from enqueueing until its batch started, in milliseconds', MS_BUCKETS);
-  private readonly inference = this.histogram('bales_inference_ms', 'Time ONNX Runtime took to run one batch, in milliseconds', MS_BUCKETS);
+  private readonly queueWait: Histogram;
+  private readonly inference: Histogram;
+  /** What each millisecond value a caller passes is divided by before it is observed. */
+  private readonly msPerUnit: number;
   private readonly reloads = new Counter({
     name: 'bales_model_reloads_total',
     help: 'Model hot swaps (POST /models/:id/reload), by model_id and result (ok or failed)',
@@ -52,6 +63,12 @@ export class BalesMetrics {
   private depthSource: () => QueueDepthSample[] = () => [];
 
   constructor(config: BalesConfig) {
+    const { suffix, words, msPerUnit } = TIME_UNITS[config.METRICS_TIME_UNIT];
+    const buckets = MS_BUCKETS.map((ms) => ms / msPerUnit);
+    this.msPerUnit = msPerUnit;
+    this.latency = this.histogram(`bales_request_latency_${suffix}`, `End-to-end latency of inference requests inside the gateway, in ${words}`, buckets);
+    this.queueWait = this.histogram(`bales_queue_wait_${suffix}`, `Time each row waited from enqueueing until its batch started, in ${words}`, buckets);
+    this.inference = this.histogram(`bales_inference_${suffix}`, `Time ONNX Runtime took to run one batch, in ${words}`, buckets);
     const metrics = this;
     new Gauge({
       name: 'bales_pending_requests',
@@ -83,18 +100,18 @@ export class BalesMetrics {
   /** One answered POST /infer. */
   request(modelId: string, status: number, latencyMs: number): void {
     this.requests.inc({ model_id: modelId, status });
-    this.latency.observe(latencyMs);
+    this.latency.observe(latencyMs / this.msPerUnit);
   }
 
   /** One batch run on ONNX Runtime. */
   batch(rows: number, inferenceMs: number): void {
     this.batchSize.observe(rows);
-    this.inference.observe(inferenceMs);
+    this.inference.observe(inferenceMs / this.msPerUnit);
   }
 
   /** How long one row waited in the queue before its batch started. */
   queued(waitMs: number): void {
-    this.queueWait.observe(waitMs);
+    this.queueWait.observe(waitMs / this.msPerUnit);
   }
 
   reload(modelId: string, result: ReloadResult): void {
