@@ -39,9 +39,7 @@ describe('POST /infer (real HTTP, Redis, BullMQ and ONNX Runtime)', () => {
     const answers = await Promise.all(inputs.map((input) => post(`${own.gw.url}/infer`, original(input))));
     expect(answers.map((a) => a.status)).toEqual(answers.map(() => 200));
     expect(new Set(answers.map((a) => a.body.request_id)).size).toBe(512);
-    // Worker threads that are idle take what has arrived at once (the adaptive policy), so how full the batches
-    // get depends on how the 512 arrive; that they share batches at all is the point here.
-    expect(Math.max(...answers.map((a) => a.body.batch_size))).toBeGreaterThanOrEqual(2);
+    expect(Math.max(...answers.map((a) => a.body.batch_size))).toBeGreaterThanOrEqual(8);
     // Each row is its own: the same input always gets the same answer, whatever batch carried it.
     const single = await post(`${own.gw.url}/infer`, original(inputs[7]));
     expect(answers[7].body.result).toEqual({ label: single.body.result.label, confidence: expect.closeTo(single.body.result.confidence, 5) });

@@ -25,6 +25,7 @@ export class InferProcessor implements OnApplicationBootstrap, BeforeApplication
   readonly batcher: DynamicBatcher<BatchItem>;
   private worker?: Worker;
   private jobsInHand = 0;
+  private rowsPerJobBound: number;
 
   constructor(
     private readonly config: BalesConfig,
@@ -33,6 +34,7 @@ export class InferProcessor implements OnApplicationBootstrap, BeforeApplication
     private readonly redis: RedisConnections,
     private readonly queue: InferenceQueue,
   ) {
+    this.rowsPerJobBound = config.MAX_BATCH_SIZE;
     this.batcher = new DynamicBatcher<BatchItem>({
       windowMs: config.BATCH_WINDOW_MS,
       slots: registry.slots,
@@ -78,15 +80,20 @@ export class InferProcessor implements OnApplicationBootstrap, BeforeApplication
    * BullMQ fetches (back to back, in priority order) while it holds fewer jobs than its concurrency, so a job
    * count alone would bound nothing: one job carries 1 to MAX_BATCH_SIZE rows. Fetching is gated by rows
    * instead: while fewer than one full batch per worker thread waits here, BullMQ may fetch as many jobs as
-   * could refill it were each full; past that, none. Rows in hand stay bounded, so a more urgent job in Redis
-   * is fetched as soon as the next batch leaves rather than after the jobs in hand complete.
+   * refill it, counting each job as big as the biggest seen lately; past that, none. Rows in hand stay
+   * bounded, so a more urgent job in Redis is fetched as soon as the next batch leaves rather than after the
+   * jobs in hand complete, while a burst of small jobs still arrives together and fills shared batches.
    */
   private gateFetching(): void {
     if (!this.worker) return;
-    const maxBatch = this.config.MAX_BATCH_SIZE;
-    const missing = this.registry.slots * maxBatch - this.batcher.waiting;
-    const room = missing > 0 ? Math.ceil(missing / maxBatch) : 0;
+    const missing = this.registry.slots * this.config.MAX_BATCH_SIZE - this.batcher.waiting;
+    const room = missing > 0 ? Math.ceil(missing / this.rowsPerJobBound) : 0;
     this.worker.concurrency = Math.max(1, this.jobsInHand + room);
+  }
+
+  /** Rises at once to a bigger job, decays by a tenth per job: over-fetching needs jobs bigger than any lately. */
+  private noteJobSize(rows: number): void {
+    this.rowsPerJobBound = Math.max(rows, 1, this.rowsPerJobBound * 0.9);
   }
 
   async process(job: Job): Promise<void> {
@@ -103,6 +110,7 @@ export class InferProcessor implements OnApplicationBootstrap, BeforeApplication
   private async processRows(job: Job): Promise<void> {
     const decoded = decodeJob(job.data, job.opts.priority ?? 0);
     if (decoded.length === 0) return;
+    this.noteJobSize(decoded.length);
     // A job run again after its replica died was already taken off the shared depth by that replica.
     if (!job.stalledCounter) this.queue.tookRows(decoded[0].modelId, decoded[0].priority, decoded.map((r) => r.deadline));
     const rows = this.runner.stillWanted(decoded);
