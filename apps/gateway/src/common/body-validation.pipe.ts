@@ -1,7 +1,11 @@
 import { ArgumentMetadata, BadRequestException, Injectable, SetMetadata, ValidationError, ValidationPipe } from '@nestjs/common';
-import { validate } from 'class-validator';
+import { validateSync } from 'class-validator';
 
 const FLAT_DTO = Symbol('flat-dto');
+
+// Deeper than any tensor's rank plus the body's own two levels; class-transformer and the tensor encoder
+// recurse once per level and overflow the stack (a 500) a few thousand levels down.
+export const MAX_BODY_DEPTH = 32;
 
 /**
  * Marks a DTO whose fields are all primitives or opaque objects (no nested DTO to instantiate), so its body
@@ -9,6 +13,18 @@ const FLAT_DTO = Symbol('flat-dto');
  * walks) every element of a large tensor payload on the hot path.
  */
 export const FlatDto = (): ClassDecorator => SetMetadata(FLAT_DTO, true);
+
+/** True when a parsed JSON value nests objects or arrays deeper than maxDepth; walked without recursion. */
+export function nestsDeeperThan(value: unknown, maxDepth: number): boolean {
+  const stack: [unknown, number][] = [[value, 1]];
+  while (stack.length) {
+    const [v, depth] = stack.pop()!;
+    if (v === null || typeof v !== 'object') continue;
+    if (depth > maxDepth) return true;
+    for (const child of Array.isArray(v) ? v : Object.values(v)) if (child !== null && typeof child === 'object') stack.push([child, depth + 1]);
+  }
+  return false;
+}
 
 /** One message naming every field that failed, e.g. "priority must be an integer; payload is required". */
 function messages(errors: ValidationError[], parent = ''): string[] {
@@ -19,7 +35,12 @@ function messages(errors: ValidationError[], parent = ''): string[] {
   });
 }
 
-/** class-validator on every DTO: unknown fields refused, every failing field named, and a body must be a JSON object. */
+/**
+ * class-validator on every DTO: unknown fields refused, every failing field named, and a body must be a JSON
+ * object. Bodies that would crash validation (a 500) before it could refuse them are refused first, with 400:
+ * nesting deeper than MAX_BODY_DEPTH, and a top-level `constructor` key, which the DTO instance would carry
+ * where class-validator reads `constructor.prototype`.
+ */
 @Injectable()
 export class BodyValidationPipe extends ValidationPipe {
   constructor() {
@@ -32,14 +53,17 @@ export class BodyValidationPipe extends ValidationPipe {
   }
 
   override async transform(value: unknown, metadata: ArgumentMetadata) {
-    if (metadata.type === 'body' && (value === null || typeof value !== 'object' || Array.isArray(value))) {
-      throw new BadRequestException('the request body must be a JSON object');
-    }
+    // Values of custom parameter decorators are the gateway's own, never the client's.
+    if (metadata.type === 'custom') return value;
+    if (metadata.type !== 'body') return super.transform(value, metadata);
+    if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new BadRequestException('the request body must be a JSON object');
+    if (nestsDeeperThan(value, MAX_BODY_DEPTH)) throw new BadRequestException(`the request body nests deeper than ${MAX_BODY_DEPTH} levels`);
+    if (Object.hasOwn(value, 'constructor')) throw new BadRequestException('property constructor should not exist');
     const type = metadata.metatype as (new () => object) | undefined;
-    if (metadata.type === 'body' && type && Reflect.getMetadata(FLAT_DTO, type)) {
+    if (type && Reflect.getMetadata(FLAT_DTO, type)) {
       // Fastify's JSON parser already refuses __proto__ and constructor.prototype keys, so a shallow copy is safe.
       const dto = Object.assign(new type(), value);
-      const errors = await validate(dto, { whitelist: true, forbidNonWhitelisted: true });
+      const errors = validateSync(dto, { whitelist: true, forbidNonWhitelisted: true });
       if (errors.length > 0) throw new BadRequestException(messages(errors).join('; '));
       return dto;
     }

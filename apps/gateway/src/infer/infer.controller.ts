@@ -1,17 +1,13 @@
-import { Body, Controller, HttpCode, Post, UseInterceptors } from '@nestjs/common';
+import { Body, Controller, HttpCode, Post } from '@nestjs/common';
 import { ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
 import { ApiErrors } from '../errors/error-response.dto';
 import { InferRequestDto } from './dto/infer-request.dto';
 import { InferResponseDto } from './dto/infer-response.dto';
 import { InferService } from './infer.service';
-import { ClientGone } from './client-gone.decorator';
-import { NestingLimitInterceptor } from './nesting-limit.interceptor';
-import { ReceivedAt } from './received-at.decorator';
-import { RequestId } from './request-id.decorator';
+import { InferenceCall } from '../common/inference-call.decorator';
 
 @ApiTags('inference')
 @Controller('infer')
-@UseInterceptors(NestingLimitInterceptor)
 export class InferController {
   constructor(private readonly inferService: InferService) {}
 
@@ -29,7 +25,7 @@ export class InferController {
     503: 'the queue (Redis) is unreachable, or this replica is shutting down; retry shortly',
     504: 'not served within timeout_ms (BATCHER_TIMEOUT_S)',
   })
-  infer(@Body() body: InferRequestDto, @ReceivedAt() receivedAt: number, @ClientGone() clientGone: AbortSignal, @RequestId() requestId: string): Promise<InferResponseDto> {
-    return this.inferService.infer(body, receivedAt, clientGone, requestId);
+  infer(@Body() body: InferRequestDto, @InferenceCall() call: InferenceCall): Promise<InferResponseDto> {
+    return this.inferService.infer(body, call);
   }
 }

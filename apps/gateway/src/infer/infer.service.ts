@@ -1,9 +1,9 @@
 import { Injectable } from '@nestjs/common';
-import { randomUUID } from 'node:crypto';
 import { BalesConfig } from '@bales/config';
 import { BalesError, ErrorCode } from '@bales/errors';
 import { ModelRegistry } from '@bales/model-registry';
 import { InferenceQueue } from '@bales/queue';
+import type { InferenceCall } from '../common/inference-call.decorator';
 import { requestOptions } from '../common/request-options';
 import { InferRequestDto } from './dto/infer-request.dto';
 import { InferResponseDto } from './dto/infer-response.dto';
@@ -19,7 +19,7 @@ export class InferService {
   ) {}
 
   /** Validates the request against its model, queues it, and answers with its own row of the batch. */
-  async infer(req: InferRequestDto, receivedAt: number, clientGone?: AbortSignal, requestId: string = randomUUID()): Promise<InferResponseDto> {
+  async infer(req: InferRequestDto, { requestId, receivedAt, clientGone }: InferenceCall): Promise<InferResponseDto> {
     try {
       const modelId = req.model_id ?? this.config.DEFAULT_MODEL_ID;
       const { priority, timeoutMs } = requestOptions(this.config, req.priority, req.timeout_ms);

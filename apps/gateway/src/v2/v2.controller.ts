@@ -1,11 +1,9 @@
-import { Body, Controller, Get, HttpCode, Param, Post, Res, UseInterceptors } from '@nestjs/common';
+import { Body, Controller, Get, HttpCode, Param, Post, Res } from '@nestjs/common';
 import { ApiOkResponse, ApiOperation, ApiResponse, ApiTags } from '@nestjs/swagger';
 import type { FastifyReply } from 'fastify';
 import { BUILD_VERSION } from '../health/build-version';
 import { ProbesService } from '../health/probes.service';
-import { ClientGone } from '../infer/client-gone.decorator';
-import { NestingLimitInterceptor } from '../infer/nesting-limit.interceptor';
-import { RequestId } from '../infer/request-id.decorator';
+import { InferenceCall } from '../common/inference-call.decorator';
 import { V2InferRequestDto } from './dto/v2-infer-request.dto';
 import { V2ErrorDto, V2InferResponseDto, V2ModelMetadataDto, V2ServerMetadataDto } from './dto/v2-responses.dto';
 import { V2Service } from './v2.service';
@@ -87,17 +85,15 @@ export class V2Controller {
 
   @Post('models/:name/infer')
   @HttpCode(200)
-  @UseInterceptors(NestingLimitInterceptor)
   @ApiOperation({ summary: 'Inference', description: 'Same queue, priorities (parameters.priority), deadlines (parameters.timeout_ms), batcher and backpressure as POST /infer. A batch of N rows joins the batcher as N rows.' })
   @ApiOkResponse({ type: V2InferResponseDto })
   @apply(errors(400, 404, 429, 503, 504))
-  infer(@Param('name') name: string, @Body() body: V2InferRequestDto, @RequestId() requestId: string, @ClientGone() clientGone: AbortSignal): Promise<V2InferResponseDto> {
-    return this.v2.infer(name, undefined, body, requestId, clientGone);
+  infer(@Param('name') name: string, @Body() body: V2InferRequestDto, @InferenceCall() call: InferenceCall): Promise<V2InferResponseDto> {
+    return this.v2.infer(name, undefined, body, call);
   }
 
   @Post('models/:name/versions/:version/infer')
   @HttpCode(200)
-  @UseInterceptors(NestingLimitInterceptor)
   @ApiOperation({ summary: 'Inference at a version (only the version being served exists)' })
   @ApiOkResponse({ type: V2InferResponseDto })
   @apply(errors(400, 404, 429, 503, 504))
@@ -105,10 +101,9 @@ export class V2Controller {
     @Param('name') name: string,
     @Param('version') version: string,
     @Body() body: V2InferRequestDto,
-    @RequestId() requestId: string,
-    @ClientGone() clientGone: AbortSignal,
+    @InferenceCall() call: InferenceCall,
   ): Promise<V2InferResponseDto> {
-    return this.v2.infer(name, version, body, requestId, clientGone);
+    return this.v2.infer(name, version, body, call);
   }
 
   private readiness(name: string, version: string | undefined, reply: FastifyReply): { name: string; ready: boolean } {

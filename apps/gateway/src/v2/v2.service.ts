@@ -3,6 +3,7 @@ import { BalesConfig } from '@bales/config';
 import { BalesError, ErrorCode } from '@bales/errors';
 import { ModelInfo, ModelRegistry, TensorSpec } from '@bales/model-registry';
 import { InferenceQueue, InferOutcome } from '@bales/queue';
+import type { InferenceCall } from '../common/inference-call.decorator';
 import { requestOptions } from '../common/request-options';
 import { V2Datatype, V2InferRequestDto } from './dto/v2-infer-request.dto';
 import { V2InferResponseDto, V2ModelMetadataDto, V2OutputTensorDto, V2TensorMetadataDto } from './dto/v2-responses.dto';
@@ -46,7 +47,7 @@ export class V2Service {
     return this.model(name, version).state === 'ready' && this.registry.ready;
   }
 
-  async infer(name: string, version: string | undefined, req: V2InferRequestDto, requestId: string, clientGone?: AbortSignal): Promise<V2InferResponseDto> {
+  async infer(name: string, version: string | undefined, req: V2InferRequestDto, { requestId, clientGone }: InferenceCall): Promise<V2InferResponseDto> {
     const model = this.model(name, version);
     const { priority, timeoutMs } = requestOptions(this.config, req.parameters?.priority, req.parameters?.timeout_ms, 'parameters.');
     for (const input of req.inputs) {
