@@ -27,13 +27,13 @@ describe('benchmarks', () => {
     expect(result.lightLoad.fixedWindow.p50).toBeGreaterThanOrEqual(result.settings.BATCH_WINDOW_MS);
   }, 150_000);
 
-  it('bench measures the gateway, the bare Fastify ceiling and MAX_BATCH_SIZE=1 in one run, and writes JSON and an SVG chart', async () => {
+  it('bench measures the gateway, the bare Fastify ceiling, the Nest stack alone and MAX_BATCH_SIZE=1 in one run, and writes JSON and an SVG chart', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'bales-bench-'));
     const { stdout } = await run('gateway.ts', ['--seconds', '1', '--repeats', '1', '--connections', '16', '--rates', '50,100', '--results', dir]);
     expect(stdout).toContain('bare Fastify (HTTP ceiling)');
-    expect(stdout).toMatch(/gateway \/ ceiling: \d+\.\d\d {4}gateway \/ no batching: \d+\.\d\d/);
+    expect(stdout).toMatch(/gateway \/ ceiling: \d+\.\d\d {4}gateway \/ no batching: \d+\.\d\d {4}Nest stack \/ ceiling: \d+\.\d\d/);
     const result = JSON.parse(readFileSync(join(dir, 'gateway-stub.json'), 'utf8'));
-    for (const role of ['ceiling', 'gateway', 'noBatching']) {
+    for (const role of ['ceiling', 'framework', 'gateway', 'noBatching']) {
       expect(result.saturation[role].throughput).toBeGreaterThan(0);
       expect(result.saturation[role].errors).toBe(0);
     }

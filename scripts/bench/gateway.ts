@@ -15,14 +15,19 @@ import { TestRedis } from '../../test/support/redis-server';
 import { latencyChart } from './chart';
 import { INPUT_128, argValue, machine, median, modelArg, prepareModel, resultsPath, round, thousands, writeResult } from './common';
 import { LoadResult, OpenLoopResult, closedLoop, hasWrk, openLoop } from './load';
-import { Server, cpuSeconds, startBareFastify, startGateway } from './processes';
+import { Server, cpuSeconds, startBareFastify, startBareNest, startGateway } from './processes';
 import { summariseHeap, summariseProfile } from './profile';
 
 const TARGETS = { saturation: 5000, ceilingRatio: 0.6, p99At1000: 12, heavyGain: 5 };
 const DEFAULT_RATES = { stub: [50, 500, 1000, 2000, 4000, 6000, 8000, 12000, 16000], heavy: [50, 200, 500, 1000, 2000, 4000, 8000] };
 
-type Role = 'ceiling' | 'gateway' | 'noBatching';
-const ROLE_NAMES: Record<Role, string> = { ceiling: 'bare Fastify (HTTP ceiling)', gateway: 'gateway', noBatching: 'gateway, MAX_BATCH_SIZE=1' };
+type Role = 'ceiling' | 'framework' | 'gateway' | 'noBatching';
+const ROLE_NAMES: Record<Role, string> = {
+  ceiling: 'bare Fastify (HTTP ceiling)',
+  framework: 'Nest stack, no queue',
+  gateway: 'gateway',
+  noBatching: 'gateway, MAX_BATCH_SIZE=1',
+};
 
 interface SaturationRun extends LoadResult {
   /** CPU cores each process used during the run: where the two cores went. */
@@ -63,14 +68,16 @@ async function main(): Promise<void> {
     const sample = await (await fetch(`${gateway.url}/infer`, { method: 'POST', headers: { 'content-type': 'application/json' }, body })).text();
     const ceiling = await startBareFastify(sample);
     servers.push(ceiling);
-    const byRole: Record<Role, Server> = { ceiling, gateway, noBatching };
+    const framework = await startBareNest(sample);
+    servers.push(framework);
+    const byRole: Record<Role, Server> = { ceiling, framework, gateway, noBatching };
 
     const saturate = async (role: Role, secs: number): Promise<SaturationRun> => {
       const server = byRole[role];
       // The event-loop thread is the one whose id is the process id; the rest are worker threads, V8 and libuv helpers.
       const procs: [string, number, number?][] = [
-        [role === 'ceiling' ? 'server' : 'gateway', server.proc.pid!],
-        [role === 'ceiling' ? 'server main thread' : 'gateway main thread', server.proc.pid!, server.proc.pid!],
+        [server.name, server.proc.pid!],
+        [`${server.name} main thread`, server.proc.pid!, server.proc.pid!],
         ['redis', redisPid],
         ['client', process.pid],
       ];
@@ -85,7 +92,7 @@ async function main(): Promise<void> {
     log(`warm-up: 2 s closed loop on each server`);
     for (const role of Object.keys(byRole) as Role[]) await saturate(role, 2);
 
-    const runs: Record<Role, SaturationRun[]> = { ceiling: [], gateway: [], noBatching: [] };
+    const runs: Record<Role, SaturationRun[]> = { ceiling: [], framework: [], gateway: [], noBatching: [] };
     for (let r = 1; r <= repeats; r++) {
       for (const role of Object.keys(byRole) as Role[]) {
         const run = await saturate(role, seconds);
@@ -97,7 +104,7 @@ async function main(): Promise<void> {
       const list = runs[role];
       return { throughput: median(list.map((x) => x.throughput)), mainThreadUsPerRequest: median(list.map((x) => x.mainThreadUsPerRequest)), p50: median(list.map((x) => x.p50)), p90: median(list.map((x) => x.p90)), p99: median(list.map((x) => x.p99)), errors: list.reduce((n, x) => n + x.errors, 0) };
     };
-    const saturation = { ceiling: med('ceiling'), gateway: med('gateway'), noBatching: med('noBatching') };
+    const saturation = { ceiling: med('ceiling'), framework: med('framework'), gateway: med('gateway'), noBatching: med('noBatching') };
 
     const open: OpenLoopResult[] = [];
     for (const rate of rates) {
@@ -136,6 +143,7 @@ async function main(): Promise<void> {
     const at1000 = open.find((o) => o.offered === 1000);
     const ratioCeiling = g.throughput / saturation.ceiling.throughput;
     const ratioNoBatch = g.throughput / saturation.noBatching.throughput;
+    const ratioFramework = saturation.framework.throughput / saturation.ceiling.throughput;
     const checks =
       model.choice === 'heavy'
         ? [{ measure: 'batching gain, gateway / MAX_BATCH_SIZE=1', target: `>= ${TARGETS.heavyGain}x`, value: `${ratioNoBatch.toFixed(2)}x`, pass: ratioNoBatch >= TARGETS.heavyGain }]
@@ -151,7 +159,7 @@ async function main(): Promise<void> {
       const s = saturation[role];
       console.log(`${ROLE_NAMES[role].padEnd(30)}${pad(thousands(s.throughput), 9)}${pad(fmtMs(s.p50), 9)}${pad(fmtMs(s.p90), 9)}${pad(fmtMs(s.p99), 9)}${pad(s.errors, 8)}${pad(`${s.mainThreadUsPerRequest} us`, 21)}`);
     }
-    console.log(`gateway / ceiling: ${ratioCeiling.toFixed(2)}    gateway / no batching: ${ratioNoBatch.toFixed(2)}`);
+    console.log(`gateway / ceiling: ${ratioCeiling.toFixed(2)}    gateway / no batching: ${ratioNoBatch.toFixed(2)}    Nest stack / ceiling: ${ratioFramework.toFixed(2)}`);
     console.log(`\nOpen loop, gateway (${seconds} s per rate; latency from each request's due time; gw = the gateway's own latency_ms):`);
     console.log(`${pad('offered/s', 10)}${pad('answered/s', 11)}${pad('p50 ms', 9)}${pad('p90 ms', 9)}${pad('p99 ms', 9)}${pad('errors', 8)}${pad('avg batch', 10)}${pad('gw mean', 9)}${pad('gw p99', 9)}${pad('queued p99', 11)}`);
     for (const o of open) {
@@ -168,7 +176,7 @@ async function main(): Promise<void> {
       model: model.id,
       settings: { seconds, repeats, connections, client: hasWrk() ? 'wrk' : 'autocannon' },
       saturation,
-      ratios: { gatewayToCeiling: round(ratioCeiling, 3), gatewayToNoBatching: round(ratioNoBatch, 3) },
+      ratios: { gatewayToCeiling: round(ratioCeiling, 3), gatewayToNoBatching: round(ratioNoBatch, 3), frameworkToCeiling: round(ratioFramework, 3) },
       runs,
       openLoop: open,
       checks,

@@ -53,13 +53,20 @@ export function startGateway(name: string, env: Record<string, string>, body: st
   });
 }
 
+const healthy = async (url: string) => {
+  const res = await fetch(`${url}/health`);
+  await res.arrayBuffer();
+  return res.ok;
+};
+
 /** A bare Fastify handler answering a fixed JSON body of the gateway's size: the HTTP ceiling. */
 export function startBareFastify(answer: string): Promise<Server> {
-  return startNode('bare Fastify', ['-r', '@swc-node/register', join(__dirname, 'bare-fastify.ts')], { BARE_ANSWER: answer }, async (url) => {
-    const res = await fetch(`${url}/health`);
-    await res.arrayBuffer();
-    return res.ok;
-  });
+  return startNode('bare Fastify', ['-r', '@swc-node/register', join(__dirname, 'bare-fastify.ts')], { BARE_ANSWER: answer }, healthy);
+}
+
+/** The gateway's HTTP stack (Nest, Fastify, logger, validation) answering the same body with no queue: the framework ceiling. */
+export function startBareNest(answer: string): Promise<Server> {
+  return startNode('Nest stack', ['-r', '@swc-node/register', join(__dirname, 'bare-nest.ts')], { BARE_ANSWER: answer }, healthy);
 }
 
 /** CPU seconds (user + system) a process (all its threads), or one of its threads, has used so far, from /proc. */
