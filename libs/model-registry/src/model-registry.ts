@@ -93,7 +93,8 @@ interface ModelEntry {
   key: string;
   path: string;
   signature: Signature;
-  loadedAt: Date;
+  /** ISO 8601, written once per load: describe() runs on every request. */
+  loadedAt: string;
   served: number;
   reloading: boolean;
   state: ModelState;
@@ -317,7 +318,7 @@ export class ModelRegistry implements OnModuleInit, OnApplicationShutdown {
         throw new BalesError(ErrorCode.MODEL_CONFLICT, `signature change refused (${change}); send allow_signature_change: true to accept it`);
       }
       const old = { key: entry.key, version: entry.version };
-      Object.assign(entry, { key, version, path, signature, loadedAt: new Date() });
+      Object.assign(entry, { key, version, path, signature, loadedAt: new Date().toISOString() });
       if (this.inFlight.has(old.key)) this.retired.add(old.key);
       else void this.pool.unloadEverywhere(old.key);
       const loadMs = performance.now() - started;
@@ -360,7 +361,7 @@ export class ModelRegistry implements OnModuleInit, OnApplicationShutdown {
   }
 
   private newEntry(e: Pick<ModelEntry, 'id' | 'task' | 'labels' | 'configMaxBatch' | 'version' | 'key' | 'path' | 'signature'>): ModelEntry {
-    return { ...e, loadedAt: new Date(), served: 0, reloading: false, state: 'ready', outstanding: 0 };
+    return { ...e, loadedAt: new Date().toISOString(), served: 0, reloading: false, state: 'ready', outstanding: 0 };
   }
 
   /** A model that takes new requests, or MODEL_NOT_FOUND. */
@@ -445,7 +446,7 @@ export class ModelRegistry implements OnModuleInit, OnApplicationShutdown {
       signature: e.signature,
       maxBatchSize,
       state: e.state,
-      loadedAt: e.loadedAt.toISOString(),
+      loadedAt: e.loadedAt,
       requestsServed: e.served,
       requestsPending: e.outstanding,
     };

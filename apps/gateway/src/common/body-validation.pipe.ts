@@ -1,5 +1,6 @@
 import { ArgumentMetadata, BadRequestException, Injectable, SetMetadata, ValidationError, ValidationPipe } from '@nestjs/common';
 import { validateSync } from 'class-validator';
+import { Acceptor, compileAcceptor } from './compiled-validation';
 
 const FLAT_DTO = Symbol('flat-dto');
 
@@ -14,14 +15,29 @@ export const MAX_BODY_DEPTH = 32;
  */
 export const FlatDto = (): ClassDecorator => SetMetadata(FLAT_DTO, true);
 
-/** True when a parsed JSON value nests objects or arrays deeper than maxDepth; walked without recursion. */
+/**
+ * True when a parsed JSON value nests objects or arrays deeper than maxDepth. Walked without recursion, and
+ * without allocating per element: it runs on every request body, whose tensors hold thousands of numbers.
+ */
 export function nestsDeeperThan(value: unknown, maxDepth: number): boolean {
-  const stack: [unknown, number][] = [[value, 1]];
-  while (stack.length) {
-    const [v, depth] = stack.pop()!;
-    if (v === null || typeof v !== 'object') continue;
+  const values: object[] = [];
+  const depths: number[] = [];
+  if (value !== null && typeof value === 'object') {
+    values.push(value);
+    depths.push(1);
+  }
+  while (values.length > 0) {
+    const v = values.pop()!;
+    const depth = depths.pop()!;
     if (depth > maxDepth) return true;
-    for (const child of Array.isArray(v) ? v : Object.values(v)) if (child !== null && typeof child === 'object') stack.push([child, depth + 1]);
+    const children = Array.isArray(v) ? v : Object.values(v);
+    for (let i = 0; i < children.length; i++) {
+      const child: unknown = children[i];
+      if (child !== null && typeof child === 'object') {
+        values.push(child);
+        depths.push(depth + 1);
+      }
+    }
   }
   return false;
 }
@@ -43,6 +59,9 @@ function messages(errors: ValidationError[], parent = ''): string[] {
  */
 @Injectable()
 export class BodyValidationPipe extends ValidationPipe {
+  /** Per flat DTO, its compiled check (undefined: class-validator only). */
+  private readonly acceptors = new Map<Function, Acceptor | undefined>();
+
   constructor() {
     super({
       whitelist: true,
@@ -63,6 +82,9 @@ export class BodyValidationPipe extends ValidationPipe {
     if (type && Reflect.getMetadata(FLAT_DTO, type)) {
       // Fastify's JSON parser already refuses __proto__ and constructor.prototype keys, so a shallow copy is safe.
       const dto = Object.assign(new type(), value);
+      if (!this.acceptors.has(type)) this.acceptors.set(type, compileAcceptor(type));
+      // A valid body is the common case and needs only the compiled check; class-validator names what is wrong.
+      if (this.acceptors.get(type)?.(dto)) return dto;
       const errors = validateSync(dto, { whitelist: true, forbidNonWhitelisted: true });
       if (errors.length > 0) throw new BadRequestException(messages(errors).join('; '));
       return dto;

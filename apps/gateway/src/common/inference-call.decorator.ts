@@ -7,17 +7,30 @@ export interface InferenceCall {
   requestId: string;
   /** When Fastify received the request, on the performance.now() clock: latency_ms counts from here. */
   receivedAt: number;
-  /** Aborts when the connection closes before the answer was sent: the client has gone and its work can be dropped. */
-  clientGone: AbortSignal;
+  /**
+   * Calls the listener when the connection closes before the answer was sent (at once when it already has):
+   * the client has gone and its work can be dropped.
+   */
+  onClientGone: (listener: () => void) => void;
 }
 
 export const InferenceCall = createParamDecorator((_: unknown, ctx: ExecutionContext): InferenceCall => {
   const http = ctx.switchToHttp();
   const reply = http.getResponse<FastifyReply>();
   const res = reply.raw;
-  const controller = new AbortController();
-  res.once('close', () => {
-    if (!res.writableFinished) controller.abort();
-  });
-  return { requestId: http.getRequest<FastifyRequest>().id, receivedAt: performance.now() - reply.elapsedTime, clientGone: controller.signal };
+  // One 'close' listener per request, however many rows (V2 batches) register for it.
+  const listeners: (() => void)[] = [];
+  const onClientGone = (listener: () => void) => {
+    if (res.closed) {
+      if (!res.writableFinished) listener();
+      return;
+    }
+    if (listeners.length === 0) {
+      res.once('close', () => {
+        if (!res.writableFinished) for (const l of listeners) l();
+      });
+    }
+    listeners.push(listener);
+  };
+  return { requestId: http.getRequest<FastifyRequest>().id, receivedAt: performance.now() - reply.elapsedTime, onClientGone };
 });

@@ -19,7 +19,7 @@ export class InferService {
   ) {}
 
   /** Validates the request against its model, queues it, and answers with its own row of the batch. */
-  async infer(req: InferRequestDto, { requestId, receivedAt, clientGone }: InferenceCall): Promise<InferResponseDto> {
+  async infer(req: InferRequestDto, { requestId, receivedAt, onClientGone }: InferenceCall): Promise<InferResponseDto> {
     try {
       const modelId = req.model_id ?? this.config.DEFAULT_MODEL_ID;
       const { priority, timeoutMs } = requestOptions(this.config, req.priority, req.timeout_ms);
@@ -29,7 +29,7 @@ export class InferService {
         release();
         throw new BalesError(ErrorCode.INVALID_INPUT, `model_type '${req.model_type}' does not match model '${modelId}', a ${model.task} model`);
       }
-      const out = await this.queue.submit({ requestId, modelId, priority, row, timeoutMs, signal: clientGone }).finally(release);
+      const out = await this.queue.submit({ requestId, modelId, priority, row, timeoutMs, onClientGone }).finally(release);
       return {
         request_id: requestId,
         model_id: out.model_id,

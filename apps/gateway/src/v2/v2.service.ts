@@ -47,7 +47,7 @@ export class V2Service {
     return this.model(name, version).state === 'ready' && this.registry.ready;
   }
 
-  async infer(name: string, version: string | undefined, req: V2InferRequestDto, { requestId, clientGone }: InferenceCall): Promise<V2InferResponseDto> {
+  async infer(name: string, version: string | undefined, req: V2InferRequestDto, { requestId, onClientGone }: InferenceCall): Promise<V2InferResponseDto> {
     const model = this.model(name, version);
     const { priority, timeoutMs } = requestOptions(this.config, req.parameters?.priority, req.parameters?.timeout_ms, 'parameters.');
     for (const input of req.inputs) {
@@ -70,7 +70,7 @@ export class V2Service {
     }
     try {
       const settled = await Promise.allSettled(
-        admission.rows.map((row, i) => this.queue.submit({ requestId: `${requestId}/${i}`, modelId: name, priority, row, timeoutMs, signal: clientGone })),
+        admission.rows.map((row, i) => this.queue.submit({ requestId: `${requestId}/${i}`, modelId: name, priority, row, timeoutMs, onClientGone })),
       );
       const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
       if (failed) throw failed.reason;
