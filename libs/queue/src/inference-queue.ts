@@ -55,6 +55,7 @@ const ENQUEUE_TIMEOUT_MS = 1000;
 export class InferenceQueue implements OnModuleInit, BeforeApplicationShutdown {
   private groups = new Map<string, Group>();
   private flushScheduled = false;
+  private writing = false;
   private client!: Redis;
   private draining = false;
   private readonly depth: QueueDepth;
@@ -157,7 +158,8 @@ export class InferenceQueue implements OnModuleInit, BeforeApplicationShutdown {
     group.rows.push(encodeRow(req.requestId, now, now + req.timeoutMs, req.row));
     if (!this.flushScheduled) {
       this.flushScheduled = true;
-      setImmediate(() => this.flushScheduled && this.flush());
+      // While a write is in flight, requests gather for the next one instead (see flush).
+      if (!this.writing) setImmediate(() => this.flushScheduled && !this.writing && this.flush());
     }
     req.onClientGone?.(() => {
       if (this.pending.fail(req.requestId, new BalesError(ErrorCode.TIMEOUT, 'the client closed the connection', req.requestId))) {
@@ -167,6 +169,11 @@ export class InferenceQueue implements OnModuleInit, BeforeApplicationShutdown {
     return result;
   }
 
+  /**
+   * Writes the requests gathered so far. One write is in flight at a time: requests arriving meanwhile share the
+   * next one, so under load jobs carry more rows (fewer BullMQ scripts per request, for the producer, Redis and
+   * every processor) while an idle gateway still writes each request in the tick it arrives.
+   */
   private flush(): void {
     this.flushScheduled = false;
     const groups = [...this.groups.values()];
@@ -189,7 +196,13 @@ export class InferenceQueue implements OnModuleInit, BeforeApplicationShutdown {
     for (const { track } of live) this.depth.addTo(counts, track.modelId, track.priority, track.deadlines);
     const written = Promise.all([counts.exec(), this.queue.addBulk(live.map((j) => ({ name: INFER_JOB, data: j.data, opts: { priority: j.track.priority } })))]);
     const timeout = new Promise<never>((_, reject) => setTimeout(() => reject(new Error('enqueue timed out')), ENQUEUE_TIMEOUT_MS).unref());
-    Promise.race([written, timeout]).then(
+    this.writing = true;
+    const settled = Promise.race([written, timeout]);
+    settled.then(
+      () => this.wrote(),
+      () => this.wrote(),
+    );
+    settled.then(
       ([, added]) => {
         live.forEach((job, i) => {
           job.track.jobId = added[i].id;
@@ -206,6 +219,11 @@ export class InferenceQueue implements OnModuleInit, BeforeApplicationShutdown {
         }
       },
     );
+  }
+
+  private wrote(): void {
+    this.writing = false;
+    if (this.flushScheduled) this.flush();
   }
 
   /** Counts a row's settlement against its job; a job none of whose rows got a result is removed from the queue. */
