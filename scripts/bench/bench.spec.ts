@@ -44,6 +44,14 @@ describe('benchmarks', () => {
     expect(existsSync(join(dir, 'latency-stub.svg'))).toBe(true);
   }, 150_000);
 
+  it('bench:metrics measures the recording cost per request in both time units and writes its JSON', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'bales-bench-'));
+    const { stdout } = await run('metrics.ts', ['--requests', '20000', '--results', dir]);
+    expect(stdout).toMatch(/loop without metrics: [\d.]+ ns per request\nwith metrics \(METRICS_TIME_UNIT=ms\): [\d.]+ ns per request/);
+    const result = JSON.parse(readFileSync(join(dir, 'metrics.json'), 'utf8'));
+    for (const unit of ['ms', 'seconds']) expect(result.results[unit].nsPerRequest).toBeGreaterThan(result.baselineNs);
+  }, 150_000);
+
   it('charts p50, p90 and p99 against offered load, with the P99 target line', () => {
     const point = (offered: number, p50: number): OpenLoopResult => ({ client: 'x', seconds: 1, requests: offered, throughput: offered, offered, p50, p90: p50 * 2, p99: p50 * 4, errors: 0 });
     const svg = latencyChart('test', [point(50, 1), point(500, 2), point(5000, 40)], 12);

@@ -59,6 +59,7 @@ export class BalesMetrics {
     labelNames: ['reason'] as const,
     registers: [this.registry],
   });
+  private readonly requestCounters = new Map<string, { inc(): void }>();
   private pendingSource: () => number = () => 0;
   private depthSource: () => QueueDepthSample[] = () => [];
 
@@ -99,7 +100,14 @@ export class BalesMetrics {
 
   /** One answered POST /infer. */
   request(modelId: string, status: number, latencyMs: number): void {
-    this.requests.inc({ model_id: modelId, status });
+    // prom-client hashes a labels object on every inc(); the labelled child is looked up once per model and status.
+    const key = `${modelId}\u0000${status}`;
+    let counter = this.requestCounters.get(key);
+    if (!counter) {
+      counter = this.requests.labels({ model_id: modelId, status });
+      this.requestCounters.set(key, counter);
+    }
+    counter.inc();
     this.latency.observe(latencyMs / this.msPerUnit);
   }
 
