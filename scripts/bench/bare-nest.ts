@@ -8,12 +8,11 @@
 import 'reflect-metadata';
 import { Body, Controller, Get, HttpCode, Module, Post } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
-import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
+import { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { loadConfig } from '@bales/config';
-import { BalesMetrics, createLogger, fastifyLogging } from '@bales/observability';
-import { BodyValidationPipe } from '../../apps/gateway/src/common/body-validation.pipe';
+import { BalesMetrics, createLogger } from '@bales/observability';
+import { gatewayAdapter, useGatewayPipeline } from '../../apps/gateway/src/app.factory';
 import { InferenceCall } from '../../apps/gateway/src/common/inference-call.decorator';
-import { ErrorFilter } from '../../apps/gateway/src/errors/error.filter';
 import { InferRequestDto } from '../../apps/gateway/src/infer/dto/infer-request.dto';
 
 const sample = JSON.parse(process.env.BARE_ANSWER ?? '{}') as Record<string, unknown>;
@@ -36,12 +35,9 @@ class BareController {
 class BareModule {}
 
 async function main(): Promise<void> {
-  const logger = createLogger('warn');
-  const adapter = new FastifyAdapter({ forceCloseConnections: true, ...fastifyLogging(logger) });
-  adapter.getInstance().removeContentTypeParser('text/plain');
-  const app = await NestFactory.create<NestFastifyApplication>(BareModule, adapter, { logger: false });
-  app.useGlobalFilters(new ErrorFilter(new BalesMetrics(loadConfig({ ENABLE_PROMETHEUS: 'false' }))));
-  app.useGlobalPipes(new BodyValidationPipe());
+  const config = loadConfig({ LOG_LEVEL: 'warn', ENABLE_PROMETHEUS: 'false' });
+  const app = await NestFactory.create<NestFastifyApplication>(BareModule, gatewayAdapter(config, createLogger(config.LOG_LEVEL)), { logger: false });
+  useGatewayPipeline(app, new BalesMetrics(config));
   await app.listen({ port: Number(process.env.PORT ?? 0), host: process.env.HOST ?? '127.0.0.1' });
 }
 

@@ -2,6 +2,7 @@ import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, NestFastifyApplication } from '@nestjs/platform-fastify';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import { Logger } from 'nestjs-pino';
+import type { Logger as PinoLogger } from 'pino';
 import { BalesConfig, loadConfig } from '@bales/config';
 import { BalesMetrics, createLogger, fastifyLogging } from '@bales/observability';
 import { AppModule } from './app.module';
@@ -9,15 +10,27 @@ import { BUILD_VERSION } from './health/build-version';
 import { BodyValidationPipe } from './common/body-validation.pipe';
 import { ErrorFilter } from './errors/error.filter';
 
-/** Builds the gateway (validated config, Fastify, validation, error mapping), initialised but not listening. */
-export async function createGatewayApp(env: Record<string, string | undefined>): Promise<{ app: NestFastifyApplication; config: BalesConfig }> {
-  const config = loadConfig(env);
-  const logger = createLogger(config.LOG_LEVEL);
+/** Fastify as the gateway runs it: body limit, JSON logs with request ids, JSON bodies only. */
+export function gatewayAdapter(config: BalesConfig, logger: PinoLogger): FastifyAdapter {
   // On close every connection is dropped, not awaited: main.ts closes only once every accepted request is answered,
   // and a keep-alive connection a client abandoned mid-request otherwise holds shutdown until SHUTDOWN_TIMEOUT_S.
   const adapter = new FastifyAdapter({ bodyLimit: config.MAX_BODY_BYTES, forceCloseConnections: true, ...fastifyLogging(logger) });
   // Only JSON bodies are accepted; anything else is 415 rather than a string the DTO cannot describe.
   adapter.getInstance().removeContentTypeParser('text/plain');
+  return adapter;
+}
+
+/** What every route goes through: error mapping and body validation. */
+export function useGatewayPipeline(app: NestFastifyApplication, metrics: BalesMetrics): void {
+  app.useGlobalFilters(new ErrorFilter(metrics));
+  app.useGlobalPipes(new BodyValidationPipe());
+}
+
+/** Builds the gateway (validated config, Fastify, validation, error mapping), initialised but not listening. */
+export async function createGatewayApp(env: Record<string, string | undefined>): Promise<{ app: NestFastifyApplication; config: BalesConfig }> {
+  const config = loadConfig(env);
+  const logger = createLogger(config.LOG_LEVEL);
+  const adapter = gatewayAdapter(config, logger);
   const app = await NestFactory.create<NestFastifyApplication>(AppModule.forRoot(config, logger), adapter, {
     // Nest's own lines wait for the pino logger, so boot lines are JSON like the rest.
     bufferLogs: true,
@@ -25,8 +38,7 @@ export async function createGatewayApp(env: Record<string, string | undefined>):
     abortOnError: false,
   });
   app.useLogger(app.get(Logger));
-  app.useGlobalFilters(new ErrorFilter(app.get(BalesMetrics)));
-  app.useGlobalPipes(new BodyValidationPipe());
+  useGatewayPipeline(app, app.get(BalesMetrics));
   const openApi = new DocumentBuilder().setTitle('BALES').setDescription('Batched, prioritized ONNX inference behind one HTTP endpoint.').setVersion(BUILD_VERSION).addBearerAuth().build();
   SwaggerModule.setup('docs', app, () => SwaggerModule.createDocument(app, openApi), { jsonDocumentUrl: 'docs-json' });
   // Signals are handled by main.ts (exitGracefullyOnSignals), which bounds the shutdown; app.close() runs the hooks.

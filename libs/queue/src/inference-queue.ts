@@ -197,33 +197,29 @@ export class InferenceQueue implements OnModuleInit, BeforeApplicationShutdown {
     const written = Promise.all([counts.exec(), this.queue.addBulk(live.map((j) => ({ name: INFER_JOB, data: j.data, opts: { priority: j.track.priority } })))]);
     const timeout = new Promise<never>((_, reject) => setTimeout(() => reject(new Error('enqueue timed out')), ENQUEUE_TIMEOUT_MS).unref());
     this.writing = true;
-    const settled = Promise.race([written, timeout]);
-    settled.then(
-      () => this.wrote(),
-      () => this.wrote(),
-    );
-    settled.then(
-      ([, added]) => {
-        live.forEach((job, i) => {
-          job.track.jobId = added[i].id;
-          this.removeIfAbandoned(job.track);
-        });
-      },
-      (err: Error) => {
-        this.redis.logError(err);
-        for (const { track } of live) void this.depth.subtract(this.client, track.modelId, track.priority, track.deadlines).catch(() => undefined);
-        for (const job of live) {
-          for (const row of job.rows) {
-            this.pending.fail(row[0], new BalesError(ErrorCode.QUEUE_UNAVAILABLE, 'the queue (Redis) is unreachable; retry shortly', row[0]));
+    Promise.race([written, timeout])
+      .then(
+        ([, added]) => {
+          live.forEach((job, i) => {
+            job.track.jobId = added[i].id;
+            this.removeIfAbandoned(job.track);
+          });
+        },
+        (err: Error) => {
+          this.redis.logError(err);
+          for (const { track } of live) void this.depth.subtract(this.client, track.modelId, track.priority, track.deadlines).catch(() => undefined);
+          for (const job of live) {
+            for (const row of job.rows) {
+              this.pending.fail(row[0], new BalesError(ErrorCode.QUEUE_UNAVAILABLE, 'the queue (Redis) is unreachable; retry shortly', row[0]));
+            }
           }
-        }
-      },
-    );
-  }
-
-  private wrote(): void {
-    this.writing = false;
-    if (this.flushScheduled) this.flush();
+        },
+      )
+      .finally(() => {
+        // The requests gathered during this write go in the next one.
+        this.writing = false;
+        if (this.flushScheduled) this.flush();
+      });
   }
 
   /** Counts a row's settlement against its job; a job none of whose rows got a result is removed from the queue. */
