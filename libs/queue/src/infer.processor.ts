@@ -1,9 +1,10 @@
 import { BeforeApplicationShutdown, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
-import { Job, Worker } from 'bullmq';
+import { Job } from 'bullmq';
 import { BalesConfig } from '@bales/config';
 import { BalesError, ErrorCode } from '@bales/errors';
 import { ModelRegistry } from '@bales/model-registry';
 import { BatchRunner } from './batch-runner';
+import { BatchingWorker } from './batching-worker';
 import { DynamicBatcher } from './batcher';
 import { INFER_QUEUE, QueuedRow, decodeJob } from './job-codec';
 import { InferenceQueue } from './inference-queue';
@@ -23,8 +24,7 @@ const STALLED_INTERVAL_MS = 1000;
 export class InferProcessor implements OnApplicationBootstrap, BeforeApplicationShutdown {
   private readonly logger = new Logger(InferProcessor.name);
   readonly batcher: DynamicBatcher<BatchItem>;
-  private worker?: Worker;
-  private jobsInHand = 0;
+  private worker?: BatchingWorker;
   private rowsPerJobBound: number;
 
   constructor(
@@ -47,20 +47,24 @@ export class InferProcessor implements OnApplicationBootstrap, BeforeApplication
       this.logger.log('PROCESSOR_ENABLED=false: this replica only enqueues; other replicas run its work');
       return;
     }
-    this.worker = new Worker(INFER_QUEUE, (job) => this.process(job), {
-      connection: { ...this.redis.options, maxRetriesPerRequest: null },
-      prefix: this.config.QUEUE_PREFIX,
-      // Starts at one job; from then on gateFetching() sets it from the rows waiting here (see there).
-      concurrency: 1,
-      // A replica that dies holding jobs stops renewing their locks; another replica's stalled check puts them
-      // back within lockDuration + stalledInterval (about 4 s) instead of BullMQ's 30 s + 30 s. The price is one
-      // lock-renewal script per worker every 1.5 s (it covers all jobs in hand) and one stalled check per second.
-      lockDuration: LOCK_DURATION_MS,
-      stalledInterval: STALLED_INTERVAL_MS,
-    });
+    this.worker = new BatchingWorker(
+      INFER_QUEUE,
+      (job) => this.process(job),
+      {
+        connection: { ...this.redis.options, maxRetriesPerRequest: null },
+        prefix: this.config.QUEUE_PREFIX,
+        // A replica that dies holding jobs stops renewing their locks; another replica's stalled check puts them
+        // back within lockDuration + stalledInterval (about 4 s) instead of BullMQ's 30 s + 30 s. The price is one
+        // lock-renewal script per worker every 1.5 s (it covers all jobs in hand) and one stalled check per second.
+        lockDuration: LOCK_DURATION_MS,
+        stalledInterval: STALLED_INTERVAL_MS,
+      },
+      () => this.room(),
+    );
     this.worker.on('error', (err) => this.redis.logError(err));
     keepErrorSinks(this.worker, (err) => this.redis.logError(err));
     this.worker.on('stalled', (jobId) => this.logger.warn(`job ${jobId} was held by a replica that stopped renewing its lock; running it again`));
+    this.worker.run().catch((err: Error) => this.redis.logError(err));
   }
 
   async beforeApplicationShutdown(): Promise<void> {
@@ -77,18 +81,14 @@ export class InferProcessor implements OnApplicationBootstrap, BeforeApplication
   }
 
   /**
-   * BullMQ fetches (back to back, in priority order) while it holds fewer jobs than its concurrency, so a job
-   * count alone would bound nothing: one job carries 1 to MAX_BATCH_SIZE rows. Fetching is gated by rows
-   * instead: while fewer than one full batch per worker thread waits here, BullMQ may fetch as many jobs as
-   * refill it, counting each job as big as the biggest seen lately; past that, none. Rows in hand stay
-   * bounded, so a more urgent job in Redis is fetched as soon as the next batch leaves rather than after the
-   * jobs in hand complete, while a burst of small jobs still arrives together and fills shared batches.
+   * How many more jobs to fetch now. Rows in hand are bounded: while fewer than one full batch per worker thread
+   * waits here, as many jobs as refill it, counting each job as big as the biggest seen lately; past that, none.
+   * A more urgent job in Redis is then fetched as soon as the next batch leaves, rather than after the jobs in hand
+   * complete, while a burst of small jobs still arrives together and fills shared batches.
    */
-  private gateFetching(): void {
-    if (!this.worker) return;
+  private room(): number {
     const missing = this.registry.slots * this.config.MAX_BATCH_SIZE - this.batcher.waiting;
-    const room = missing > 0 ? Math.ceil(missing / this.rowsPerJobBound) : 0;
-    this.worker.concurrency = Math.max(1, this.jobsInHand + room);
+    return missing > 0 ? Math.ceil(missing / this.rowsPerJobBound) : 0;
   }
 
   /** Rises at once to a bigger job, decays by a tenth per job: over-fetching needs jobs bigger than any lately. */
@@ -97,17 +97,6 @@ export class InferProcessor implements OnApplicationBootstrap, BeforeApplication
   }
 
   async process(job: Job): Promise<void> {
-    this.jobsInHand++;
-    try {
-      await this.processRows(job);
-    } finally {
-      // Before BullMQ asks whether to fetch another job in the same script that completes this one.
-      this.jobsInHand--;
-      this.gateFetching();
-    }
-  }
-
-  private async processRows(job: Job): Promise<void> {
     const decoded = decodeJob(job.data, job.opts.priority ?? 0);
     if (decoded.length === 0) return;
     this.noteJobSize(decoded.length);
@@ -142,12 +131,12 @@ export class InferProcessor implements OnApplicationBootstrap, BeforeApplication
         lanes.set(key, lane);
       }
       for (const [key, items] of lanes) this.batcher.add(key, maxBatch, items);
-      this.gateFetching();
     });
   }
 
   private async runBatch(items: BatchItem[]): Promise<void> {
-    this.gateFetching();
+    // Its rows leave the waiting count: room for more jobs.
+    this.worker?.pump();
     try {
       await this.runner.run(items[0].modelId, items);
     } finally {

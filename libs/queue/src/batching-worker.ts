@@ -1,0 +1,133 @@
+import { Job, Processor, Worker, WorkerOptions } from 'bullmq';
+
+/** Fetches in flight at most once jobs are known to be waiting: about one batch of one-row jobs per round trip. */
+const MAX_WINDOW = 64;
+/** After a failed fetch (Redis unreachable), the next try waits this long; BullMQ's own loop waits 15 s. */
+const RETRY_DELAY_MS = 1000;
+
+/**
+ * A BullMQ worker that fetches the way a batching consumer needs, in place of BullMQ's own fetch loop.
+ *
+ * BullMQ's loop fetches one job per Redis round trip and hands a fetched job to the processor only when its run
+ * of fetches ends (it has as many jobs as its concurrency, or the queue is empty). Under steady traffic that run
+ * rarely ends, so jobs sat fetched but unprocessed for tens of milliseconds (measured: p99 13 to 53 ms from write
+ * to processor, for 6 to 13 ms from write to fetch). Here:
+ * - each job goes to the processor the moment its fetch returns;
+ * - fetches run side by side, sent together on one connection, so a backlog of jobs arrives in one round trip
+ *   rather than one per job. While the queue keeps answering with jobs the window doubles, up to MAX_WINDOW; the
+ *   first empty answer closes it to a single fetch that blocks on the queue's marker until a job is written;
+ * - the consumer bounds it: `room()` says how many more jobs it wants now, and `pump()` is called when that grows.
+ *
+ * Locks, stalled-job checks, completion and closing stay BullMQ's: jobs go through its public `processJob`, which
+ * tracks each job's lock and completes or fails it, and `close()` waits for this loop as it would for its own.
+ */
+export class BatchingWorker<Data = unknown> extends Worker<Data> {
+  // Named apart from Worker's own fields: TypeScript's private fields are plain properties at run time.
+  private fetchesInFlight = 0;
+  private fetchWindow = 1;
+  private queueSeemsEmpty = true;
+  private fetchTokens = 0;
+  private readonly jobsHeld = new Set<Promise<unknown>>();
+  private retryTimer?: NodeJS.Timeout;
+  private loopEnded?: () => void;
+
+  constructor(
+    name: string,
+    processor: Processor<Data>,
+    opts: WorkerOptions,
+    private readonly room: () => number,
+  ) {
+    super(name, processor, { ...opts, autorun: false });
+    this.on('closing', () => this.pump());
+  }
+
+  override async run(): Promise<void> {
+    if (this.running) throw new Error('Worker is already running.');
+    this.running = true;
+    try {
+      if (this.closing) return;
+      await this.startStalledCheckTimer();
+      if (!this.opts.skipLockRenewal) this.lockManager.start();
+      // close() waits for this promise before closing the connections, as it waits for BullMQ's own loop.
+      this.mainLoopRunning = new Promise<void>((resolve) => (this.loopEnded = resolve));
+      this.pump();
+      await this.mainLoopRunning;
+    } finally {
+      this.running = false;
+    }
+  }
+
+  /** Starts the fetches there is room for. Call it whenever the consumer's room may have grown. */
+  pump(): void {
+    if (!this.loopEnded) return;
+    if (this.closing) {
+      clearTimeout(this.retryTimer);
+      if (this.fetchesInFlight === 0 && this.jobsHeld.size === 0) this.loopEnded();
+      return;
+    }
+    if (this.retryTimer) return;
+    const wanted = this.queueSeemsEmpty ? 1 : this.fetchWindow;
+    const n = Math.min(this.room(), wanted) - this.fetchesInFlight;
+    for (let i = 0; i < n; i++) this.fetchOne();
+  }
+
+  private fetchOne(): void {
+    this.fetchesInFlight++;
+    const token = `${this.id}:${this.fetchTokens++}`;
+    // While one fetch blocks on the marker, BullMQ sends any other straight to Redis; only a drained worker blocks.
+    this.getNextJob(token, { block: true }).then(
+      (job) => {
+        this.fetchesInFlight--;
+        this.handOver(job);
+        this.pump();
+      },
+      (err: Error) => {
+        this.fetchesInFlight--;
+        if (!this.closing) this.emit('error', err);
+        this.retryTimer = setTimeout(() => {
+          this.retryTimer = undefined;
+          this.pump();
+        }, RETRY_DELAY_MS);
+        this.pump();
+      },
+    );
+  }
+
+  /** Hands a fetched job to the processor at once and widens the window; an empty answer closes it. */
+  private handOver(job: Job<Data> | undefined | void): void {
+    if (!job) {
+      this.queueSeemsEmpty = true;
+      this.fetchWindow = 1;
+      return;
+    }
+    this.queueSeemsEmpty = false;
+    this.fetchWindow = Math.min(this.fetchWindow * 2, MAX_WINDOW);
+    let fetchingNext = false;
+    // Completing a job can fetch the next one in the same script, when there is room for it.
+    // BullMQ asks again when it retries a completion that failed on a lost connection: the fetch counts once.
+    const processed = this.processJob(job, job.token!, () => {
+      if (!fetchingNext && !this.closing && this.room() > this.fetchesInFlight) {
+        fetchingNext = true;
+        this.fetchesInFlight++;
+      }
+      return fetchingNext;
+    });
+    this.jobsHeld.add(processed);
+    processed
+      .then(
+        (next) => {
+          if (!fetchingNext) return;
+          this.fetchesInFlight--;
+          this.handOver(next);
+        },
+        (err: Error) => {
+          if (fetchingNext) this.fetchesInFlight--;
+          this.emit('error', err);
+        },
+      )
+      .finally(() => {
+        this.jobsHeld.delete(processed);
+        this.pump();
+      });
+  }
+}
