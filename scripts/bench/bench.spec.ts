@@ -41,6 +41,9 @@ describe('benchmarks', () => {
       [50, 0],
       [100, 0],
     ]);
+    // The baselines are measured open loop at the target rate, whatever rates the gateway was given.
+    for (const role of ['ceiling', 'framework']) expect(result.openLoopBaselines[role]).toMatchObject({ offered: 1000, errors: 0 });
+    expect(stdout).toMatch(/<- bare Fastify \(HTTP ceiling\), same client and rate/);
     expect(existsSync(join(dir, 'latency-stub.svg'))).toBe(true);
   }, 150_000);
 

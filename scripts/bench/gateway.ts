@@ -19,6 +19,8 @@ import { Server, cpuSeconds, startBareFastify, startBareNest, startGateway } fro
 import { summariseHeap, summariseProfile } from './profile';
 
 const TARGETS = { saturation: 5000, ceilingRatio: 0.6, p99At1000: 12, heavyGain: 5 };
+/** The offered rate of the P99 target, at which the baselines are measured open loop too. */
+const TARGET_RATE = 1000;
 const DEFAULT_RATES = { stub: [50, 500, 1000, 2000, 4000, 6000, 8000, 12000, 16000], heavy: [50, 200, 500, 1000, 2000, 4000, 8000] };
 
 type Role = 'ceiling' | 'framework' | 'gateway' | 'noBatching';
@@ -116,6 +118,15 @@ async function main(): Promise<void> {
       await new Promise((r) => setTimeout(r, 500));
     }
 
+    // The same paced client at the target rate against the two baselines: the tail that HTTP, Node and the client
+    // sharing these cores cause by themselves, before any queue.
+    const openBaselines: Partial<Record<'ceiling' | 'framework', OpenLoopResult>> = {};
+    for (const role of ['ceiling', 'framework'] as const) {
+      const result = await openLoop(`${byRole[role].url}/infer`, body, TARGET_RATE, seconds);
+      openBaselines[role] = result;
+      log(`open loop ${thousands(TARGET_RATE)} req/s offered, ${ROLE_NAMES[role]}: p50 ${fmtMs(result.p50)} p90 ${fmtMs(result.p90)} p99 ${fmtMs(result.p99)} ms, errors ${result.errors}`);
+    }
+
     let profiled: unknown;
     if (profile) {
       log(`profiling: ${seconds} s closed loop on the gateway with the CPU profiler on and Redis commandstats reset`);
@@ -140,7 +151,7 @@ async function main(): Promise<void> {
     }
 
     const g = saturation.gateway;
-    const at1000 = open.find((o) => o.offered === 1000);
+    const at1000 = open.find((o) => o.offered === TARGET_RATE);
     const ratioCeiling = g.throughput / saturation.ceiling.throughput;
     const ratioNoBatch = g.throughput / saturation.noBatching.throughput;
     const ratioFramework = saturation.framework.throughput / saturation.ceiling.throughput;
@@ -165,6 +176,10 @@ async function main(): Promise<void> {
     for (const o of open) {
       console.log(`${pad(thousands(o.offered), 10)}${pad(thousands(o.throughput), 11)}${pad(fmtMs(o.p50), 9)}${pad(fmtMs(o.p90), 9)}${pad(fmtMs(o.p99), 9)}${pad(o.errors, 8)}${pad(o.avgBatch ?? '-', 10)}${pad(o.gatewayLatencyMs?.toFixed(2) ?? '-', 9)}${pad(o.gatewayP99Ms?.toFixed(2) ?? '-', 9)}${pad(o.queuedP99Ms?.toFixed(2) ?? '-', 11)}`);
     }
+    for (const role of ['ceiling', 'framework'] as const) {
+      const o = openBaselines[role]!;
+      console.log(`${pad(thousands(o.offered), 10)}${pad(thousands(o.throughput), 11)}${pad(fmtMs(o.p50), 9)}${pad(fmtMs(o.p90), 9)}${pad(fmtMs(o.p99), 9)}${pad(o.errors, 8)}   <- ${ROLE_NAMES[role]}, same client and rate`);
+    }
     console.log('\nTargets:');
     for (const c of checks) console.log(`  ${c.measure.padEnd(44)} ${c.target.padEnd(16)} ${c.value.padEnd(26)} ${c.pass ? 'PASS' : 'FAIL'}`);
 
@@ -179,6 +194,7 @@ async function main(): Promise<void> {
       ratios: { gatewayToCeiling: round(ratioCeiling, 3), gatewayToNoBatching: round(ratioNoBatch, 3), frameworkToCeiling: round(ratioFramework, 3) },
       runs,
       openLoop: open,
+      openLoopBaselines: openBaselines,
       checks,
       profile: profiled,
     });
