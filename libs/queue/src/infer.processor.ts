@@ -81,10 +81,11 @@ export class InferProcessor implements OnApplicationBootstrap, BeforeApplication
   }
 
   /**
-   * How many more jobs to fetch now. Rows in hand are bounded: while fewer than one full batch per worker thread
-   * waits here, as many jobs as refill it, counting each job as big as the biggest seen lately; past that, none.
-   * A more urgent job in Redis is then fetched as soon as the next batch leaves, rather than after the jobs in hand
-   * complete, while a burst of small jobs still arrives together and fills shared batches.
+   * How many fetches may be out now (the worker counts those already sent against it). Rows in hand are bounded:
+   * while fewer than one full batch per worker thread waits here, as many jobs as refill it, counting each job as
+   * big as the biggest seen lately; past that, none. A more urgent job in Redis is then fetched as soon as the
+   * next batch leaves, rather than after the jobs in hand complete, while a burst of small jobs still arrives
+   * together and fills shared batches.
    */
   private room(): number {
     const missing = this.registry.slots * this.config.MAX_BATCH_SIZE - this.batcher.waiting;
