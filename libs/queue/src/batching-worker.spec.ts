@@ -129,4 +129,41 @@ describe('BatchingWorker', () => {
     }
     expect(seen).toEqual([0, 1, 2]);
   });
+
+  it('finishes a job fetched while close() is under way, though the processor pumps before the job counts as held', async () => {
+    let ran = false;
+    const w = new BatchingWorker(
+      queue.name,
+      async () => {
+        // As the real processor does when its batch starts, before BullMQ counts the job as held.
+        w.pump();
+        await new Promise((r) => setTimeout(r, 300));
+        ran = true;
+      },
+      { connection: connection() },
+      () => 1,
+    );
+    worker = w;
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let returned = false;
+    const getNextJob = w.getNextJob.bind(w);
+    w.getNextJob = async (token, opts) => {
+      const job = await getNextJob(token, opts);
+      if (job) {
+        returned = true;
+        await gate;
+      }
+      return job;
+    };
+    void w.run();
+    const job = await queue.add('j', { i: 0 });
+    await until(() => returned);
+    const closed = w.close();
+    await new Promise((r) => setTimeout(r, 20));
+    release();
+    await closed;
+    expect(ran).toBe(true);
+    expect(await queue.getJobState(job.id!)).toBe('completed');
+  });
 });

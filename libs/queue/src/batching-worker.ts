@@ -38,7 +38,8 @@ export class BatchingWorker<Data = unknown> extends Worker<Data> {
     private readonly room: () => number,
   ) {
     super(name, processor, { ...opts, autorun: false });
-    this.on('closing', () => this.pump());
+    // BullMQ emits 'closing' before it sets `closing`: look once it has.
+    this.on('closing', () => queueMicrotask(() => this.pump()));
   }
 
   override async run(): Promise<void> {
@@ -65,7 +66,8 @@ export class BatchingWorker<Data = unknown> extends Worker<Data> {
       if (this.fetchesInFlight === 0 && this.jobsHeld.size === 0) this.loopEnded();
       return;
     }
-    if (this.retryTimer) return;
+    // BALES never pauses a worker; a paused one must not spin on fetches that return at once.
+    if (this.retryTimer || this.paused) return;
     const wanted = this.queueSeemsEmpty ? 1 : this.fetchWindow;
     const n = Math.min(this.room(), wanted) - this.fetchesInFlight;
     for (let i = 0; i < n; i++) this.fetchOne();
@@ -77,14 +79,16 @@ export class BatchingWorker<Data = unknown> extends Worker<Data> {
     // While one fetch blocks on the marker, BullMQ sends any other straight to Redis; only a drained worker blocks.
     this.getNextJob(token, { block: true }).then(
       (job) => {
-        this.fetchesInFlight--;
+        // Counted until handed over: the processor may call pump() from inside processJob, before the job is held,
+        // and a closing worker must not see itself idle then.
         this.handOver(job);
+        this.fetchesInFlight--;
         this.pump();
       },
       (err: Error) => {
         this.fetchesInFlight--;
         if (!this.closing) this.emit('error', err);
-        this.retryTimer = setTimeout(() => {
+        this.retryTimer ??= setTimeout(() => {
           this.retryTimer = undefined;
           this.pump();
         }, RETRY_DELAY_MS);
