@@ -122,9 +122,15 @@ describe('faults across real processes: signals, replica loss, priority under sa
 
   it('skips fetched rows of clients that closed the connection while more urgent work ran', async () => {
     const gw = await spawn({ QUEUE_PREFIX: `p${++prefixes}` });
-    // 160 urgent rows keep the one worker thread busy for about 350 ms (batches of 32, about 70 ms each).
-    const urgent = Array.from({ length: 160 }, () => post(`${gw.url}/infer`, heavy({ priority: 1 })));
-    await waitFor(async () => (await getJson(`${gw.url}/health`)).body.processor.rows_run >= 4);
+    // 320 urgent rows keep the one worker thread busy for about 700 ms (batches of 32, about 70 ms each).
+    const URGENT = 320;
+    const urgent = Array.from({ length: URGENT }, () => post(`${gw.url}/infer`, heavy({ priority: 1 })));
+    // Every urgent request is accepted before the others are sent: on a loaded machine a late urgent request could
+    // otherwise arrive after them, and a batch short of urgent rows rightly takes the less urgent ones.
+    await waitFor(async () => {
+      const health = (await getJson(`${gw.url}/health`)).body;
+      return health.processor.rows_run >= 4 && health.pending_requests + health.processor.rows_run >= URGENT;
+    });
     const controller = new AbortController();
     const leaving = Array.from({ length: 20 }, () =>
       fetch(`${gw.url}/infer`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(heavy({ priority: 3 })), signal: controller.signal }).then(
@@ -140,7 +146,7 @@ describe('faults across real processes: signals, replica loss, priority under sa
     await sleep(500);
     const health = (await getJson(`${gw.url}/health`)).body;
     // None of the 20 ran: skipped after fetch (rows_expired) or removed from Redis before it.
-    expect(health.processor.rows_run).toBe(160);
+    expect(health.processor.rows_run).toBe(URGENT);
     expect(health.pending_requests).toBe(0);
     // Connections the clients abandoned mid-request do not hold the shutdown until SHUTDOWN_TIMEOUT_S (20 s).
     const stopped = performance.now();
