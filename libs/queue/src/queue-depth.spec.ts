@@ -18,10 +18,8 @@ describe('QueueDepth (real Redis)', () => {
 
   it('shares counts between replicas per model and priority, and subtracts what a processor took', async () => {
     const [a, b] = [new QueueDepth('t1:depth'), new QueueDepth('t1:depth')];
-    const pipeline = client.pipeline();
-    a.addTo(pipeline, 'm', 1, [now() + 5000, now() + 5000]);
-    a.addTo(pipeline, 'm', 3, [now() + 5000]);
-    await pipeline.exec();
+    await a.add(client, 'm', 1, [now() + 5000, now() + 5000]);
+    await a.add(client, 'm', 3, [now() + 5000]);
     await b.refresh(client, now());
     expect(b.snapshot()).toEqual({ m: { 1: 2, 3: 1 } });
     expect(b.total('m')).toBe(3);
@@ -47,9 +45,7 @@ describe('QueueDepth (real Redis)', () => {
   it('forgets counts whose deadline second has passed, so a count gone wrong heals within the longest deadline', async () => {
     const depth = new QueueDepth('t3:depth');
     // A replica counted rows and died before writing the job: nothing will ever subtract them.
-    const pipeline = client.pipeline();
-    depth.addTo(pipeline, 'm', 2, [now() + 1000]);
-    await pipeline.exec();
+    await depth.add(client, 'm', 2, [now() + 1000]);
     await depth.refresh(client, now());
     expect(depth.total('m')).toBe(1);
     await depth.refresh(client, now() + 3000);
@@ -59,12 +55,22 @@ describe('QueueDepth (real Redis)', () => {
 
   it('never lets a negative count (a job subtracted twice) make room beyond the bound', async () => {
     const depth = new QueueDepth('t4:depth');
-    const pipeline = client.pipeline();
-    depth.addTo(pipeline, 'm', 1, [now() + 5000]);
-    depth.addTo(pipeline, 'm', 2, [now() + 5000]);
-    await pipeline.exec();
+    await Promise.all([depth.add(client, 'm', 1, [now() + 5000]), depth.add(client, 'm', 2, [now() + 5000])]);
     await depth.subtract(client, 'm', 1, [now() + 5000, now() + 5000, now() + 5000]);
     await depth.refresh(client, now());
     expect(depth.snapshot()).toEqual({ m: { 1: 0, 2: 1 } });
+  });
+
+  it('takes rows given back off its own count at once, and the next read does not count them twice', async () => {
+    const depth = new QueueDepth('t5:depth');
+    for (let i = 0; i < 3; i++) depth.accept('m');
+    await depth.add(client, 'm', 2, [now() + 5000, now() + 5000, now() + 5000]);
+    await depth.refresh(client, now());
+    expect(depth.total('m')).toBe(3);
+    // Two rows removed unrun (their clients gave up): room is back before the next read.
+    await depth.subtract(client, 'm', 2, [now() + 5000, now() + 5000]);
+    expect(depth.total('m')).toBe(1);
+    await depth.refresh(client, now());
+    expect(depth.total('m')).toBe(1);
   });
 });

@@ -1,4 +1,4 @@
-import type { ChainableCommander, Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 
 /** Rows queued for one model, per priority (1 is most urgent). */
 export type DepthByPriority = Record<number, number>;
@@ -19,7 +19,7 @@ const bucketOf = (deadline: number) => Math.ceil(deadline / 1000);
  */
 export class QueueDepth {
   private shared = new Map<string, DepthByPriority>();
-  /** Rows this replica counted since the last read was sent: not in `shared` yet. */
+  /** Rows this replica counted (or gave back, negative) since the last read was sent: not in `shared` yet. */
   private sinceRead = new Map<string, number>();
   /** Rows counted between sending the current read and its reply. */
   private duringRead = new Map<string, number>();
@@ -47,16 +47,29 @@ export class QueueDepth {
     this.sinceRead.set(modelId, (this.sinceRead.get(modelId) ?? 0) + 1);
   }
 
-  /** Queues the increments for rows about to be written, on the same connection and ahead of the job itself. */
-  addTo(pipeline: ChainableCommander, modelId: string, priority: number, deadlines: number[]): void {
-    for (const [field, n] of this.fields(modelId, priority, deadlines)) pipeline.hincrby(this.key, field, n);
+  /**
+   * Sends the increments for rows about to be written, on the connection that writes the job and before it, so a
+   * processor can never subtract rows before they were added. Plain commands rather than a pipeline: an ioredis
+   * pipeline copies every Lua script the connection knows (BullMQ's 52) onto itself, about 25 µs and 12 KB of garbage
+   * per job write (measured: a tenth of all allocation at 1,000 req/s).
+   */
+  add(client: Redis, modelId: string, priority: number, deadlines: number[]): Promise<unknown> {
+    return this.send(client, modelId, priority, deadlines, 1);
   }
 
-  /** Gives back rows that were counted but never written (the write failed) or were removed before running. */
-  async subtract(client: Redis, modelId: string, priority: number, deadlines: number[]): Promise<void> {
-    const pipeline = client.pipeline();
-    for (const [field, n] of this.fields(modelId, priority, deadlines)) pipeline.hincrby(this.key, field, -n);
-    await pipeline.exec();
+  /**
+   * Gives back rows that were counted but never written (the write failed) or were removed before running. They
+   * leave this replica's own count at once, as accepted rows enter it, rather than at the next read.
+   */
+  subtract(client: Redis, modelId: string, priority: number, deadlines: number[]): Promise<unknown> {
+    this.sinceRead.set(modelId, (this.sinceRead.get(modelId) ?? 0) - deadlines.length);
+    return this.send(client, modelId, priority, deadlines, -1);
+  }
+
+  private send(client: Redis, modelId: string, priority: number, deadlines: number[], sign: 1 | -1): Promise<unknown> {
+    const sent: Promise<number>[] = [];
+    for (const [field, n] of this.fields(modelId, priority, deadlines)) sent.push(client.hincrby(this.key, field, sign * n));
+    return Promise.all(sent);
   }
 
   /** Records rows the processor took; they are subtracted in Redis with the next read, not one call per job. */
