@@ -191,38 +191,39 @@ export class InferenceQueue implements OnModuleInit, BeforeApplicationShutdown {
     const live = jobs.filter((j) => j.rows.some((r) => this.pending.has(r[0])));
     for (const job of live) for (const row of job.rows) this.follow(row[0], job.track);
     if (live.length === 0) return;
-    // Counted on the same connection ahead of the jobs, so a processor can never subtract rows before they were added.
-    const counts = live.map(({ track }) => this.depth.add(this.client, track.modelId, track.priority, track.deadlines));
-    const bulk = live.map((j) => ({ name: INFER_JOB, data: j.data, opts: { priority: j.track.priority } }));
-    // One job, the usual case, is added without the pipeline addBulk builds: an ioredis pipeline copies all 52 of
-    // BullMQ's Lua scripts onto itself, about 25 µs and 12 KB of garbage per write.
-    const added = bulk.length === 1 ? this.queue.add(INFER_JOB, bulk[0].data, bulk[0].opts).then((job) => [job]) : this.queue.addBulk(bulk);
-    const written = Promise.all([Promise.all(counts), added]);
-    const timeout = new Promise<never>((_, reject) => setTimeout(() => reject(new Error('enqueue timed out')), ENQUEUE_TIMEOUT_MS).unref());
     this.writing = true;
-    Promise.race([written, timeout])
-      .then(
-        ([, added]) => {
-          live.forEach((job, i) => {
-            job.track.jobId = added[i].id;
-            this.removeIfAbandoned(job.track);
-          });
-        },
-        (err: Error) => {
-          this.redis.logError(err);
-          for (const { track } of live) void this.depth.subtract(this.client, track.modelId, track.priority, track.deadlines).catch(() => undefined);
-          for (const job of live) {
-            for (const row of job.rows) {
-              this.pending.fail(row[0], new BalesError(ErrorCode.QUEUE_UNAVAILABLE, 'the queue (Redis) is unreachable; retry shortly', row[0]));
-            }
-          }
-        },
-      )
-      .finally(() => {
-        // The requests gathered during this write go in the next one.
-        this.writing = false;
-        if (this.flushScheduled) this.flush();
-      });
+    Promise.allSettled(live.map((job) => this.write(job))).finally(() => {
+      // The requests gathered during this write go in the next one.
+      this.writing = false;
+      if (this.flushScheduled) this.flush();
+    });
+  }
+
+  /**
+   * Writes one job: its rows' counts, on the same connection and ahead of it, so a processor can never subtract
+   * rows before they were added, then the job. Each job is added on its own with `Queue.add`, never `addBulk`: an
+   * ioredis pipeline (which `addBulk` builds) copies all 52 of BullMQ's Lua scripts onto itself, about 25 µs and
+   * 12 KB of garbage per write, and jobs share nothing that needs them written together. A job that cannot be
+   * written fails its own requests only.
+   */
+  private async write(job: { track: Tracked; rows: JobRow[]; data: InferJobData }): Promise<void> {
+    const { track } = job;
+    const written = Promise.all([this.depth.add(this.client, track.modelId, track.priority, track.deadlines), this.queue.add(INFER_JOB, job.data, { priority: track.priority })]);
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('enqueue timed out')), ENQUEUE_TIMEOUT_MS).unref()));
+    try {
+      const [, added] = await Promise.race([written, timeout]);
+      track.jobId = added.id;
+      this.removeIfAbandoned(track);
+    } catch (err) {
+      this.redis.logError(err as Error);
+      void this.depth.subtract(this.client, track.modelId, track.priority, track.deadlines).catch(() => undefined);
+      for (const row of job.rows) {
+        this.pending.fail(row[0], new BalesError(ErrorCode.QUEUE_UNAVAILABLE, 'the queue (Redis) is unreachable; retry shortly', row[0]));
+      }
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** Counts a row's settlement against its job; a job none of whose rows got a result is removed from the queue. */
