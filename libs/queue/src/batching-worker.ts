@@ -24,8 +24,8 @@ const RETRY_DELAY_MS = 1000;
 export class BatchingWorker<Data = unknown> extends Worker<Data> {
   // Named apart from Worker's own fields: TypeScript's private fields are plain properties at run time.
   private fetchesInFlight = 0;
+  /** Fetches to keep out: 1 (one blocking fetch) until the queue answers with jobs, then doubling per job. */
   private fetchWindow = 1;
-  private queueSeemsEmpty = true;
   private fetchTokens = 0;
   private readonly jobsHeld = new Set<Promise<unknown>>();
   private retryTimer?: NodeJS.Timeout;
@@ -68,8 +68,7 @@ export class BatchingWorker<Data = unknown> extends Worker<Data> {
     }
     // BALES never pauses a worker; a paused one must not spin on fetches that return at once.
     if (this.retryTimer || this.paused) return;
-    const wanted = this.queueSeemsEmpty ? 1 : this.fetchWindow;
-    const n = Math.min(this.room(), wanted) - this.fetchesInFlight;
+    const n = Math.min(this.room(), this.fetchWindow) - this.fetchesInFlight;
     for (let i = 0; i < n; i++) this.fetchOne();
   }
 
@@ -100,11 +99,9 @@ export class BatchingWorker<Data = unknown> extends Worker<Data> {
   /** Hands a fetched job to the processor at once and widens the window; an empty answer closes it. */
   private handOver(job: Job<Data> | undefined | void): void {
     if (!job) {
-      this.queueSeemsEmpty = true;
       this.fetchWindow = 1;
       return;
     }
-    this.queueSeemsEmpty = false;
     this.fetchWindow = Math.min(this.fetchWindow * 2, MAX_WINDOW);
     let fetchingNext = false;
     // Completing a job can fetch the next one in the same script, when there is room for it.

@@ -32,6 +32,13 @@ interface Group {
   rows: JobRow[];
 }
 
+/** A job about to be written: its rows, its payload, and what follows it once written. */
+interface OutgoingJob {
+  track: Tracked;
+  rows: JobRow[];
+  data: InferJobData;
+}
+
 /** One written job, followed until each of its rows is settled, so work nobody waits for can be removed. */
 interface Tracked {
   modelId: string;
@@ -179,7 +186,7 @@ export class InferenceQueue implements OnModuleInit, BeforeApplicationShutdown {
     const groups = [...this.groups.values()];
     this.groups = new Map();
     const max = this.config.MAX_BATCH_SIZE;
-    const jobs: { track: Tracked; rows: JobRow[]; data: InferJobData }[] = [];
+    const jobs: OutgoingJob[] = [];
     for (const g of groups) {
       for (let i = 0; i < g.rows.length; i += max) {
         const rows = g.rows.slice(i, i + max);
@@ -206,7 +213,7 @@ export class InferenceQueue implements OnModuleInit, BeforeApplicationShutdown {
    * 12 KB of garbage per write, and jobs share nothing that needs them written together. A job that cannot be
    * written fails its own requests only.
    */
-  private async write(job: { track: Tracked; rows: JobRow[]; data: InferJobData }): Promise<void> {
+  private async write(job: OutgoingJob): Promise<void> {
     const { track } = job;
     const written = Promise.all([this.depth.add(this.client, track.modelId, track.priority, track.deadlines), this.queue.add(INFER_JOB, job.data, { priority: track.priority })]);
     let timer: NodeJS.Timeout | undefined;
