@@ -1,7 +1,7 @@
 import { ModelRegistry } from '@bales/model-registry';
 import { InferenceQueue } from '@bales/queue';
 import { version } from '../package.json';
-import { getJson, ownGateway } from './support/gateway';
+import { getJson, ownGateway, waitFor } from './support/gateway';
 
 describe('Kubernetes probes: GET /health/live and GET /health/ready', () => {
   const own = ownGateway();
@@ -75,11 +75,3 @@ describe('readiness during shutdown and once the models are released', () => {
     expect(ready.body.message).toContain('models: ');
   });
 });
-
-async function waitFor(condition: () => Promise<boolean>, timeoutMs = 15000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}

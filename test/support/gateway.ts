@@ -7,6 +7,17 @@ import { TestRedis } from './redis-server';
 export const ROOT = join(__dirname, '..', '..');
 export const INPUT_128 = Array.from({ length: 128 }, (_, i) => Math.round(Math.sin(i) * 1000) / 1000);
 
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Polls the condition until it holds; throws when timeoutMs passes first. */
+export async function waitFor(condition: () => Promise<boolean> | boolean, timeoutMs = 15000, everyMs = 25): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await sleep(everyMs);
+  }
+}
+
 /** Settings every test gateway shares: a free port on loopback and a quiet log. */
 function testEnv(redisUrl: string, env: Record<string, string>): Record<string, string> {
   return { REDIS_URL: redisUrl, HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'error', MODELS_DIR: join(ROOT, 'models'), THREAD_POOL_SIZE: '2', ...env };
