@@ -89,7 +89,7 @@ describe('POST /infer (real HTTP, Redis, BullMQ and ONNX Runtime)', () => {
     it('415 for a body that is not JSON', async () => {
       const res = await post(`${own.gw.url}/infer`, 'input=1', { 'content-type': 'text/plain' });
       expect(res.status).toBe(415);
-      expect(res.body.statusCode).toBe(415);
+      expect(res.body).toMatchObject({ statusCode: 415, error: 'Unsupported Media Type', message: "the request body must be application/json, got content-type 'text/plain'" });
     });
 
     it('carries request_id on errors found after the request was identified', async () => {
