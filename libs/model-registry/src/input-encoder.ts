@@ -81,6 +81,15 @@ function resolveDims(spec: TensorSpec, given: number[], count: number, where: st
 /** Checks every value against the element type and writes them as that type's bytes. */
 function toBytes(type: ElementType, flat: unknown[], where: string): Buffer {
   const out = new TYPED_ARRAYS[type](flat.length);
+  if (type === 'float32' || type === 'float64') {
+    // The common case, kept to one check per value.
+    for (let i = 0; i < flat.length; i++) {
+      const v = flat[i];
+      if (typeof v !== 'number' || !Number.isFinite(v)) fail(`${where}[${i}]: expected a finite number, got ${JSON.stringify(v) ?? String(v)}`);
+      out[i] = v as number;
+    }
+    return Buffer.from(out.buffer, out.byteOffset, out.byteLength);
+  }
   const range = INT_RANGES[type];
   for (let i = 0; i < flat.length; i++) {
     let v = flat[i];

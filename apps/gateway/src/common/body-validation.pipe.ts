@@ -26,18 +26,19 @@ export function nestsDeeperThan(value: unknown, maxDepth: number): boolean {
     values.push(value);
     depths.push(1);
   }
+  const visit = (child: unknown, depth: number) => {
+    if (child !== null && typeof child === 'object') {
+      values.push(child);
+      depths.push(depth);
+    }
+  };
   while (values.length > 0) {
     const v = values.pop()!;
     const depth = depths.pop()!;
     if (depth > maxDepth) return true;
-    const children = Array.isArray(v) ? v : Object.values(v);
-    for (let i = 0; i < children.length; i++) {
-      const child: unknown = children[i];
-      if (child !== null && typeof child === 'object') {
-        values.push(child);
-        depths.push(depth + 1);
-      }
-    }
+    // Arrays and objects walked apart: one loop over both sees mixed element kinds and boxes every number it reads.
+    if (Array.isArray(v)) for (let i = 0; i < v.length; i++) visit(v[i], depth + 1);
+    else for (const key in v) visit((v as Record<string, unknown>)[key], depth + 1);
   }
   return false;
 }
