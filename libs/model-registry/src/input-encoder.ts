@@ -78,6 +78,8 @@ function resolveDims(spec: TensorSpec, given: number[], count: number, where: st
   return given;
 }
 
+const notFinite = (where: string, i: number, v: unknown): never => fail(`${where}[${i}]: expected a finite number, got ${JSON.stringify(v) ?? String(v)}`);
+
 /** Checks every value against the element type and writes them as that type's bytes. */
 function toBytes(type: ElementType, flat: unknown[], where: string): Buffer {
   const out = new TYPED_ARRAYS[type](flat.length);
@@ -85,7 +87,7 @@ function toBytes(type: ElementType, flat: unknown[], where: string): Buffer {
     // The common case, kept to one check per value.
     for (let i = 0; i < flat.length; i++) {
       const v = flat[i];
-      if (typeof v !== 'number' || !Number.isFinite(v)) fail(`${where}[${i}]: expected a finite number, got ${JSON.stringify(v) ?? String(v)}`);
+      if (typeof v !== 'number' || !Number.isFinite(v)) notFinite(where, i, v);
       out[i] = v as number;
     }
     return Buffer.from(out.buffer, out.byteOffset, out.byteLength);
@@ -94,7 +96,7 @@ function toBytes(type: ElementType, flat: unknown[], where: string): Buffer {
   for (let i = 0; i < flat.length; i++) {
     let v = flat[i];
     if (type === 'bool' && typeof v === 'boolean') v = v ? 1 : 0;
-    if (typeof v !== 'number' || !Number.isFinite(v)) fail(`${where}[${i}]: expected a finite number, got ${JSON.stringify(v) ?? String(v)}`);
+    if (typeof v !== 'number' || !Number.isFinite(v)) notFinite(where, i, v);
     const n = v as number;
     if (type === 'bool' && n !== 0 && n !== 1) fail(`${where}[${i}]: expected a boolean (true, false, 0 or 1), got ${n}`);
     if (range && (!Number.isInteger(n) || n < range[0] || n > range[1])) fail(`${where}[${i}]: expected an ${type} integer, got ${n}`);

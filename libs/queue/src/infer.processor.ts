@@ -126,9 +126,7 @@ export class InferProcessor implements OnApplicationBootstrap, BeforeApplication
       // Rows batch with rows of the same model and item shape only.
       const lanes = new Map<string, BatchItem[]>();
       for (const row of valid) {
-        const { dims } = row.row;
-        const shape = dims.length === 1 ? dims[0].join('x') : dims.map((d) => d.join('x')).join(',');
-        const key = `${modelId}|${shape}`;
+        const key = `${modelId}|${row.row.dims.map((d) => d.join('x')).join(',')}`;
         // Decoded for this job alone, so each row becomes its batch item in place rather than by copy.
         const item = row as BatchItem;
         item.done = done;

@@ -30,22 +30,20 @@ export interface ErrorBody {
   request_id?: string;
 }
 
-/** What the failing request said about its body, for errors Fastify raises before BALES code runs. */
-export interface RequestFacts {
-  contentType?: string;
-}
-
 /**
  * Fastify answers a body of any type but JSON with a bare "Unsupported Media Type" (415), which Nest turns into
  * an HttpException: this says what to send instead. The header is echoed cut short, as it may be kilobytes long.
  */
-function unsupportedMediaType(facts: RequestFacts): string {
-  const given = facts.contentType ? `content-type '${facts.contentType.slice(0, 80)}'` : 'no content-type';
+function unsupportedMediaType(contentType: string | undefined): string {
+  const given = contentType ? `content-type '${contentType.slice(0, 80)}'` : 'no content-type';
   return `the request body must be application/json, got ${given}`;
 }
 
-/** Builds the stable error body every failure answers with: never a stack trace. */
-export function errorBody(exception: unknown, logError: (message: string) => void, facts: RequestFacts = {}): ErrorBody {
+/**
+ * Builds the stable error body every failure answers with: never a stack trace. `contentType` is the request's
+ * header, named back to the client when Fastify refused the body's type.
+ */
+export function errorBody(exception: unknown, logError: (message: string) => void, contentType?: string): ErrorBody {
   if (exception instanceof BalesError) {
     const statusCode = STATUS_BY_CODE[exception.code];
     if (statusCode >= 500 && statusCode !== 503 && statusCode !== 504) logError(`${exception.code}: ${exception.message}`);
@@ -55,7 +53,7 @@ export function errorBody(exception: unknown, logError: (message: string) => voi
     const statusCode = exception.getStatus();
     const response = exception.getResponse() as string | { message?: string | string[] };
     const message = typeof response === 'string' ? response : Array.isArray(response.message) ? response.message.join('; ') : (response.message ?? exception.message);
-    return { statusCode, error: STATUS_CODES[statusCode] ?? 'Error', message: statusCode === 415 ? unsupportedMediaType(facts) : message };
+    return { statusCode, error: STATUS_CODES[statusCode] ?? 'Error', message: statusCode === 415 ? unsupportedMediaType(contentType) : message };
   }
   // Errors Fastify raises itself (bad JSON, body too large, wrong content type) carry a 4xx statusCode.
   const fastifyStatus = (exception as { statusCode?: number })?.statusCode;
@@ -78,7 +76,7 @@ export class ErrorFilter implements ExceptionFilter {
   catch(exception: unknown, host: ArgumentsHost): void {
     const request = host.switchToHttp().getRequest<FastifyRequest>();
     // The request's own child logger: the line carries its request_id.
-    const body = errorBody(exception, (message) => request.log.error({ context: 'Errors' }, message), { contentType: request.headers['content-type'] });
+    const body = errorBody(exception, (message) => request.log.error({ context: 'Errors' }, message), request.headers['content-type']);
     // Every error answer is counted here, the one place they all pass.
     this.metrics.rejected(rejectionReason(exception, body));
     const reply = host.switchToHttp().getResponse<FastifyReply>();
