@@ -73,7 +73,7 @@ describe('POST /infer (real HTTP, Redis, BullMQ and ONNX Runtime)', () => {
       ['a model_type that is no task', 400, { payload: { input: INPUT_128 }, model_type: 'poetry' }, /model_type/],
       ['3 floats instead of 128', 422, original([0.1, 0.2, 0.3]), /payload\.input: expected float32\[128\] \(128 values\), got 3 values/],
       ['a non-number in the input', 422, original([...INPUT_128.slice(0, 127), 'x']), /payload\.input\[127\]: expected a finite number, got "x"/],
-      ['an infinite number', 422, `{"payload": {"input": [${[...INPUT_128.slice(0, 127), '1e999'].join(',')}]}}`, /payload\.input\[127\]: expected a finite number/],
+      ['an infinite number', 422, `{"payload": {"input": [${[...INPUT_128.slice(0, 127), '1e999'].join(',')}]}}`, /payload\.input\[127\]: expected a finite number, got Infinity/],
       ['a null in the input', 422, original([...INPUT_128.slice(0, 127), null]), /expected a finite number, got null/],
       ['an input that is not an array', 422, original('0.1,0.2'), /payload\.input: expected float32\[128\] as an array/],
       ['a model_type that does not match the model', 422, original(INPUT_128, { model_type: 'regression' }), /does not match/],

@@ -26,8 +26,8 @@ describe('encodePayload', () => {
   it('refuses non-numbers, NaN and Infinity, naming the position', () => {
     const base = Array(128).fill(0.5);
     invalid(() => encodePayload(stub, { input: [...base.slice(1), 'x'] }), /payload\.input\[127\]: expected a finite number, got "x"/);
-    invalid(() => encodePayload(stub, { input: [NaN, ...base.slice(1)] }), /payload\.input\[0\]/);
-    invalid(() => encodePayload(stub, { input: [...base.slice(1), Infinity] }), /payload\.input\[127\]/);
+    invalid(() => encodePayload(stub, { input: [NaN, ...base.slice(1)] }), /payload\.input\[0\]: expected a finite number, got NaN/);
+    invalid(() => encodePayload(stub, { input: [...base.slice(1), Infinity] }), /payload\.input\[127\]: expected a finite number, got Infinity/);
   });
 
   it('refuses a missing input and unknown keys', () => {

@@ -78,7 +78,9 @@ function resolveDims(spec: TensorSpec, given: number[], count: number, where: st
   return given;
 }
 
-const notFinite = (where: string, i: number, v: unknown): never => fail(`${where}[${i}]: expected a finite number, got ${JSON.stringify(v) ?? String(v)}`);
+// Numbers are named as themselves: JSON.stringify would call Infinity and NaN "null".
+const notFinite = (where: string, i: number, v: unknown): never =>
+  fail(`${where}[${i}]: expected a finite number, got ${typeof v === 'number' ? String(v) : (JSON.stringify(v) ?? String(v))}`);
 
 /** Checks every value against the element type and writes them as that type's bytes. */
 function toBytes(type: ElementType, flat: unknown[], where: string): Buffer {
