@@ -33,9 +33,13 @@ FROM node:20-bookworm-slim AS runtime
 WORKDIR /app
 # ORT_DISABLE_TELEMETRY: otherwise ONNX Runtime keeps a telemetry database in ~/.cache and logs in /tmp,
 # which a read-only root filesystem refuses; with it the gateway writes no file at all.
-# MALLOC_ARENA_MAX=2: glibc's per-thread arenas hold on to the native memory of released ONNX sessions, so
-# RSS creeps with every reload (README, Serving your own models). Compose and Kubernetes inherit both.
-ENV NODE_ENV=production ORT_DISABLE_TELEMETRY=1 MALLOC_ARENA_MAX=2 MODELS_DIR=/app/models
+# MALLOC_*: without them glibc keeps the native memory of released ONNX sessions, so RSS creeps with every
+# reload (README, Serving your own models). A fixed 1 MiB mmap threshold sends every weight buffer to mmap,
+# returned whole on release; glibc otherwise raises the threshold after the first such free and serves later
+# ones from its heap, which fragments. Fixing it also fixes the trim threshold, at 128 KiB unless set: 32 MiB
+# spares the request path from shrinking and regrowing the heap. Two arenas lower the baseline. Compose and
+# Kubernetes inherit all of these.
+ENV NODE_ENV=production ORT_DISABLE_TELEMETRY=1 MALLOC_ARENA_MAX=2 MALLOC_MMAP_THRESHOLD_=1048576 MALLOC_TRIM_THRESHOLD_=33554432 MODELS_DIR=/app/models
 COPY --from=deps /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY package.json ./

@@ -7,6 +7,7 @@ import IORedis from 'ioredis';
 import { parseAllDocuments } from 'yaml';
 import { BalesConfig, loadConfig } from '@bales/config';
 import { INPUT_128, ROOT, TestGateway, post, startGateway } from './support/gateway';
+import { productionMallocEnv } from './support/production-env';
 import { TestRedis, freePort } from './support/redis-server';
 
 // No Docker engine and no cluster here: these checks read the deployment files and hold them to the app itself.
@@ -252,7 +253,8 @@ describe('deployment files', () => {
       expect(runtime.instructions.some((i) => i.op === 'RUN' && i.args.includes('npm '))).toBe(false);
       expect(dockerEnv(runtime).MODELS_DIR).toBe('/app/models');
       // Bounds the native memory released ONNX sessions leave behind (README, Serving your own models).
-      expect(dockerEnv(runtime).MALLOC_ARENA_MAX).toBe('2');
+      expect(productionMallocEnv()).toEqual({ MALLOC_ARENA_MAX: '2', MALLOC_MMAP_THRESHOLD_: '1048576', MALLOC_TRIM_THRESHOLD_: '33554432' });
+      expect(dockerEnv(runtime)).toMatchObject(productionMallocEnv());
       expect(runtime.instructions.find((i) => i.op === 'WORKDIR')!.args).toBe('/app');
       expect(podConfig.MODELS_DIR).toBe(dockerEnv(runtime).MODELS_DIR);
     });
@@ -262,7 +264,10 @@ describe('deployment files', () => {
       const entry = `dist/${nest.projects.gateway.entryFile}.js`;
       expect(JSON.parse(inRuntime('CMD')[0].args)).toEqual(['node', entry]);
       expect(stages[0].instructions.map((i) => i.args)).toContain('npx nest build');
-      expect(JSON.parse(read('package.json')).scripts['start:prod']).toContain(`node ${entry}`);
+      const scripts = JSON.parse(read('package.json')).scripts;
+      expect(scripts['start:prod']).toContain(`node ${entry}`);
+      // npm start runs with the same glibc settings as start:prod and the image.
+      for (const [name, value] of Object.entries(productionMallocEnv())) expect(scripts.start).toContain(` ${name}=${value} `);
     });
 
     it('keeps only the ONNX Runtime binaries of the platform it is built for', () => {

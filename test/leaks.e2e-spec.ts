@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { GatewayProcess, INPUT_128, post, spawnGateway } from './support/gateway';
+import { productionMallocEnv } from './support/production-env';
 import { testRepository } from './support/models';
 import { TestRedis } from './support/redis-server';
 
@@ -23,8 +24,8 @@ describe('repeated reloads [slow]', () => {
 
   /** A gateway process serving the test repository plus `heavy`, a 5 MB model to reload. */
   async function gatewayWithHeavy(env: Record<string, string>): Promise<GatewayProcess> {
-    // MALLOC_ARENA_MAX=2 is how the Dockerfile, compose, Kubernetes and `npm start` run the gateway.
-    const gw = await spawnGateway(redis.url, { MODELS_DIR: dir, MALLOC_ARENA_MAX: '2', ...env });
+    // The glibc settings the Dockerfile, compose, Kubernetes and `npm start` run the gateway with.
+    const gw = await spawnGateway(redis.url, { MODELS_DIR: dir, ...productionMallocEnv(), ...env });
     procs.push(gw);
     expect((await post(`${gw.url}/models`, { model_id: 'heavy', weights_path: 'extra/heavy.onnx', task: 'classification' })).status).toBe(201);
     return gw;

@@ -409,10 +409,11 @@ export class ModelRegistry implements OnModuleInit, OnApplicationShutdown {
   }
 
   /**
-   * onnxruntime-node keeps some native memory after a session is released, so many reloads creep
-   * (measured here: about 1 MB per load of a 5 MB model with glibc's default arenas, 0.3 MB with
-   * MALLOC_ARENA_MAX=2). When RSS has grown WORKER_RECYCLE_RSS_GROWTH_PCT since the baseline, fresh
-   * worker threads take over and the old ones, with what they hold, are terminated.
+   * With glibc's defaults, native memory of released sessions is kept and RSS creeps with reloads (measured:
+   * 0.14 MB per load of a 5 MB model; 0.09 MB with MALLOC_ARENA_MAX=2; none once MALLOC_MMAP_THRESHOLD_ is
+   * fixed, as npm start and the image run it: README, Memory). A safety net for other allocators and models:
+   * when RSS has grown WORKER_RECYCLE_RSS_GROWTH_PCT since the baseline, fresh worker threads take over and
+   * the old ones, with what they hold, are terminated.
    */
   private recycleIfDue(): void {
     const pct = this.config.WORKER_RECYCLE_RSS_GROWTH_PCT;

@@ -1,0 +1,9 @@
+import { scripts } from '../../package.json';
+
+/**
+ * The glibc malloc settings `npm start`, `npm run start:prod` and the image run the gateway with (README, Memory),
+ * read from the start:prod script; test/deploy.spec.ts checks that the others carry the same.
+ */
+export function productionMallocEnv(): Record<string, string> {
+  return Object.fromEntries([...scripts['start:prod'].matchAll(/\b(MALLOC_\w+)=(\S+)/g)].map((m) => [m[1], m[2]]));
+}
