@@ -1,14 +1,29 @@
-import { execFile } from 'node:child_process';
+import { ChildProcess, execFile, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { latencyChart } from './chart';
-import type { OpenLoopResult } from './load';
+import { CLOSED_LOOP_CLIENTS, OpenLoopResult, closedLoop } from './load';
 
 const ROOT = join(__dirname, '..', '..');
 const run = (script: string, args: string[]) =>
   promisify(execFile)(process.execPath, ['-r', '@swc-node/register', join(__dirname, script), ...args], { cwd: ROOT, timeout: 150_000, maxBuffer: 16 * 1024 * 1024 });
+
+const BODY = JSON.stringify({ model_id: 'stub_v1', payload: { input: [0.5, 1] } });
+/** Answers 200 on /ok only to a POST of exactly BODY as application/json (400 otherwise), and 503 on /busy. */
+const CHECKING_SERVER = `
+const body = ${JSON.stringify(BODY)};
+const server = require('node:http').createServer((req, res) => {
+  let got = '';
+  req.on('data', (c) => (got += c));
+  req.on('end', () => {
+    const sent = req.method === 'POST' && req.headers['content-type'] === 'application/json' && got === body;
+    res.statusCode = !sent ? 400 : req.url === '/ok' ? 200 : 503;
+    res.end('{}');
+  });
+});
+server.listen(0, '127.0.0.1', () => console.log(server.address().port));`;
 
 describe('benchmarks', () => {
   it('bench:batcher prints the original block, the light-load comparison, and writes its JSON', async () => {
@@ -54,6 +69,37 @@ describe('benchmarks', () => {
     const result = JSON.parse(readFileSync(join(dir, 'metrics.json'), 'utf8'));
     for (const unit of ['ms', 'seconds']) expect(result.results[unit].nsPerRequest).toBeGreaterThan(result.baselineNs);
   }, 150_000);
+
+  describe.each(CLOSED_LOOP_CLIENTS)('closed loop with %s', (client) => {
+    // A server in its own process: wrk runs synchronously and would block one in this process.
+    let server: ChildProcess;
+    let url: string;
+    beforeAll(async () => {
+      server = spawn(process.execPath, ['-e', CHECKING_SERVER], { stdio: ['ignore', 'pipe', 'inherit'] });
+      const port = await new Promise<string>((resolve) => server.stdout!.once('data', (d: Buffer) => resolve(d.toString().trim())));
+      url = `http://127.0.0.1:${port}`;
+    });
+    afterAll(() => server?.kill());
+
+    it('sends the JSON body and counts answers and latency percentiles', async () => {
+      const r = await closedLoop(`${url}/ok`, BODY, 4, 1, client);
+      expect(r.requests).toBeGreaterThan(50);
+      expect(r.errors).toBe(0);
+      expect(r.throughput).toBeGreaterThan(50);
+      // autocannon reports whole milliseconds, so a fast answer's p50 can be 0; NaN would mean wrk's output was misread.
+      expect(Number.isFinite(r.p99)).toBe(true);
+      expect(r.p50).toBeGreaterThanOrEqual(0);
+      expect(r.p50).toBeLessThanOrEqual(r.p90);
+      expect(r.p90).toBeLessThanOrEqual(r.p99);
+    });
+
+    it('counts non-2xx answers as errors, not throughput', async () => {
+      const r = await closedLoop(`${url}/busy`, BODY, 4, 1, client);
+      expect(r.requests).toBeGreaterThan(50);
+      expect(r.errors).toBe(r.requests);
+      expect(r.throughput).toBe(0);
+    });
+  });
 
   it('charts p50, p90 and p99 against offered load, with the P99 target line', () => {
     const point = (offered: number, p50: number): OpenLoopResult => ({ client: 'x', seconds: 1, requests: offered, throughput: offered, offered, p50, p90: p50 * 2, p99: p50 * 4, errors: 0 });

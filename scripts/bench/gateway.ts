@@ -1,5 +1,5 @@
 /**
- * npm run bench [-- --model stub|heavy --seconds 5 --repeats 3 --connections 128 --rates 50,500,1000 --profile]
+ * npm run bench [-- --model stub|heavy --seconds 5 --repeats 3 --connections 128 --rates 50,500,1000 --client wrk|autocannon --profile]
  *
  * End to end, in one run, with one client and one body: a throwaway redis-server, the gateway, the gateway with
  * MAX_BATCH_SIZE=1 (no batching) and a bare Fastify handler (the HTTP ceiling), each its own process.
@@ -14,8 +14,8 @@ import Redis from 'ioredis';
 import { TestRedis } from '../../test/support/redis-server';
 import { latencyChart } from './chart';
 import { INPUT_128, argValue, machine, median, modelArg, prepareModel, resultsPath, round, thousands, writeResult } from './common';
-import { LoadResult, OpenLoopResult, closedLoop, hasWrk, openLoop } from './load';
-import { Server, cpuSeconds, startBareFastify, startBareNest, startGateway } from './processes';
+import { CLOSED_LOOP_CLIENTS, ClosedLoopClient, LoadResult, OpenLoopResult, closedLoop, defaultClient, hasWrk, openLoop } from './load';
+import { Server, cpuSeconds, machineTicks, startBareFastify, startBareNest, startGateway } from './processes';
 import { summariseHeap, summariseProfile } from './profile';
 
 const TARGETS = { saturation: 5000, ceilingRatio: 0.6, p99At1000: 12, heavyGain: 5 };
@@ -32,7 +32,7 @@ const ROLE_NAMES: Record<Role, string> = {
 };
 
 interface SaturationRun extends LoadResult {
-  /** CPU cores each process used during the run: where the two cores went. */
+  /** CPU cores each process used during the run, and the cores left idle: where the two cores went. */
   cpu: Record<string, number>;
   /**
    * CPU time of the server's event-loop thread per answered request, in microseconds: what caps its throughput
@@ -52,9 +52,12 @@ async function main(): Promise<void> {
   const connections = Number(argValue('connections') ?? 128);
   const rates = argValue('rates')?.split(',').map(Number) ?? DEFAULT_RATES[model.choice];
   const profile = argValue('profile') === 'true';
+  const client = (argValue('client') ?? defaultClient()) as ClosedLoopClient;
+  if (!CLOSED_LOOP_CLIENTS.includes(client)) throw new Error(`--client must be one of ${CLOSED_LOOP_CLIENTS.join(', ')}`);
+  if (client === 'wrk' && !hasWrk()) throw new Error('--client wrk: wrk is not installed (Debian: apt-get install wrk)');
   const body = JSON.stringify({ model_id: model.id, model_type: 'classification', priority: 2, payload: { input: INPUT_128 } });
 
-  log(`model ${model.id}; client ${hasWrk() ? 'wrk' : 'autocannon'} for saturation, a paced client for open loop; ${machine().cores} cores shared with the client`);
+  log(`model ${model.id}; client ${client} for saturation, a paced client for open loop; ${machine().cores} cores shared with the client`);
   const redis = await TestRedis.start();
   const servers: Server[] = [];
   const redisClient = new Redis(redis.url);
@@ -77,17 +80,22 @@ async function main(): Promise<void> {
     const saturate = async (role: Role, secs: number): Promise<SaturationRun> => {
       const server = byRole[role];
       // The event-loop thread is the one whose id is the process id; the rest are worker threads, V8 and libuv helpers.
-      const procs: [string, number, number?][] = [
+      // The client is this process, or wrk, its child.
+      const procs: [string, number, number?, boolean?][] = [
         [server.name, server.proc.pid!],
         [`${server.name} main thread`, server.proc.pid!, server.proc.pid!],
         ['redis', redisPid],
-        ['client', process.pid],
+        ['client', process.pid, undefined, true],
       ];
-      const before = procs.map(([, pid, tid]) => cpuSeconds(pid, tid));
+      const before = procs.map(([, pid, tid, children]) => cpuSeconds(pid, tid, children));
+      const ticksBefore = machineTicks();
       const started = performance.now();
-      const result = await closedLoop(`${server.url}/infer`, body, connections, secs);
+      const result = await closedLoop(`${server.url}/infer`, body, connections, secs, client);
       const elapsed = (performance.now() - started) / 1000;
-      const cpu = Object.fromEntries(procs.map(([name, pid, tid], i) => [name, round((cpuSeconds(pid, tid) - before[i]) / elapsed, 2)]));
+      const cpu = Object.fromEntries(procs.map(([name, pid, tid, children], i) => [name, round((cpuSeconds(pid, tid, children) - before[i]) / elapsed, 2)]));
+      // Cores nobody used: what is left once the servers, Redis and the client have had theirs.
+      const ticks = machineTicks();
+      cpu.idle = round((machine().cores * (ticks.idle - ticksBefore.idle)) / (ticks.total - ticksBefore.total), 2);
       return { ...result, cpu, mainThreadUsPerRequest: round((procs[1][0] in cpu ? cpu[procs[1][0]] : NaN) * 1e6 / result.throughput, 0) };
     };
 
@@ -171,6 +179,10 @@ async function main(): Promise<void> {
       console.log(`${ROLE_NAMES[role].padEnd(30)}${pad(thousands(s.throughput), 9)}${pad(fmtMs(s.p50), 9)}${pad(fmtMs(s.p90), 9)}${pad(fmtMs(s.p99), 9)}${pad(s.errors, 8)}${pad(`${s.mainThreadUsPerRequest} us`, 21)}`);
     }
     console.log(`gateway / ceiling: ${ratioCeiling.toFixed(2)}    gateway / no batching: ${ratioNoBatch.toFixed(2)}    Nest stack / ceiling: ${ratioFramework.toFixed(2)}`);
+    for (const role of ['gateway', 'noBatching'] as const) {
+      const split = Object.keys(runs[role][0].cpu).map((name) => `${name} ${median(runs[role].map((x) => x.cpu[name])).toFixed(2)}`);
+      console.log(`CPU cores, ${ROLE_NAMES[role]} (medians): ${split.join(', ')}`);
+    }
     console.log(`\nOpen loop, gateway (${seconds} s per rate; latency from each request's due time; gw = the gateway's own latency_ms):`);
     console.log(`${pad('offered/s', 10)}${pad('answered/s', 11)}${pad('p50 ms', 9)}${pad('p90 ms', 9)}${pad('p99 ms', 9)}${pad('errors', 8)}${pad('avg batch', 10)}${pad('gw mean', 9)}${pad('gw p99', 9)}${pad('queued p99', 11)}`);
     for (const o of open) {
@@ -189,7 +201,7 @@ async function main(): Promise<void> {
       date: new Date().toISOString(),
       machine: machine(),
       model: model.id,
-      settings: { seconds, repeats, connections, client: hasWrk() ? 'wrk' : 'autocannon' },
+      settings: { seconds, repeats, connections, client },
       saturation,
       ratios: { gatewayToCeiling: round(ratioCeiling, 3), gatewayToNoBatching: round(ratioNoBatch, 3), frameworkToCeiling: round(ratioFramework, 3) },
       runs,

@@ -34,10 +34,19 @@ export interface OpenLoopResult extends LoadResult {
   queuedP99Ms?: number;
 }
 
+export type ClosedLoopClient = 'wrk' | 'autocannon';
+export const CLOSED_LOOP_CLIENTS: readonly ClosedLoopClient[] = ['wrk', 'autocannon'];
+
 export const hasWrk = (): boolean => spawnSync('wrk', ['--version']).error === undefined;
 
-export async function closedLoop(url: string, body: string, connections: number, seconds: number): Promise<LoadResult> {
-  return hasWrk() ? wrk(url, body, connections, seconds) : cannon(url, body, connections, seconds);
+/**
+ * wrk when it is installed: written in C, it leaves the shared cores to the servers (0.04 to 0.26 of a core in
+ * these runs), where autocannon, running in this Node process, takes 0.13 to 0.62 (BENCHMARKS.md).
+ */
+export const defaultClient = (): ClosedLoopClient => (hasWrk() ? 'wrk' : 'autocannon');
+
+export async function closedLoop(url: string, body: string, connections: number, seconds: number, client = defaultClient()): Promise<LoadResult> {
+  return client === 'wrk' ? wrk(url, body, connections, seconds) : cannon(url, body, connections, seconds);
 }
 
 async function cannon(url: string, body: string, connections: number, seconds: number): Promise<LoadResult> {

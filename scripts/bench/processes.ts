@@ -73,13 +73,23 @@ export function startBareNest(answer: string): Promise<Server> {
   return startNode('Nest stack', ['-r', '@swc-node/register', join(__dirname, 'bare-nest.ts')], { BARE_ANSWER: answer }, healthy);
 }
 
-/** CPU seconds (user + system) a process (all its threads), or one of its threads, has used so far, from /proc. */
-export function cpuSeconds(pid: number, tid?: number): number {
+/**
+ * CPU seconds (user + system) a process (all its threads), or one of its threads, has used so far, from /proc.
+ * With `children`, those of the child processes it has waited for are added: wrk, which the bench runs to its end.
+ */
+export function cpuSeconds(pid: number, tid?: number, children = false): number {
   try {
-    // Fields after the command name, which may itself hold spaces; utime and stime are fields 14 and 15.
+    // Fields after the command name, which may itself hold spaces; utime, stime, cutime and cstime are fields 14 to 17.
     const fields = readFileSync(tid ? `/proc/${pid}/task/${tid}/stat` : `/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / 100;
+    const ticks = Number(fields[11]) + Number(fields[12]) + (children ? Number(fields[13]) + Number(fields[14]) : 0);
+    return ticks / 100;
   } catch {
     return NaN;
   }
+}
+
+/** Ticks the whole machine has spent idle, and in all, so far (all cores), from /proc/stat. */
+export function machineTicks(): { idle: number; total: number } {
+  const ticks = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  return { idle: ticks[3] + ticks[4], total: ticks.reduce((a, b) => a + b, 0) };
 }
