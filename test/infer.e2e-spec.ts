@@ -64,7 +64,10 @@ describe('POST /infer (real HTTP, Redis, BullMQ and ONNX Runtime)', () => {
 
   describe('errors: a JSON body {statusCode, error, message} naming the problem, never a stack', () => {
     it.each([
-      ['invalid JSON', 400, '{"payload": ', /JSON/],
+      ['invalid JSON', 400, '{"payload": ', /^the request body is not valid JSON: .*end of JSON input/],
+      ['an empty body', 400, '', /^the request body is empty; send a JSON object$/],
+      ['a __proto__ key', 400, `{"__proto__": {"polluted": true}, "payload": {"input": [${INPUT_128}]}}`, /must not hold a __proto__ key/],
+      ['a constructor key holding prototype', 400, `{"payload": {"input": [${INPUT_128}], "constructor": {"prototype": {}}}}`, /nor a constructor key holding prototype/],
       ['a body that is not an object', 400, '[1, 2, 3]', /JSON object/],
       ['a missing payload', 400, { model_id: 'stub_v1' }, /payload is required/],
       ['an unknown field', 400, { payload: { input: INPUT_128 }, colour: 'red' }, /colour/],
@@ -86,10 +89,10 @@ describe('POST /infer (real HTTP, Redis, BullMQ and ONNX Runtime)', () => {
       expect(JSON.stringify(res.body)).not.toMatch(/\bat \S+ \(|\.ts:\d+/);
     });
 
-    it('415 for a body that is not JSON', async () => {
-      const res = await post(`${own.gw.url}/infer`, 'input=1', { 'content-type': 'text/plain' });
+    it.each(['text/plain', 'application/x-www-form-urlencoded'])('415 for a body that is not JSON: %s', async (type) => {
+      const res = await post(`${own.gw.url}/infer`, 'input=1', { 'content-type': type });
       expect(res.status).toBe(415);
-      expect(res.body).toMatchObject({ statusCode: 415, error: 'Unsupported Media Type', message: "the request body must be application/json, got content-type 'text/plain'" });
+      expect(res.body).toMatchObject({ statusCode: 415, error: 'Unsupported Media Type', message: `the request body must be application/json, got content-type '${type}'` });
     });
 
     it('carries request_id on errors found after the request was identified', async () => {

@@ -8,6 +8,7 @@ import { BalesMetrics, createLogger, fastifyLogging } from '@bales/observability
 import { AppModule } from './app.module';
 import { BUILD_VERSION } from './health/build-version';
 import { BodyValidationPipe } from './common/body-validation.pipe';
+import { parseJsonBody } from './common/json-body.parser';
 import { ErrorFilter } from './errors/error.filter';
 
 /** Fastify as the gateway runs it: body limit, JSON logs with request ids, JSON bodies only. */
@@ -20,8 +21,12 @@ export function gatewayAdapter(config: BalesConfig, logger: PinoLogger): Fastify
   return adapter;
 }
 
-/** What every route goes through: error mapping and body validation. */
+/**
+ * What every route goes through: JSON body parsing, error mapping and body validation. The JSON parser is the only
+ * one: Nest then registers none of its own, so a form-encoded body is refused (415) like any other non-JSON one.
+ */
 export function useGatewayPipeline(app: NestFastifyApplication, metrics: BalesMetrics): void {
+  app.useBodyParser('application/json', {}, parseJsonBody);
   app.useGlobalFilters(new ErrorFilter(metrics));
   app.useGlobalPipes(new BodyValidationPipe());
 }
