@@ -38,10 +38,15 @@ export class ResultRouter implements OnModuleInit {
 
   async onModuleInit(): Promise<void> {
     this.publisher = this.redis.open('publisher');
-    // The subscriber queues its SUBSCRIBE until connected and re-subscribes by itself after an outage.
-    const subscriber = this.redis.open('results', { enableOfflineQueue: true, maxRetriesPerRequest: null });
+    // The subscriber queues its SUBSCRIBE until connected, and subscribes again on every reconnection. Not by
+    // ioredis's autoResubscribe, which drops that SUBSCRIBE's promise: closed during a reconnection, the connection
+    // rejects it with "Connection is closed.", an unhandled rejection that kills the process.
+    const subscriber = this.redis.open('results', { enableOfflineQueue: true, maxRetriesPerRequest: null, autoResubscribe: false });
+    const subscribe = () => subscriber.subscribe(this.channel(this.instanceId), this.cancelChannel);
     subscriber.on('message', (channel: string, message: string) => (channel === this.cancelChannel ? this.onCancelled(message) : this.onMessage(message)));
-    await subscriber.subscribe(this.channel(this.instanceId), this.cancelChannel);
+    // Also on the first connection, where it repeats the SUBSCRIBE below: Redis answers it and changes nothing.
+    subscriber.on('ready', () => void subscribe().catch((err: Error) => this.redis.logError(err)));
+    await subscribe();
   }
 
   /**
