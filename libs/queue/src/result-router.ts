@@ -44,9 +44,9 @@ export class ResultRouter implements OnModuleInit {
     const subscriber = this.redis.open('results', { enableOfflineQueue: true, maxRetriesPerRequest: null, autoResubscribe: false });
     const subscribe = () => subscriber.subscribe(this.channel(this.instanceId), this.cancelChannel);
     subscriber.on('message', (channel: string, message: string) => (channel === this.cancelChannel ? this.onCancelled(message) : this.onMessage(message)));
-    // Also on the first connection, where it repeats the SUBSCRIBE below: Redis answers it and changes nothing.
-    subscriber.on('ready', () => void subscribe().catch((err: Error) => this.redis.logError(err)));
     await subscribe();
+    // Every later connection: the first one's 'ready' was emitted before Redis answered the SUBSCRIBE above.
+    subscriber.on('ready', () => void subscribe().catch((err: Error) => this.redis.logError(err)));
   }
 
   /**
