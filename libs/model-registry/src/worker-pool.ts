@@ -9,12 +9,13 @@ const WORKER_FILE = join(__dirname, `session.worker${extname(__filename)}`);
 const WORKER_EXEC_ARGV = extname(__filename) === '.ts' ? ['--require', '@swc-node/register'] : [];
 
 /**
- * Switches off V8's memory reducer for the process, before the first session worker starts. The reducer takes an
+ * Switches off V8's memory reducer for the session workers, before the first one starts. The reducer takes an
  * isolate that allocates little for idle and runs full, compacting GCs on it to give memory back. Session workers
  * allocate little (their tensors are native memory), so under steady traffic it took them: 20 to 67 ms pauses
  * (`--trace-gc`, 1,000 req/s on 2 cores), during which the rows of the batch the worker held waited (queued_ms up
- * to 88 ms). Their heaps are about 20 MB whatever the traffic, so there is little to give back. The flag is
- * process-wide; the main thread's heap still shrinks with its ordinary GCs.
+ * to 88 ms). Their heaps are about 20 MB whatever the traffic, so there is little to give back. Set at run time, the
+ * flag reaches every worker started from here on, but not the main thread's isolate, which already exists: idle,
+ * it still ran reducer GCs in the spec's trace (README, "GC pauses in the worker threads").
  */
 function disableMemoryReducer(): void {
   setFlagsFromString('--no-memory-reducer');
