@@ -14,7 +14,7 @@ import { PerformanceObserver, monitorEventLoopDelay } from 'node:perf_hooks';
 import { loadConfig } from '@bales/config';
 import { EncodedRow, ModelRegistry, RowResult } from '@bales/model-registry';
 import { DynamicBatcher } from '@bales/queue';
-import { INPUT_128, argValue, machine, median, modelArg, percentile, prepareModel, round, thousands, writeResult } from './common';
+import { INPUT_128, argValue, machine, mainThreadNs, median, modelArg, percentile, prepareModel, round, thousands, writeResult } from './common';
 
 interface Item {
   priority: number;
@@ -40,8 +40,11 @@ interface PhaseResult {
   gcTotalMs?: number;
   gcMaxMs?: number;
   cpuCores?: number;
+  /** CPU time of the event-loop thread per request, in µs: the batcher's and the registry's share of the gateway's. */
+  mainThreadUsPerRequest?: number;
   involuntaryContextSwitches?: number;
 }
+
 
 /**
  * The policy the adaptive batcher replaces (TorchServe's and BentoML's): a batch leaves when it is full or
@@ -140,6 +143,7 @@ async function main(): Promise<void> {
     });
     gcObserver.observe({ entryTypes: ['gc'] });
     const usage = process.resourceUsage();
+    const threadNs = mainThreadNs();
     const started = performance.now();
     await Promise.all(
       Array.from({ length: concurrency }, async () => {
@@ -150,6 +154,7 @@ async function main(): Promise<void> {
       }),
     );
     const elapsedMs = performance.now() - started;
+    const mainThreadUsPerRequest = round((mainThreadNs() - threadNs) / 1000 / total, 2);
     loopDelay.disable();
     await new Promise((r) => setImmediate(r)); // the observer is called back asynchronously
     gcObserver.disconnect();
@@ -161,6 +166,7 @@ async function main(): Promise<void> {
       gcTotalMs: round(gc.total, 2),
       gcMaxMs: round(gc.max, 2),
       cpuCores: round((after.userCPUTime + after.systemCPUTime - usage.userCPUTime - usage.systemCPUTime) / 1000 / elapsedMs, 2),
+      ...(Number.isFinite(mainThreadUsPerRequest) && { mainThreadUsPerRequest }),
       involuntaryContextSwitches: after.involuntaryContextSwitches - usage.involuntaryContextSwitches,
     };
   };
@@ -197,6 +203,7 @@ Target: >${thousands(THROUGHPUT_TARGET)} req/s, P99 <${P99_TARGET_MS}ms
 Pass: ${pass ? 'PASS' : 'FAIL'}`);
   console.log(`
 Median of ${repeats} runs of ${thousands(requests)} requests, ${concurrency} outstanding; per run: ${runs.map((r) => `${thousands(r.throughput)} req/s P99 ${r.p99.toFixed(2)}ms`).join(', ')}
+Event-loop thread CPU per request (median): ${median(runs.map((r) => r.mainThreadUsPerRequest ?? NaN)).toFixed(2)} us
 Settings: model ${model.id}, MAX_BATCH_SIZE=${config.MAX_BATCH_SIZE}, BATCH_WINDOW_MS=${config.BATCH_WINDOW_MS}, THREAD_POOL_SIZE=${config.THREAD_POOL_SIZE}`);
   console.log(`
 Light load, 50 req/s for 4 s (model ${model.id}, inference ${light.avgInferenceMs.toFixed(3)} ms per call):

@@ -40,6 +40,21 @@ describe('benchmarks', () => {
     // At 50 req/s the adaptive policy does not wait for the window; the fixed window does.
     expect(result.lightLoad.adaptive.p50).toBeLessThan(result.settings.BATCH_WINDOW_MS);
     expect(result.lightLoad.fixedWindow.p50).toBeGreaterThanOrEqual(result.settings.BATCH_WINDOW_MS);
+    // The event-loop thread's own CPU per request, read from the kernel, is printed and kept.
+    expect(stdout).toMatch(/Event-loop thread CPU per request \(median\): \d+\.\d\d us/);
+    expect(result.saturation.mainThreadUsPerRequest).toBeGreaterThan(0);
+  }, 150_000);
+
+  it('bench:queue measures the queue hop alone per row at each job size, and writes its JSON', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'bales-bench-'));
+    const { stdout } = await run('queue.ts', ['--rows', '3200', '--repeats', '1', '--sizes', '1,32', '--results', dir]);
+    expect(stdout).toMatch(/=== Queue hop alone: event-loop CPU per row ===\nrows\/job +us\/row +rows\/s\n +1 +\d+\.\d\d +[\d,]+\n +32 +\d+\.\d\d +[\d,]+\n/);
+    const result = JSON.parse(readFileSync(join(dir, 'queue.json'), 'utf8'));
+    const [one, many] = result.results;
+    // Every row written was fetched and decoded (the run ends only then), in jobs of the size asked for.
+    expect([one.rowsPerJob, one.rows, many.rowsPerJob, many.rows]).toEqual([1, 3200, 32, 3200]);
+    // A job's Redis scripts and round trips are shared by its rows: 32 to a job cost each row far less than 1.
+    expect(many.mainThreadUsPerRow).toBeLessThan(one.mainThreadUsPerRow / 4);
   }, 150_000);
 
   it('bench measures the gateway, the bare Fastify ceiling, the Nest stack alone and MAX_BATCH_SIZE=1 in one run, and writes JSON and an SVG chart', async () => {

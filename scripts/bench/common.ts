@@ -1,5 +1,5 @@
-/** What both benchmarks share: the models they run, percentiles, the machine, and where results go. */
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+/** What the benchmarks share: the models they run, percentiles, the machine, thread CPU, and where results go. */
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { HEAVY_MODEL_ID, writeHeavyModel, writeStubModels } from '../generate-models';
@@ -71,4 +71,13 @@ export function writeResult(name: string, data: unknown): string {
   const path = resultsPath(name);
   writeFileSync(path, typeof data === 'string' ? data : JSON.stringify(data, null, 2) + '\n');
   return relative(process.cwd(), path) || path;
+}
+
+/** CPU time this process's main (event-loop) thread has run so far, in ns, from the kernel's scheduler statistics; NaN off Linux. */
+export function mainThreadNs(): number {
+  try {
+    return Number(readFileSync(`/proc/${process.pid}/task/${process.pid}/schedstat`, 'utf8').split(' ')[0]);
+  } catch {
+    return NaN;
+  }
 }

@@ -1,0 +1,103 @@
+/**
+ * npm run bench:queue [-- --rows 100000 --repeats 3 --sizes 1,8,32,128]
+ *
+ * The queue hop alone: the gateway's jobs (its row encoding, `Queue.add`, the BatchingWorker's fetches, the row
+ * decoding and BullMQ's completion) through a throwaway redis-server, producer and consumer in one process, with
+ * no HTTP, no batcher and no model. For each number of rows per job it reports the event-loop thread's CPU per
+ * row: the least any gateway built on BullMQ jobs that carry their rows spends per request, whatever else it does.
+ * Set against the gateway benchmark's Nest stack and ceiling (BENCHMARKS.md), it bounds the gateway / ceiling ratio.
+ */
+import { randomUUID } from 'node:crypto';
+import { Queue } from 'bullmq';
+import { BatchingWorker, decodeJob, encodeRow } from '@bales/queue';
+import { TestRedis } from '../../test/support/redis-server';
+import { INPUT_128, argValue, machine, mainThreadNs, median, round, thousands, writeResult } from './common';
+
+/** What one run of one job size measured. */
+interface SizeResult {
+  rowsPerJob: number;
+  rows: number;
+  rowsPerSecond: number;
+  mainThreadUsPerRow: number;
+}
+
+/** Jobs being written at once, as the gateway has a few groups (models, priorities) in flight. */
+const WRITERS = 4;
+/** Fetches the worker may keep out: the processor's room when no batch waits. */
+const ROOM = 64;
+
+async function main(): Promise<void> {
+  const totalRows = Number(argValue('rows') ?? 100_000);
+  const repeats = Number(argValue('repeats') ?? 3);
+  const sizes = (argValue('sizes') ?? '1,8,32,128').split(',').map(Number);
+  const redis = await TestRedis.start();
+  const connection = { host: '127.0.0.1', port: redis.port, maxRetriesPerRequest: null };
+  // The gateway's queue settings (libs/queue/src/queue.module.ts, infer.processor.ts).
+  const queue = new Queue('infer', { connection, prefix: 'bench', streams: { events: { maxLen: 100 } }, defaultJobOptions: { removeOnComplete: true, removeOnFail: 100, attempts: 1 } });
+  const row = { buffers: [Buffer.from(Float32Array.from(INPUT_128).buffer)], dims: [[128]] };
+  let rowsSeen = 0;
+  let expected = Infinity;
+  let allSeen = () => {};
+  const worker = new BatchingWorker(
+    'infer',
+    async (job) => {
+      rowsSeen += decodeJob(job.data, job.opts.priority ?? 0).length;
+      if (rowsSeen >= expected) allSeen();
+    },
+    { connection, prefix: 'bench', lockDuration: 3000, stalledInterval: 1000 },
+    () => ROOM,
+  );
+  void worker.run();
+
+  const addJob = (rowsPerJob: number) => {
+    const now = Date.now();
+    const r = Array.from({ length: rowsPerJob }, () => encodeRow(randomUUID(), now, now + 30_000, row));
+    return queue.add('infer', { m: 'stub_v1', o: 'bench', r }, { priority: 2 });
+  };
+  const runSize = async (rowsPerJob: number, rows: number): Promise<SizeResult> => {
+    const jobs = Math.max(1, Math.round(rows / rowsPerJob));
+    rowsSeen = 0;
+    expected = jobs * rowsPerJob;
+    const seen = new Promise<void>((resolve) => (allSeen = resolve));
+    const cpu = mainThreadNs();
+    const started = performance.now();
+    let written = 0;
+    await Promise.all(
+      Array.from({ length: WRITERS }, async () => {
+        while (written < jobs) {
+          written++;
+          await addJob(rowsPerJob);
+        }
+      }),
+    );
+    await seen;
+    const seconds = (performance.now() - started) / 1000;
+    return { rowsPerJob, rows: expected, rowsPerSecond: round(expected / seconds, 0), mainThreadUsPerRow: round((mainThreadNs() - cpu) / 1000 / expected, 2) };
+  };
+
+  console.log(`[queue] ${machine().cores} cores; ${thousands(totalRows)} rows per run (at most 20,000 jobs), ${repeats} runs per job size`);
+  for (const size of sizes) await runSize(size, Math.min(totalRows, 2_000 * size) / 10); // warm-up: JIT and Redis
+  const results: (SizeResult & { runs: number[] })[] = [];
+  for (const size of sizes) {
+    const runs: SizeResult[] = [];
+    for (let i = 0; i < repeats; i++) runs.push(await runSize(size, Math.min(totalRows, 20_000 * size)));
+    const us = runs.map((r) => r.mainThreadUsPerRow);
+    const mid = runs.find((r) => r.mainThreadUsPerRow === median(us))!;
+    results.push({ ...mid, runs: us });
+    console.log(`[queue] ${size} rows per job: ${median(us).toFixed(2)} us per row (runs ${us.join(', ')}), ${thousands(mid.rowsPerSecond)} rows/s`);
+  }
+  await worker.close();
+  await queue.close();
+  await redis.stop();
+
+  console.log('\n=== Queue hop alone: event-loop CPU per row ===');
+  console.log('rows/job   us/row    rows/s');
+  for (const r of results) console.log(`${String(r.rowsPerJob).padStart(8)} ${r.mainThreadUsPerRow.toFixed(2).padStart(8)} ${thousands(r.rowsPerSecond).padStart(9)}`);
+  const file = writeResult('queue.json', { benchmark: 'queue', date: new Date().toISOString(), machine: machine(), writers: WRITERS, room: ROOM, results });
+  console.log(`\nwrote ${file}`);
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});
