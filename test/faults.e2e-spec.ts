@@ -165,21 +165,23 @@ describe('faults (in-process gateways, real Redis, BullMQ and ONNX Runtime)', ()
       const front = await startGateway(redis.url, { MODELS_DIR: heavyDir, PROCESSOR_ENABLED: 'false', BATCHER_TIMEOUT_S: '60', QUEUE_PREFIX: p });
       let worker: TestGateway | undefined;
       try {
-        const urgent = Array.from({ length: 160 }, () => post(`${front.url}/infer`, { model_id: 'heavy', priority: 1, payload: { input: INPUT_128 } }));
-        await waitFor(async () => front.app.get(InferenceQueue).depths().heavy?.[1] === 160);
-        // 160 urgent rows keep the one worker thread busy for about 350 ms (batches of 32, about 70 ms each).
-        worker = await startGateway(redis.url, { MODELS_DIR: heavyDir, THREAD_POOL_SIZE: '1', QUEUE_PREFIX: p });
+        const urgent = Array.from({ length: 320 }, () => post(`${front.url}/infer`, { model_id: 'heavy', priority: 1, payload: { input: INPUT_128 } }));
+        await waitFor(async () => front.app.get(InferenceQueue).depths().heavy?.[1] === 320);
+        // 320 urgent rows keep the one worker thread (one ONNX Runtime thread) busy for about 0.7 s on a fast machine,
+        // measured from when the doomed rows are sent: far past their 100 ms. With 160 rows and two threads it was about
+        // 0.3 s alone and, in a full run on a busy event loop, once in seven runs short enough for a doomed row to start.
+        worker = await startGateway(redis.url, { MODELS_DIR: heavyDir, THREAD_POOL_SIZE: '1', ORT_INTRA_OP_THREADS: '1', QUEUE_PREFIX: p });
         await waitFor(async () => (await processorStats(worker!.url)).rows_run >= 4);
         // Fetched once the urgent rows are (64 jobs may be in hand), then held behind them past their deadline.
         const doomed = await Promise.all(
           Array.from({ length: 20 }, () => post(`${front.url}/infer`, { model_id: 'heavy', priority: 3, timeout_ms: 100, payload: { input: INPUT_128 } })),
         );
         expect(statuses(doomed)).toEqual({ 504: 20 });
-        expect(statuses(await Promise.all(urgent))).toEqual({ 200: 160 });
+        expect(statuses(await Promise.all(urgent))).toEqual({ 200: 320 });
         await sleep(500);
         const stats = await processorStats(worker.url);
         // Not one of the 504s ran: removed from Redis if still there, skipped if already fetched.
-        expect(stats.rows_run).toBe(160);
+        expect(stats.rows_run).toBe(320);
       } finally {
         await worker?.close();
         await front.close();
