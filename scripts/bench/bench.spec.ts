@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { latencyChart } from './chart';
-import { CLOSED_LOOP_CLIENTS, OpenLoopResult, closedLoop } from './load';
+import { CLOSED_LOOP_CLIENTS, OPEN_LOOP_WARMUP_S, OpenLoopResult, closedLoop, openLoop } from './load';
 
 const ROOT = join(__dirname, '..', '..');
 const run = (script: string, args: string[]) =>
@@ -114,6 +114,29 @@ describe('benchmarks', () => {
       expect(r.errors).toBe(r.requests);
       expect(r.throughput).toBe(0);
     });
+  });
+
+  it('open loop: times only what follows its lead-in, so a cold start is not measured as the tail', async () => {
+    // The first 60 answers take 300 ms (as new connections and cold code did), the rest come at once.
+    const slowStart = `
+let n = 0;
+const server = require('node:http').createServer((req, res) => {
+  req.resume();
+  req.on('end', () => setTimeout(() => res.end('{}'), ++n <= 60 ? 300 : 0));
+});
+server.listen(0, '127.0.0.1', () => console.log(server.address().port));`;
+    const server = spawn(process.execPath, ['-e', slowStart], { stdio: ['ignore', 'pipe', 'inherit'] });
+    try {
+      const port = await new Promise<string>((resolve) => server.stdout!.once('data', (d: Buffer) => resolve(d.toString().trim())));
+      const rate = 100;
+      const r = await openLoop(`http://127.0.0.1:${port}/`, BODY, rate, 1);
+      // The lead-in's requests are the slow ones; timed, they would be 60 of the 100 and the P99 over 300 ms.
+      expect(rate * OPEN_LOOP_WARMUP_S).toBeGreaterThanOrEqual(60);
+      expect([r.requests, r.errors]).toEqual([rate, 0]);
+      expect(r.p99).toBeLessThan(100);
+    } finally {
+      server.kill();
+    }
   });
 
   it('charts p50, p90 and p99 against offered load, with the P99 target line', () => {
