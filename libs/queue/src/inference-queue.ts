@@ -207,24 +207,24 @@ export class InferenceQueue implements OnModuleInit, BeforeApplicationShutdown {
   }
 
   /**
-   * Writes one job: its rows' counts, on the same connection and ahead of it, so a processor can never subtract
-   * rows before they were added, then the job. Each job is added on its own with `Queue.add`, never `addBulk`: an
+   * Writes one job, counting its rows into the shared depth (reported with the next read). Each job is added on its own with `Queue.add`, never `addBulk`: an
    * ioredis pipeline (which `addBulk` builds) copies all 52 of BullMQ's Lua scripts onto itself, about 25 µs and
    * 12 KB of garbage per write, and jobs share nothing that needs them written together. A job that cannot be
    * written fails its own requests only.
    */
   private async write(job: OutgoingJob): Promise<void> {
     const { track } = job;
-    const written = Promise.all([this.depth.add(this.client, track.modelId, track.priority, track.deadlines), this.queue.add(INFER_JOB, job.data, { priority: track.priority })]);
+    this.depth.add(track.modelId, track.priority, track.deadlines);
+    const written = this.queue.add(INFER_JOB, job.data, { priority: track.priority });
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('enqueue timed out')), ENQUEUE_TIMEOUT_MS).unref()));
     try {
-      const [, added] = await Promise.race([written, timeout]);
+      const added = await Promise.race([written, timeout]);
       track.jobId = added.id;
       this.removeIfAbandoned(track);
     } catch (err) {
       this.redis.logError(err as Error);
-      void this.depth.subtract(this.client, track.modelId, track.priority, track.deadlines).catch(() => undefined);
+      this.depth.subtract(track.modelId, track.priority, track.deadlines);
       for (const row of job.rows) {
         this.pending.fail(row[0], new BalesError(ErrorCode.QUEUE_UNAVAILABLE, 'the queue (Redis) is unreachable; retry shortly', row[0]));
       }
@@ -252,7 +252,7 @@ export class InferenceQueue implements OnModuleInit, BeforeApplicationShutdown {
     track.jobId = undefined;
     this.queue.remove(jobId).then(
       (removed) => {
-        if (removed === 1) return this.depth.subtract(this.client, track.modelId, track.priority, track.deadlines);
+        if (removed === 1) this.depth.subtract(track.modelId, track.priority, track.deadlines);
       },
       (err: Error) => this.redis.logError(err),
     );

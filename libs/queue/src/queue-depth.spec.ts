@@ -10,6 +10,8 @@ describe('QueueDepth (real Redis)', () => {
   beforeAll(async () => {
     server = await TestRedis.start();
     client = new IORedis(server.url);
+    // A read is skipped until the connection is ready.
+    await client.ping();
   });
   afterAll(async () => {
     client?.disconnect();
@@ -18,8 +20,9 @@ describe('QueueDepth (real Redis)', () => {
 
   it('shares counts between replicas per model and priority, and subtracts what a processor took', async () => {
     const [a, b] = [new QueueDepth('t1:depth'), new QueueDepth('t1:depth')];
-    await a.add(client, 'm', 1, [now() + 5000, now() + 5000]);
-    await a.add(client, 'm', 3, [now() + 5000]);
+    a.add('m', 1, [now() + 5000, now() + 5000]);
+    a.add('m', 3, [now() + 5000]);
+    await a.refresh(client, now());
     await b.refresh(client, now());
     expect(b.snapshot()).toEqual({ m: { 1: 2, 3: 1 } });
     expect(b.total('m')).toBe(3);
@@ -45,7 +48,7 @@ describe('QueueDepth (real Redis)', () => {
   it('forgets counts whose deadline second has passed, so a count gone wrong heals within the longest deadline', async () => {
     const depth = new QueueDepth('t3:depth');
     // A replica counted rows and died before writing the job: nothing will ever subtract them.
-    await depth.add(client, 'm', 2, [now() + 1000]);
+    depth.add('m', 2, [now() + 1000]);
     await depth.refresh(client, now());
     expect(depth.total('m')).toBe(1);
     await depth.refresh(client, now() + 3000);
@@ -55,8 +58,9 @@ describe('QueueDepth (real Redis)', () => {
 
   it('never lets a negative count (a job subtracted twice) make room beyond the bound', async () => {
     const depth = new QueueDepth('t4:depth');
-    await Promise.all([depth.add(client, 'm', 1, [now() + 5000]), depth.add(client, 'm', 2, [now() + 5000])]);
-    await depth.subtract(client, 'm', 1, [now() + 5000, now() + 5000, now() + 5000]);
+    depth.add('m', 1, [now() + 5000]);
+    depth.add('m', 2, [now() + 5000]);
+    depth.subtract('m', 1, [now() + 5000, now() + 5000, now() + 5000]);
     await depth.refresh(client, now());
     expect(depth.snapshot()).toEqual({ m: { 1: 0, 2: 1 } });
   });
@@ -64,13 +68,52 @@ describe('QueueDepth (real Redis)', () => {
   it('takes rows given back off its own count at once, and the next read does not count them twice', async () => {
     const depth = new QueueDepth('t5:depth');
     for (let i = 0; i < 3; i++) depth.accept('m');
-    await depth.add(client, 'm', 2, [now() + 5000, now() + 5000, now() + 5000]);
+    depth.add('m', 2, [now() + 5000, now() + 5000, now() + 5000]);
     await depth.refresh(client, now());
     expect(depth.total('m')).toBe(3);
     // Two rows removed unrun (their clients gave up): room is back before the next read.
-    await depth.subtract(client, 'm', 2, [now() + 5000, now() + 5000]);
+    depth.subtract('m', 2, [now() + 5000, now() + 5000]);
     expect(depth.total('m')).toBe(1);
     await depth.refresh(client, now());
     expect(depth.total('m')).toBe(1);
+  });
+
+  it('sends nothing per job: what it wrote and took since the last read goes with the next read, one count per field', async () => {
+    const depth = new QueueDepth('t6:depth');
+    const deadline = now() + 5000;
+    for (let i = 0; i < 10; i++) depth.add('m', 2, [deadline]);
+    depth.took('m', 2, [deadline, deadline, deadline]);
+    expect(await client.exists('t6:depth')).toBe(0);
+    await depth.refresh(client, now());
+    expect(await client.hgetall('t6:depth')).toEqual({ [`m|2|${Math.ceil(deadline / 1000)}`]: '7' });
+    // Written and taken here between two reads: nothing to report at all.
+    depth.add('m', 2, [deadline]);
+    depth.took('m', 2, [deadline]);
+    await depth.refresh(client, now());
+    expect(await client.hgetall('t6:depth')).toEqual({ [`m|2|${Math.ceil(deadline / 1000)}`]: '7' });
+  });
+
+  it('reads rows taken by one replica before their writer reported them as none, and right once it has', async () => {
+    const [writer, taker] = [new QueueDepth('t7:depth'), new QueueDepth('t7:depth')];
+    const deadline = now() + 5000;
+    writer.add('m', 1, [deadline, deadline]);
+    taker.took('m', 1, [deadline]);
+    await taker.refresh(client, now());
+    expect(taker.snapshot()).toEqual({ m: { 1: 0 } });
+    await writer.refresh(client, now());
+    expect(writer.snapshot()).toEqual({ m: { 1: 1 } });
+  });
+
+  it('keeps what a failed read could not report for the next one', async () => {
+    const depth = new QueueDepth('t8:depth');
+    const deadline = now() + 5000;
+    // The key holds a string: HINCRBY and HGETALL both fail (WRONGTYPE), as a read cut off would.
+    await client.set('t8:depth', 'x');
+    depth.add('m', 3, [deadline, deadline]);
+    depth.took('m', 3, [deadline]);
+    await depth.refresh(client, now());
+    await client.del('t8:depth');
+    await depth.refresh(client, now());
+    expect(depth.snapshot()).toEqual({ m: { 3: 1 } });
   });
 });

@@ -11,11 +11,13 @@ const bucketOf = (deadline: number) => Math.ceil(deadline / 1000);
 /**
  * Queued rows per model and priority, shared by every replica through one Redis hash.
  *
- * Each field is `model|priority|deadline second`. Producers add rows with HINCRBY in front of the job write,
- * processors subtract them when they take a job, and a field whose second has passed counts for nothing and
- * is deleted: its rows are past their deadline, so they will be skipped unrun anyway. Any drift (a write that
- * failed after its count, a replica killed between taking a job and reporting it) therefore lives at most
- * as long as the longest deadline, BATCHER_TIMEOUT_S.
+ * Each field is `model|priority|deadline second`. A replica reports the rows it wrote and the rows its processor
+ * took together, as one net HINCRBY per field in its next read (every DEPTH_REFRESH_MS), rather than a command per
+ * job: at low rates, where jobs carry one or two rows, that command was a fifth of the gateway's Redis calls. Until
+ * then it counts them itself. A field whose second has passed counts for nothing and is deleted: its rows are past
+ * their deadline, so they will be skipped unrun anyway. Any drift (a replica killed before reporting) therefore
+ * lives at most as long as the longest deadline, BATCHER_TIMEOUT_S; a count reported by one replica before another
+ * reported the rows it wrote is below zero for up to one read, and is read as zero.
  */
 export class QueueDepth {
   private shared = new Map<string, DepthByPriority>();
@@ -23,6 +25,8 @@ export class QueueDepth {
   private sinceRead = new Map<string, number>();
   /** Rows counted between sending the current read and its reply. */
   private duringRead = new Map<string, number>();
+  /** Rows this replica wrote (or gave back, negative), not yet added in Redis: field -> rows. */
+  private written = new Map<string, number>();
   /** Rows this replica's processor took, not yet subtracted in Redis: field -> rows. */
   private taken = new Map<string, number>();
   private reading = false;
@@ -47,50 +51,42 @@ export class QueueDepth {
     this.sinceRead.set(modelId, (this.sinceRead.get(modelId) ?? 0) + 1);
   }
 
-  /**
-   * Sends the increments for rows about to be written, on the connection that writes the job and before it, so a
-   * processor can never subtract rows before they were added. Plain commands rather than a pipeline: an ioredis
-   * pipeline copies every Lua script the connection knows (BullMQ's 52) onto itself, about 25 µs and 12 KB of garbage
-   * per job write (measured: a tenth of all allocation at 1,000 req/s).
-   */
-  add(client: Redis, modelId: string, priority: number, deadlines: number[]): Promise<unknown> {
-    return this.send(client, modelId, priority, deadlines, 1);
+  /** Records rows written to the queue; they are added in Redis with the next read. */
+  add(modelId: string, priority: number, deadlines: number[]): void {
+    this.count(this.written, modelId, priority, deadlines, 1);
   }
 
   /**
    * Gives back rows that were counted but never written (the write failed) or were removed before running. They
-   * leave this replica's own count at once, as accepted rows enter it, rather than at the next read.
+   * leave this replica's own count at once, as accepted rows enter it, and Redis's with the next read.
    */
-  subtract(client: Redis, modelId: string, priority: number, deadlines: number[]): Promise<unknown> {
+  subtract(modelId: string, priority: number, deadlines: number[]): void {
     this.sinceRead.set(modelId, (this.sinceRead.get(modelId) ?? 0) - deadlines.length);
-    return this.send(client, modelId, priority, deadlines, -1);
-  }
-
-  private send(client: Redis, modelId: string, priority: number, deadlines: number[], sign: 1 | -1): Promise<unknown> {
-    const sent: Promise<number>[] = [];
-    for (const [field, n] of this.fields(modelId, priority, deadlines)) sent.push(client.hincrby(this.key, field, sign * n));
-    return Promise.all(sent);
+    this.count(this.written, modelId, priority, deadlines, -1);
   }
 
   /** Records rows the processor took; they are subtracted in Redis with the next read, not one call per job. */
   took(modelId: string, priority: number, deadlines: number[]): void {
-    for (const [field, n] of this.fields(modelId, priority, deadlines)) this.taken.set(field, (this.taken.get(field) ?? 0) + n);
+    this.count(this.taken, modelId, priority, deadlines, 1);
   }
 
   /**
-   * One round trip: reports what this replica's processor took, drops expired fields, reads the rest.
-   * Skipped while a read is still out, so an outage never piles up commands.
+   * One round trip: reports what this replica wrote and its processor took, drops expired fields, reads the rest.
+   * Skipped while a read is still out, so an outage never piles up commands. Rows written before it are in the
+   * read: the producer writes the rows accepted so far before calling it.
    */
   async refresh(client: Redis, now: number): Promise<void> {
     if (this.reading || client.status !== 'ready') return;
     this.reading = true;
-    const taken = this.taken;
-    this.taken = new Map();
+    const [written, taken] = [this.written, this.taken];
+    [this.written, this.taken] = [new Map(), new Map()];
     this.duringRead = this.sinceRead;
     this.sinceRead = new Map();
     try {
+      const net = new Map(written);
+      for (const [field, n] of taken) net.set(field, (net.get(field) ?? 0) - n);
       const multi = client.multi();
-      for (const [field, n] of taken) multi.hincrby(this.key, field, -n);
+      for (const [field, n] of net) if (n !== 0) multi.hincrby(this.key, field, n);
       multi.hgetall(this.key);
       const replies = await multi.exec();
       const all = replies?.[replies.length - 1]?.[1] as Record<string, string> | undefined;
@@ -112,7 +108,8 @@ export class QueueDepth {
       this.shared = shared;
       if (expired.length) await client.hdel(this.key, ...expired);
     } catch {
-      // Not subtracted this time: keep it for the next read.
+      // Not reported this time: keep it for the next read.
+      for (const [field, n] of written) this.written.set(field, (this.written.get(field) ?? 0) + n);
       for (const [field, n] of taken) this.taken.set(field, (this.taken.get(field) ?? 0) + n);
     } finally {
       this.duringRead = new Map();
@@ -120,12 +117,11 @@ export class QueueDepth {
     }
   }
 
-  private fields(modelId: string, priority: number, deadlines: number[]): Map<string, number> {
-    const out = new Map<string, number>();
+  /** Adds `sign` per row to the row's field in `counts`. */
+  private count(counts: Map<string, number>, modelId: string, priority: number, deadlines: number[], sign: 1 | -1): void {
     for (const d of deadlines) {
       const field = `${modelId}|${priority}|${bucketOf(d)}`;
-      out.set(field, (out.get(field) ?? 0) + 1);
+      counts.set(field, (counts.get(field) ?? 0) + sign);
     }
-    return out;
   }
 }
