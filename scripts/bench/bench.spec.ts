@@ -57,12 +57,19 @@ describe('benchmarks', () => {
     expect(many.mainThreadUsPerRow).toBeLessThan(one.mainThreadUsPerRow / 4);
   }, 150_000);
 
-  it('bench measures the gateway, the bare Fastify ceiling, the Nest stack alone and MAX_BATCH_SIZE=1 in one run, and writes JSON and an SVG chart', async () => {
+  it('bench measures the gateway, the bare Fastify ceiling, the Nest stack alone, MAX_BATCH_SIZE=1 and the floor under the ratio in one run, and writes JSON and an SVG chart', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'bales-bench-'));
     const { stdout } = await run('gateway.ts', ['--seconds', '1', '--repeats', '1', '--connections', '16', '--rates', '50,100', '--results', dir]);
     expect(stdout).toContain('bare Fastify (HTTP ceiling)');
     expect(stdout).toMatch(/gateway \/ ceiling: \d+\.\d\d {4}gateway \/ no batching: \d+\.\d\d {4}Nest stack \/ ceiling: \d+\.\d\d/);
+    expect(stdout).toMatch(/floor: Nest stack \d+ us \+ queue hop [\d.]+ us \(32 rows per job\) \+ batcher [\d.]+ us = [\d.]+ us per request: best gateway \/ ceiling for this design \d+\.\d\d/);
     const result = JSON.parse(readFileSync(join(dir, 'gateway-stub.json'), 'utf8'));
+    // The floor adds the parts measured alone to the Nest stack's cost of this run, and sets the ceiling's against it.
+    const { floor, saturation } = result;
+    expect(floor.queueUsPerRow).toBeGreaterThan(0);
+    expect(floor.batcherUsPerRequest).toBeGreaterThan(0);
+    expect(floor.totalUs).toBeCloseTo(saturation.framework.mainThreadUsPerRequest + floor.queueUsPerRow + floor.batcherUsPerRequest, 0);
+    expect(floor.bestRatio).toBeCloseTo(saturation.ceiling.mainThreadUsPerRequest / floor.totalUs, 1);
     for (const role of ['ceiling', 'framework', 'gateway', 'noBatching']) {
       expect(result.saturation[role].throughput).toBeGreaterThan(0);
       expect(result.saturation[role].errors).toBe(0);

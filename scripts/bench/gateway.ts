@@ -5,6 +5,7 @@
  * MAX_BATCH_SIZE=1 (no batching) and a bare Fastify handler (the HTTP ceiling), each its own process.
  * - saturation: closed loop, the three servers interleaved `repeats` times, medians reported;
  * - open loop: the gateway at rising fixed rates until it saturates, with p50/p90/p99 and errors at each;
+ * - on the stub model, the floor: bench:queue and bench:batcher run alone, added to the Nest stack's cost;
  * - with --profile, a CPU profile of the gateway's event-loop thread and Redis INFO commandstats during one
  *   more saturation run, summarised by function and by package.
  * Writes bench-results/gateway-<model>.json and bench-results/latency-<model>.svg.
@@ -15,6 +16,8 @@ import { TestRedis } from '../../test/support/redis-server';
 import { latencyChart } from './chart';
 import { INPUT_128, argValue, machine, median, modelArg, prepareModel, resultsPath, round, thousands, writeResult } from './common';
 import { CLOSED_LOOP_CLIENTS, ClosedLoopClient, LoadResult, OpenLoopResult, closedLoop, defaultClient, hasWrk, openLoop } from './load';
+import { loadConfig } from '@bales/config';
+import { Floor, measureFloor } from './floor';
 import { Server, cpuSeconds, machineTicks, startBareFastify, startBareNest, startGateway } from './processes';
 import { summariseHeap, summariseProfile } from './profile';
 
@@ -135,6 +138,21 @@ async function main(): Promise<void> {
       log(`open loop ${thousands(TARGET_RATE)} req/s offered, ${ROLE_NAMES[role]}: p50 ${fmtMs(result.p50)} p90 ${fmtMs(result.p90)} p99 ${fmtMs(result.p99)} ms, errors ${result.errors}`);
     }
 
+    // The least the parts below the HTTP stack cost alone, beside the Nest stack's cost from this run: the best
+    // gateway / ceiling ratio a gateway built this way could reach (BENCHMARKS.md). The ratio target is the stub's.
+    let floor: (Floor & { totalUs: number; bestRatio: number; gatewayUsRatio: number }) | undefined;
+    if (model.choice === 'stub') {
+      log('floor: the queue hop alone (bench:queue) and the batcher alone (bench:batcher), each in its own process');
+      const measured = await measureFloor(seconds / 5, repeats, loadConfig({ ...process.env, LOG_LEVEL: 'warn' }).MAX_BATCH_SIZE, {});
+      const totalUs = round(saturation.framework.mainThreadUsPerRequest + measured.queueUsPerRow + measured.batcherUsPerRequest, 1);
+      floor = {
+        ...measured,
+        totalUs,
+        bestRatio: round(saturation.ceiling.mainThreadUsPerRequest / totalUs, 2),
+        gatewayUsRatio: round(saturation.ceiling.mainThreadUsPerRequest / saturation.gateway.mainThreadUsPerRequest, 2),
+      };
+    }
+
     let profiled: unknown;
     if (profile) {
       log(`profiling: ${seconds} s closed loop on the gateway with the CPU profiler on and Redis commandstats reset`);
@@ -179,6 +197,12 @@ async function main(): Promise<void> {
       console.log(`${ROLE_NAMES[role].padEnd(30)}${pad(thousands(s.throughput), 9)}${pad(fmtMs(s.p50), 9)}${pad(fmtMs(s.p90), 9)}${pad(fmtMs(s.p99), 9)}${pad(s.errors, 8)}${pad(`${s.mainThreadUsPerRequest} us`, 21)}`);
     }
     console.log(`gateway / ceiling: ${ratioCeiling.toFixed(2)}    gateway / no batching: ${ratioNoBatch.toFixed(2)}    Nest stack / ceiling: ${ratioFramework.toFixed(2)}`);
+    if (floor) {
+      console.log(
+        `floor: Nest stack ${saturation.framework.mainThreadUsPerRequest} us + queue hop ${floor.queueUsPerRow} us (${floor.rowsPerJob} rows per job) + batcher ${floor.batcherUsPerRequest} us = ${floor.totalUs} us per request: ` +
+          `best gateway / ceiling for this design ${floor.bestRatio.toFixed(2)} (the gateway, in event-loop CPU: ${floor.gatewayUsRatio.toFixed(2)})`,
+      );
+    }
     for (const role of ['gateway', 'noBatching'] as const) {
       const split = Object.keys(runs[role][0].cpu).map((name) => `${name} ${median(runs[role].map((x) => x.cpu[name])).toFixed(2)}`);
       console.log(`CPU cores, ${ROLE_NAMES[role]} (medians): ${split.join(', ')}`);
@@ -208,6 +232,7 @@ async function main(): Promise<void> {
       openLoop: open,
       openLoopBaselines: openBaselines,
       checks,
+      floor,
       profile: profiled,
     });
     console.log(`\nwrote ${file} and ${svg}`);
