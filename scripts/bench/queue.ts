@@ -47,7 +47,10 @@ async function main(): Promise<void> {
     { connection, prefix: 'bench', lockDuration: 3000, stalledInterval: 1000 },
     () => ROOM,
   );
-  void worker.run();
+  worker.run().catch((err: unknown) => {
+    console.error(err);
+    process.exit(1);
+  });
 
   const addJob = (rowsPerJob: number) => {
     const now = Date.now();

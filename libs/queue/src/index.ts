@@ -6,6 +6,6 @@ export { DynamicBatcher } from './batcher';
 export type { BatcherOptions } from './batcher';
 export { BatchRunner } from './batch-runner';
 export type { RunnerStats } from './batch-runner';
-// The queue's building blocks, for the queue benchmark (scripts/bench/queue.ts): the consumer's fetch loop and the job format.
+// The queue's building blocks, for its benchmark (scripts/bench/queue.ts): the consumer's fetch loop and the job format.
 export { BatchingWorker } from './batching-worker';
 export { decodeJob, encodeRow } from './job-codec';

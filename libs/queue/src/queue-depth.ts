@@ -13,11 +13,11 @@ const bucketOf = (deadline: number) => Math.ceil(deadline / 1000);
  *
  * Each field is `model|priority|deadline second`. A replica reports the rows it wrote and the rows its processor
  * took together, as one net HINCRBY per field in its next read (every DEPTH_REFRESH_MS), rather than a command per
- * job: at low rates, where jobs carry one or two rows, that command was a fifth of the gateway's Redis calls. Until
- * then it counts them itself. A field whose second has passed counts for nothing and is deleted: its rows are past
- * their deadline, so they will be skipped unrun anyway. Any drift (a replica killed before reporting) therefore
- * lives at most as long as the longest deadline, BATCHER_TIMEOUT_S; a count reported by one replica before another
- * reported the rows it wrote is below zero for up to one read, and is read as zero.
+ * job: at low rates, where jobs carry one or two rows, that command was a sixth to a fifth of the gateway's Redis
+ * calls. Until then it counts them itself. A field whose second has passed counts for nothing and is deleted: its
+ * rows are past their deadline, so they will be skipped unrun anyway. Any drift (a replica killed before reporting)
+ * therefore lives at most as long as the longest deadline, BATCHER_TIMEOUT_S; a count reported by one replica
+ * before another reported the rows it wrote is below zero for up to one read, and is read as zero.
  */
 export class QueueDepth {
   private shared = new Map<string, DepthByPriority>();
