@@ -51,4 +51,7 @@ EXPOSE 8000
 # Liveness, not readiness: /health/live does not ask Redis, so an outage never marks the container unhealthy.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
   CMD node -e "fetch('http://127.0.0.1:'+(process.env.PORT||8000)+'/health/live').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
-CMD ["node", "dist/apps/gateway/src/main.js"]
+# --max-semi-space-size=64: a young generation of up to 64 MB per semi-space instead of V8's 16, so requests in
+# flight die before a scavenge rather than being copied by it: 3 us less event loop per request at saturation, for
+# 60 to 130 MB more RSS under load (README, Memory).
+CMD ["node", "--max-semi-space-size=64", "dist/apps/gateway/src/main.js"]

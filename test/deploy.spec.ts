@@ -7,7 +7,7 @@ import IORedis from 'ioredis';
 import { parseAllDocuments } from 'yaml';
 import { BalesConfig, loadConfig } from '@bales/config';
 import { INPUT_128, ROOT, TestGateway, post, startGateway } from './support/gateway';
-import { productionMallocEnv } from './support/production-env';
+import { productionMallocEnv, productionNodeFlags } from './support/production-env';
 import { TestRedis, freePort } from './support/redis-server';
 
 // No Docker engine and no cluster here: these checks read the deployment files and hold them to the app itself.
@@ -262,10 +262,13 @@ describe('deployment files', () => {
     it('starts the entry point nest build writes, from the build stage that runs it', () => {
       const nest = JSON.parse(read('nest-cli.json'));
       const entry = `dist/${nest.projects.gateway.entryFile}.js`;
-      expect(JSON.parse(inRuntime('CMD')[0].args)).toEqual(['node', entry]);
+      // The image, start:prod and npm start run node with the same V8 flags: the young generation (README, Memory).
+      expect(productionNodeFlags()).toEqual(['--max-semi-space-size=64']);
+      expect(JSON.parse(inRuntime('CMD')[0].args)).toEqual(['node', ...productionNodeFlags(), entry]);
       expect(stages[0].instructions.map((i) => i.args)).toContain('npx nest build');
       const scripts = JSON.parse(read('package.json')).scripts;
-      expect(scripts['start:prod']).toContain(`node ${entry}`);
+      expect(scripts['start:prod']).toContain(`node ${productionNodeFlags().join(' ')} ${entry}`);
+      expect(scripts.start).toContain(`node ${productionNodeFlags().join(' ')} scripts/start.js`);
       // npm start runs with the same glibc settings as start:prod and the image.
       for (const [name, value] of Object.entries(productionMallocEnv())) expect(scripts.start).toContain(` ${name}=${value} `);
     });

@@ -3,6 +3,7 @@
  * on the event-loop thread per request, each measured alone in its own process by its own benchmark.
  * - the queue hop: `bench:queue` at MAX_BATCH_SIZE rows per job, the most the gateway puts in one job;
  * - the batcher, the registry's admission and the worker-thread hand-off: `bench:batcher`, at the gateway's settings.
+ * Both run with the V8 flags the gateway runs with in production, as every server of the benchmark does.
  * Added to the Nest stack's own cost from the same run, they give the best ratio a gateway built this way could
  * reach if it did nothing else.
  */
@@ -11,6 +12,7 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { productionNodeFlags } from '../../test/support/production-env';
 import { ROOT, median } from './common';
 
 export interface Floor {
@@ -22,7 +24,7 @@ export interface Floor {
 }
 
 const runBench = (script: string, args: string[], env: Record<string, string>) =>
-  promisify(execFile)(process.execPath, ['-r', '@swc-node/register', join(__dirname, script), ...args], { cwd: ROOT, env: { ...process.env, ...env }, maxBuffer: 16 * 1024 * 1024 });
+  promisify(execFile)(process.execPath, [...productionNodeFlags(), '-r', '@swc-node/register', join(__dirname, script), ...args], { cwd: ROOT, env: { ...process.env, ...env }, maxBuffer: 16 * 1024 * 1024 });
 
 /** Runs both benchmarks, about 64,000 queue rows and 50,000 batcher requests per `scale`, `repeats` times each. */
 export async function measureFloor(scale: number, repeats: number, maxBatchSize: number, env: Record<string, string>): Promise<Floor> {

@@ -2,7 +2,7 @@
 import { ChildProcess, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { productionMallocEnv } from '../../test/support/production-env';
+import { productionMallocEnv, productionNodeFlags } from '../../test/support/production-env';
 import { freePort } from '../../test/support/redis-server';
 import { ROOT } from './common';
 
@@ -15,11 +15,12 @@ export interface Server {
 
 /**
  * Starts a Node server script and waits until `probe` succeeds against it. Every server gets the glibc malloc
- * settings the gateway runs with in production (README, Memory), so the baselines differ from it in code only.
+ * settings and the V8 flags the gateway runs with in production (README, Memory), so the baselines differ from it
+ * in code only.
  */
 async function startNode(name: string, args: string[], env: Record<string, string>, probe: (url: string) => Promise<boolean>): Promise<Server> {
   const port = await freePort();
-  const proc = spawn(process.execPath, args, {
+  const proc = spawn(process.execPath, [...productionNodeFlags(), ...args], {
     cwd: ROOT,
     env: { ...process.env, ...productionMallocEnv(), HOST: '127.0.0.1', PORT: String(port), ...env },
     stdio: ['ignore', 'ignore', 'pipe'],
