@@ -9,7 +9,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { Queue } from 'bullmq';
-import { BatchingWorker, decodeJob, encodeRow } from '@bales/queue';
+import { BatchingWorker, INFER_JOB, INFER_QUEUE, INFER_QUEUE_SETTINGS, INFER_WORKER_SETTINGS, decodeJob, encodeRow } from '@bales/queue';
 import { TestRedis } from '../../test/support/redis-server';
 import { INPUT_128, argValue, machine, mainThreadNs, median, round, thousands, writeResult } from './common';
 
@@ -32,19 +32,18 @@ async function main(): Promise<void> {
   const sizes = (argValue('sizes') ?? '1,8,32,128').split(',').map(Number);
   const redis = await TestRedis.start();
   const connection = { host: '127.0.0.1', port: redis.port, maxRetriesPerRequest: null };
-  // The gateway's queue settings (libs/queue/src/queue.module.ts, infer.processor.ts).
-  const queue = new Queue('infer', { connection, prefix: 'bench', streams: { events: { maxLen: 100 } }, defaultJobOptions: { removeOnComplete: true, removeOnFail: 100, attempts: 1 } });
+  const queue = new Queue(INFER_QUEUE, { connection, prefix: 'bench', ...INFER_QUEUE_SETTINGS });
   const row = { buffers: [Buffer.from(Float32Array.from(INPUT_128).buffer)], dims: [[128]] };
   let rowsSeen = 0;
   let expected = Infinity;
   let allSeen = () => {};
   const worker = new BatchingWorker(
-    'infer',
+    INFER_QUEUE,
     async (job) => {
       rowsSeen += decodeJob(job.data, job.opts.priority ?? 0).length;
       if (rowsSeen >= expected) allSeen();
     },
-    { connection, prefix: 'bench', lockDuration: 3000, stalledInterval: 1000 },
+    { connection, prefix: 'bench', ...INFER_WORKER_SETTINGS },
     () => ROOM,
   );
   worker.run().catch((err: unknown) => {
@@ -55,7 +54,7 @@ async function main(): Promise<void> {
   const addJob = (rowsPerJob: number) => {
     const now = Date.now();
     const r = Array.from({ length: rowsPerJob }, () => encodeRow(randomUUID(), now, now + 30_000, row));
-    return queue.add('infer', { m: 'stub_v1', o: 'bench', r }, { priority: 2 });
+    return queue.add(INFER_JOB, { m: 'stub_v1', o: 'bench', r }, { priority: 2 });
   };
   const runSize = async (rowsPerJob: number, rows: number): Promise<SizeResult> => {
     const jobs = Math.max(1, Math.round(rows / rowsPerJob));

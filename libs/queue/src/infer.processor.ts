@@ -8,13 +8,12 @@ import { BatchingWorker } from './batching-worker';
 import { DynamicBatcher } from './batcher';
 import { INFER_QUEUE, QueuedRow, decodeJob } from './job-codec';
 import { InferenceQueue } from './inference-queue';
+import { INFER_WORKER_SETTINGS } from './queue-settings';
 import { RedisConnections, keepErrorSinks } from './redis-connections';
 
 type BatchItem = QueuedRow & { done: () => void };
 
-const LOCK_DURATION_MS = 3000;
 const READY_WAIT_MS = 2000;
-const STALLED_INTERVAL_MS = 1000;
 
 /**
  * The consumer: takes jobs from the queue, checks them, and feeds their rows to the dynamic batcher,
@@ -53,11 +52,7 @@ export class InferProcessor implements OnApplicationBootstrap, BeforeApplication
       {
         connection: { ...this.redis.options, maxRetriesPerRequest: null },
         prefix: this.config.QUEUE_PREFIX,
-        // A replica that dies holding jobs stops renewing their locks; another replica's stalled check puts them
-        // back within lockDuration + stalledInterval (about 4 s) instead of BullMQ's 30 s + 30 s. The price is one
-        // lock-renewal script per worker every 1.5 s (it covers all jobs in hand) and one stalled check per second.
-        lockDuration: LOCK_DURATION_MS,
-        stalledInterval: STALLED_INTERVAL_MS,
+        ...INFER_WORKER_SETTINGS,
       },
       () => this.room(),
     );

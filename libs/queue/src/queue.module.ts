@@ -7,6 +7,7 @@ import { InferProcessor } from './infer.processor';
 import { InferenceQueue } from './inference-queue';
 import { INFER_QUEUE } from './job-codec';
 import { PendingRequests } from './pending-requests';
+import { INFER_QUEUE_SETTINGS } from './queue-settings';
 import { RedisConnections } from './redis-connections';
 import { ResultRouter } from './result-router';
 
@@ -23,9 +24,7 @@ import { ResultRouter } from './result-router';
     }),
     BullModule.registerQueue({
       name: INFER_QUEUE,
-      // Nothing reads job events (results travel over per-replica channels), so keep the stream short.
-      streams: { events: { maxLen: 100 } },
-      defaultJobOptions: { removeOnComplete: true, removeOnFail: 100, attempts: 1 },
+      ...INFER_QUEUE_SETTINGS,
     }),
     ModelRegistryModule,
   ],
