@@ -45,7 +45,6 @@ interface PhaseResult {
   involuntaryContextSwitches?: number;
 }
 
-
 /**
  * The policy the adaptive batcher replaces (TorchServe's and BentoML's): a batch leaves when it is full or
  * when its first item has waited the window, whether or not a worker is idle.

@@ -23,15 +23,15 @@ export interface Floor {
   batcherUsPerRequest: number;
 }
 
-const runBench = (script: string, args: string[], env: Record<string, string>) =>
-  promisify(execFile)(process.execPath, [...productionNodeFlags(), '-r', '@swc-node/register', join(__dirname, script), ...args], { cwd: ROOT, env: { ...process.env, ...env }, maxBuffer: 16 * 1024 * 1024 });
+const runBench = (script: string, args: string[]) =>
+  promisify(execFile)(process.execPath, [...productionNodeFlags(), '-r', '@swc-node/register', join(__dirname, script), ...args], { cwd: ROOT, maxBuffer: 16 * 1024 * 1024 });
 
 /** Runs both benchmarks, about 64,000 queue rows and 50,000 batcher requests per `scale`, `repeats` times each. */
-export async function measureFloor(scale: number, repeats: number, maxBatchSize: number, env: Record<string, string>): Promise<Floor> {
+export async function measureFloor(scale: number, repeats: number, maxBatchSize: number): Promise<Floor> {
   const dir = mkdtempSync(join(tmpdir(), 'bales-floor-'));
   const count = (n: number) => String(Math.max(1, Math.round(n * scale)));
-  await runBench('queue.ts', ['--sizes', String(maxBatchSize), '--rows', count(64_000), '--repeats', String(repeats), '--results', dir], env);
-  await runBench('batcher.ts', ['--requests', count(50_000), '--repeats', String(repeats), '--results', dir], env);
+  await runBench('queue.ts', ['--sizes', String(maxBatchSize), '--rows', count(64_000), '--repeats', String(repeats), '--results', dir]);
+  await runBench('batcher.ts', ['--requests', count(50_000), '--repeats', String(repeats), '--results', dir]);
   const queue = JSON.parse(readFileSync(join(dir, 'queue.json'), 'utf8')) as { results: { rowsPerJob: number; mainThreadUsPerRow: number }[] };
   const batcher = JSON.parse(readFileSync(join(dir, 'batcher.json'), 'utf8')) as { runs: { mainThreadUsPerRequest: number }[] };
   return {

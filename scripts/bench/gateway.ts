@@ -12,12 +12,12 @@
  */
 import { join } from 'node:path';
 import Redis from 'ioredis';
+import { loadConfig } from '@bales/config';
 import { TestRedis } from '../../test/support/redis-server';
 import { latencyChart } from './chart';
 import { INPUT_128, argValue, machine, median, modelArg, prepareModel, resultsPath, round, thousands, writeResult } from './common';
-import { CLOSED_LOOP_CLIENTS, ClosedLoopClient, LoadResult, OpenLoopResult, closedLoop, defaultClient, hasWrk, openLoop } from './load';
-import { loadConfig } from '@bales/config';
 import { Floor, measureFloor } from './floor';
+import { CLOSED_LOOP_CLIENTS, ClosedLoopClient, LoadResult, OpenLoopResult, closedLoop, defaultClient, hasWrk, openLoop } from './load';
 import { Server, cpuSeconds, machineTicks, startBareFastify, startBareNest, startGateway } from './processes';
 import { summariseHeap, summariseProfile } from './profile';
 
@@ -143,7 +143,7 @@ async function main(): Promise<void> {
     let floor: (Floor & { totalUs: number; bestRatio: number; gatewayUsRatio: number }) | undefined;
     if (model.choice === 'stub') {
       log('floor: the queue hop alone (bench:queue) and the batcher alone (bench:batcher), each in its own process');
-      const measured = await measureFloor(seconds / 5, repeats, loadConfig({ ...process.env, LOG_LEVEL: 'warn' }).MAX_BATCH_SIZE, {});
+      const measured = await measureFloor(seconds / 5, repeats, loadConfig({ ...process.env, LOG_LEVEL: 'warn' }).MAX_BATCH_SIZE);
       const totalUs = round(saturation.framework.mainThreadUsPerRequest + measured.queueUsPerRow + measured.batcherUsPerRequest, 1);
       floor = {
         ...measured,
