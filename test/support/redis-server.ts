@@ -1,17 +1,51 @@
 import { ChildProcess, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { createConnection, createServer } from 'node:net';
 
-/** A port the OS says is free right now. */
-export function freePort(): Promise<number> {
+/** Listens on the port (0: any) for a moment; resolves with the port bound, or rejects when it is taken. */
+function bindOnce(port: number): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.unref();
     server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
+    server.listen(port, '127.0.0.1', () => {
+      const bound = (server.address() as { port: number }).port;
+      server.close(() => resolve(bound));
     });
   });
+}
+
+/** A port the OS says is free right now. */
+export function freePort(): Promise<number> {
+  return bindOnce(0);
+}
+
+/** The first port of the kernel's ephemeral range, from which outgoing connections take their local port. */
+function ephemeralLow(): number {
+  try {
+    return Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]) || 32768;
+  } catch {
+    return 32768;
+  }
+}
+
+/**
+ * A free port below the ephemeral range, for a server that is stopped and restarted on the same port. While it
+ * is down, a port in the ephemeral range can be taken as the local port of any outgoing connection on the
+ * machine (another suite's HTTP client, or the gateway's own Redis reconnection connecting to itself), and the
+ * restart then finds it in use. Nothing takes a port below that range unless asked for it by number.
+ */
+async function freeStablePort(): Promise<number> {
+  const top = ephemeralLow();
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const port = top - 1 - Math.floor(Math.random() * 12000);
+    try {
+      return await bindOnce(port);
+    } catch {
+      /* taken: try another */
+    }
+  }
+  throw new Error('no free port below the ephemeral range');
 }
 
 function answersPing(port: number): Promise<boolean> {
@@ -38,7 +72,7 @@ export class TestRedis {
   private constructor(readonly port: number) {}
 
   static async start(): Promise<TestRedis> {
-    const redis = new TestRedis(await freePort());
+    const redis = new TestRedis(await freeStablePort());
     await redis.resume();
     return redis;
   }
@@ -47,11 +81,15 @@ export class TestRedis {
     return `redis://127.0.0.1:${this.port}/0`;
   }
 
-  /** (Re)starts the server on the same port, empty. */
+  /** (Re)starts the server on the same port, empty. Rejects at once when redis-server exits instead (port taken). */
   async resume(): Promise<void> {
-    this.proc = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+    const proc = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    this.proc = proc;
+    let output = '';
+    proc.stdout!.on('data', (d: Buffer) => (output = (output + d.toString()).slice(-2000)));
     for (let i = 0; i < 100; i++) {
       if (await answersPing(this.port)) return;
+      if (proc.exitCode !== null) throw new Error(`redis-server exited on port ${this.port}: ${output.trim().split('\n').pop()}`);
       await new Promise((r) => setTimeout(r, 50));
     }
     throw new Error(`redis-server did not start on port ${this.port}`);
