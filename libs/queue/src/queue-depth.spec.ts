@@ -93,6 +93,17 @@ describe('QueueDepth (real Redis)', () => {
     expect(await client.hgetall('t6:depth')).toEqual({ [`m|2|${Math.ceil(deadline / 1000)}`]: '7' });
   });
 
+  it('counts each row of a job under its own deadline second, the job spanning several', async () => {
+    const depth = new QueueDepth('t10:depth');
+    const second = Math.ceil((now() + 5000) / 1000);
+    const at = (s: number) => s * 1000 - 500;
+    depth.add('m', 1, [at(second), at(second), at(second + 1), at(second), at(second + 2), at(second + 2)]);
+    depth.took('m', 1, [at(second + 2), at(second)]);
+    await depth.refresh(client, now());
+    expect(await client.hgetall('t10:depth')).toEqual({ [`m|1|${second}`]: '2', [`m|1|${second + 1}`]: '1', [`m|1|${second + 2}`]: '1' });
+    expect(depth.total('m')).toBe(4);
+  });
+
   it('reads rows taken by one replica before their writer reported them as none, and right once it has', async () => {
     const [writer, taker] = [new QueueDepth('t7:depth'), new QueueDepth('t7:depth')];
     const deadline = now() + 5000;
@@ -115,5 +126,27 @@ describe('QueueDepth (real Redis)', () => {
     await client.del('t8:depth');
     await depth.refresh(client, now());
     expect(depth.snapshot()).toEqual({ m: { 3: 1 } });
+  });
+
+  it('keeps rows taken off the total, per model, through a failed read, until a read reports them', async () => {
+    const depth = new QueueDepth('t9:depth');
+    const deadline = now() + 5000;
+    depth.add('m', 1, [deadline, deadline, deadline]);
+    depth.add('m2', 1, [deadline]);
+    await depth.refresh(client, now());
+    expect([depth.total('m'), depth.total('m2')]).toEqual([3, 1]);
+    depth.took('m', 1, [deadline]);
+    depth.took('m2', 1, [deadline]);
+    expect([depth.total('m'), depth.total('m2')]).toEqual([2, 0]);
+    // The read fails (WRONGTYPE): the last shared counts stay, and so do the rows taken since.
+    await client.rename('t9:depth', 't9:saved');
+    await client.set('t9:depth', 'x');
+    await depth.refresh(client, now());
+    expect([depth.total('m'), depth.total('m2')]).toEqual([2, 0]);
+    await client.del('t9:depth');
+    await client.rename('t9:saved', 't9:depth');
+    await depth.refresh(client, now());
+    expect([depth.total('m'), depth.total('m2')]).toEqual([2, 0]);
+    expect(depth.snapshot()).toEqual({ m: { 1: 2 }, m2: { 1: 0 } });
   });
 });

@@ -21,6 +21,8 @@ const bucketOf = (deadline: number) => Math.ceil(deadline / 1000);
  */
 export class QueueDepth {
   private shared = new Map<string, DepthByPriority>();
+  /** `shared` summed over priorities, per model: total() runs for every request. */
+  private sharedTotal = new Map<string, number>();
   /** Rows this replica counted (or gave back, negative) since the last read was sent: not in `shared` yet. */
   private sinceRead = new Map<string, number>();
   /** Rows counted between sending the current read and its reply. */
@@ -29,15 +31,15 @@ export class QueueDepth {
   private written = new Map<string, number>();
   /** Rows this replica's processor took, not yet subtracted in Redis: field -> rows. */
   private taken = new Map<string, number>();
+  /** `taken` summed per model. */
+  private takenByModel = new Map<string, number>();
   private reading = false;
 
   constructor(private readonly key: string) {}
 
   /** Rows queued for a model across replicas, as of the last read plus what this replica added since. */
   total(modelId: string): number {
-    let n = (this.sinceRead.get(modelId) ?? 0) + (this.duringRead.get(modelId) ?? 0);
-    for (const rows of Object.values(this.shared.get(modelId) ?? {})) n += rows;
-    for (const [field, rows] of this.taken) if (field.startsWith(`${modelId}|`)) n -= rows;
+    const n = (this.sharedTotal.get(modelId) ?? 0) + (this.sinceRead.get(modelId) ?? 0) + (this.duringRead.get(modelId) ?? 0) - (this.takenByModel.get(modelId) ?? 0);
     return Math.max(0, n);
   }
 
@@ -68,6 +70,7 @@ export class QueueDepth {
   /** Records rows the processor took; they are subtracted in Redis with the next read, not one call per job. */
   took(modelId: string, priority: number, deadlines: number[]): void {
     this.count(this.taken, modelId, priority, deadlines, 1);
+    this.takenByModel.set(modelId, (this.takenByModel.get(modelId) ?? 0) + deadlines.length);
   }
 
   /**
@@ -78,8 +81,8 @@ export class QueueDepth {
   async refresh(client: Redis, now: number): Promise<void> {
     if (this.reading || client.status !== 'ready') return;
     this.reading = true;
-    const [written, taken] = [this.written, this.taken];
-    [this.written, this.taken] = [new Map(), new Map()];
+    const [written, taken, takenByModel] = [this.written, this.taken, this.takenByModel];
+    [this.written, this.taken, this.takenByModel] = [new Map(), new Map(), new Map()];
     this.duringRead = this.sinceRead;
     this.sinceRead = new Map();
     try {
@@ -106,22 +109,27 @@ export class QueueDepth {
         shared.set(model, byPriority);
       }
       this.shared = shared;
+      this.sharedTotal = new Map([...shared].map(([model, byPriority]) => [model, Object.values(byPriority).reduce((a, b) => a + b, 0)]));
       if (expired.length) await client.hdel(this.key, ...expired);
     } catch {
       // Not reported this time: keep it for the next read.
       for (const [field, n] of written) this.written.set(field, (this.written.get(field) ?? 0) + n);
       for (const [field, n] of taken) this.taken.set(field, (this.taken.get(field) ?? 0) + n);
+      for (const [model, n] of takenByModel) this.takenByModel.set(model, (this.takenByModel.get(model) ?? 0) + n);
     } finally {
       this.duringRead = new Map();
       this.reading = false;
     }
   }
 
-  /** Adds `sign` per row to the row's field in `counts`. */
+  /** Adds `sign` per row to the row's field in `counts`: once per run of rows in the same second (a job's rows mostly are). */
   private count(counts: Map<string, number>, modelId: string, priority: number, deadlines: number[], sign: 1 | -1): void {
-    for (const d of deadlines) {
-      const field = `${modelId}|${priority}|${bucketOf(d)}`;
-      counts.set(field, (counts.get(field) ?? 0) + sign);
+    for (let i = 0; i < deadlines.length; ) {
+      const second = bucketOf(deadlines[i]);
+      let rows = 0;
+      for (; i < deadlines.length && bucketOf(deadlines[i]) === second; i++) rows++;
+      const field = `${modelId}|${priority}|${second}`;
+      counts.set(field, (counts.get(field) ?? 0) + sign * rows);
     }
   }
 }
