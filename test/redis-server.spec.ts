@@ -1,11 +1,18 @@
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { TestRedis } from './support/redis-server';
+import { TestRedis, freePort } from './support/redis-server';
 
-/** The throwaway Redis every suite uses, and the restarts the outage tests depend on. */
+const ephemeralLow = () => Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]);
+
+/** The throwaway Redis every suite uses, the restarts the outage tests depend on, and the ports servers start on. */
 describe('TestRedis', () => {
+  it('gives ports below the ephemeral range, which no outgoing connection takes while a server boots on one', async () => {
+    const ports = await Promise.all(Array.from({ length: 20 }, () => freePort()));
+    for (const port of ports) expect(port).toBeLessThan(ephemeralLow());
+  });
+
   it('listens below the ephemeral range, so no outgoing connection can hold its port while it is down', async () => {
-    const low = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]);
+    const low = ephemeralLow();
     const redis = await TestRedis.start();
     try {
       expect(redis.port).toBeLessThan(low);

@@ -2,7 +2,7 @@ import { ChildProcess, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createConnection, createServer } from 'node:net';
 
-/** Listens on the port (0: any) for a moment; resolves with the port bound, or rejects when it is taken. */
+/** Listens on the port for a moment; resolves with it, or rejects when it is taken. */
 function bindOnce(port: number): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
@@ -15,11 +15,6 @@ function bindOnce(port: number): Promise<number> {
   });
 }
 
-/** A port the OS says is free right now. */
-export function freePort(): Promise<number> {
-  return bindOnce(0);
-}
-
 /** The first port of the kernel's ephemeral range, from which outgoing connections take their local port. */
 function ephemeralLow(): number {
   try {
@@ -30,12 +25,13 @@ function ephemeralLow(): number {
 }
 
 /**
- * A free port below the ephemeral range, for a server that is stopped and restarted on the same port. While it
- * is down, a port in the ephemeral range can be taken as the local port of any outgoing connection on the
- * machine (another suite's HTTP client, or the gateway's own Redis reconnection connecting to itself), and the
- * restart then finds it in use. Nothing takes a port below that range unless asked for it by number.
+ * A port nothing listens on right now, below the kernel's ephemeral range, for a server started on it a moment
+ * later or stopped and restarted on it. Any port in the ephemeral range can meanwhile become the local port of an
+ * outgoing connection on the machine (another suite's HTTP client or wrk, or the gateway's own Redis reconnection
+ * connecting to itself), and the server then finds it in use. Nothing takes a port below that range unless asked
+ * for it by number.
  */
-async function freeStablePort(): Promise<number> {
+export async function freePort(): Promise<number> {
   const top = ephemeralLow();
   for (let attempt = 0; attempt < 100; attempt++) {
     const port = top - 1 - Math.floor(Math.random() * 12000);
@@ -72,7 +68,7 @@ export class TestRedis {
   private constructor(readonly port: number) {}
 
   static async start(): Promise<TestRedis> {
-    const redis = new TestRedis(await freeStablePort());
+    const redis = new TestRedis(await freePort());
     await redis.resume();
     return redis;
   }
