@@ -70,6 +70,12 @@ describe('benchmarks', () => {
     expect(floor.batcherUsPerRequest).toBeGreaterThan(0);
     expect(floor.totalUs).toBeCloseTo(saturation.framework.mainThreadUsPerRequest + floor.queueUsPerRow + floor.batcherUsPerRequest, 0);
     expect(floor.bestRatio).toBeCloseTo(saturation.ceiling.mainThreadUsPerRequest / floor.totalUs, 1);
+    // Jobs are counted by BullMQ's job-id counter: one row each without batching (up to the requests still in flight
+    // at either end of the run), at most a batch with it.
+    expect(saturation.noBatching.rowsPerJob).toBeCloseTo(1, 0);
+    expect(saturation.gateway.rowsPerJob).toBeGreaterThanOrEqual(1);
+    expect(saturation.gateway.rowsPerJob).toBeLessThanOrEqual(32);
+    expect(stdout).toMatch(/, its jobs carrying [\d.]+ rows\)/);
     for (const role of ['ceiling', 'framework', 'gateway', 'noBatching']) {
       expect(result.saturation[role].throughput).toBeGreaterThan(0);
       expect(result.saturation[role].errors).toBe(0);

@@ -34,6 +34,9 @@ const ROLE_NAMES: Record<Role, string> = {
   noBatching: 'gateway, MAX_BATCH_SIZE=1',
 };
 
+/** The gateways' queue prefixes: BullMQ's job-id counter under each counts the jobs they wrote. */
+const QUEUE_PREFIXES = { gateway: 'bench-batched', noBatching: 'bench-single' } as const;
+
 interface SaturationRun extends LoadResult {
   /** CPU cores each process used during the run, and the cores left idle: where the two cores went. */
   cpu: Record<string, number>;
@@ -42,6 +45,8 @@ interface SaturationRun extends LoadResult {
    * on a whole core, and much less disturbed than req/s when other work shares the machine.
    */
   mainThreadUsPerRequest: number;
+  /** Requests per BullMQ job the gateway wrote during the run (the gateways only): what each job's cost is shared by. */
+  rowsPerJob?: number;
 }
 
 const log = (line: string) => console.log(`[${new Date().toISOString().slice(11, 19)}] ${line}`);
@@ -69,9 +74,9 @@ async function main(): Promise<void> {
     const common = { REDIS_URL: redis.url, MODELS_DIR: model.modelsDir, DEFAULT_MODEL_ID: model.id };
     log('starting the gateway, the gateway with MAX_BATCH_SIZE=1, and a bare Fastify handler');
     const profilePath = resultsPath(`gateway-${model.choice}.cpuprofile`);
-    const gateway = await startGateway('gateway', { ...common, QUEUE_PREFIX: 'bench-batched', BENCH_CPU_PROFILE: profilePath }, body, profile ? ['-r', join(__dirname, 'cpu-profile.js')] : []);
+    const gateway = await startGateway('gateway', { ...common, QUEUE_PREFIX: QUEUE_PREFIXES.gateway, BENCH_CPU_PROFILE: profilePath }, body, profile ? ['-r', join(__dirname, 'cpu-profile.js')] : []);
     servers.push(gateway);
-    const noBatching = await startGateway('no batching', { ...common, QUEUE_PREFIX: 'bench-single', MAX_BATCH_SIZE: '1' }, body);
+    const noBatching = await startGateway('no batching', { ...common, QUEUE_PREFIX: QUEUE_PREFIXES.noBatching, MAX_BATCH_SIZE: '1' }, body);
     servers.push(noBatching);
     const sample = await (await fetch(`${gateway.url}/infer`, { method: 'POST', headers: { 'content-type': 'application/json' }, body })).text();
     const ceiling = await startBareFastify(sample);
@@ -90,6 +95,8 @@ async function main(): Promise<void> {
         ['redis', redisPid],
         ['client', process.pid, undefined, true],
       ];
+      const jobIds = role === 'gateway' || role === 'noBatching' ? `${QUEUE_PREFIXES[role]}:infer:id` : undefined;
+      const jobsBefore = jobIds ? Number(await redisClient.get(jobIds)) : 0;
       const before = procs.map(([, pid, tid, children]) => cpuSeconds(pid, tid, children));
       const ticksBefore = machineTicks();
       const started = performance.now();
@@ -99,7 +106,9 @@ async function main(): Promise<void> {
       // Cores nobody used: what is left once the servers, Redis and the client have had theirs.
       const ticks = machineTicks();
       cpu.idle = round((machine().cores * (ticks.idle - ticksBefore.idle)) / (ticks.total - ticksBefore.total), 2);
-      return { ...result, cpu, mainThreadUsPerRequest: round((procs[1][0] in cpu ? cpu[procs[1][0]] : NaN) * 1e6 / result.throughput, 0) };
+      const jobs = jobIds ? Number(await redisClient.get(jobIds)) - jobsBefore : 0;
+      const rowsPerJob = jobs > 0 ? round(result.requests / jobs, 1) : undefined;
+      return { ...result, cpu, mainThreadUsPerRequest: round((procs[1][0] in cpu ? cpu[procs[1][0]] : NaN) * 1e6 / result.throughput, 0), rowsPerJob };
     };
 
     log(`warm-up: 2 s closed loop on each server`);
@@ -110,12 +119,12 @@ async function main(): Promise<void> {
       for (const role of Object.keys(byRole) as Role[]) {
         const run = await saturate(role, seconds);
         runs[role].push(run);
-        log(`saturation ${r}/${repeats} ${ROLE_NAMES[role]}: ${thousands(run.throughput)} req/s, p99 ${fmtMs(run.p99)} ms, errors ${run.errors}, main thread ${run.mainThreadUsPerRequest} us/req, CPU cores ${JSON.stringify(run.cpu)}`);
+        log(`saturation ${r}/${repeats} ${ROLE_NAMES[role]}: ${thousands(run.throughput)} req/s, p99 ${fmtMs(run.p99)} ms, errors ${run.errors}, main thread ${run.mainThreadUsPerRequest} us/req${run.rowsPerJob ? `, ${run.rowsPerJob} rows per job` : ''}, CPU cores ${JSON.stringify(run.cpu)}`);
       }
     }
     const med = (role: Role) => {
       const list = runs[role];
-      return { throughput: median(list.map((x) => x.throughput)), mainThreadUsPerRequest: median(list.map((x) => x.mainThreadUsPerRequest)), p50: median(list.map((x) => x.p50)), p90: median(list.map((x) => x.p90)), p99: median(list.map((x) => x.p99)), errors: list.reduce((n, x) => n + x.errors, 0) };
+      return { throughput: median(list.map((x) => x.throughput)), mainThreadUsPerRequest: median(list.map((x) => x.mainThreadUsPerRequest)), p50: median(list.map((x) => x.p50)), p90: median(list.map((x) => x.p90)), p99: median(list.map((x) => x.p99)), errors: list.reduce((n, x) => n + x.errors, 0), rowsPerJob: list[0].rowsPerJob === undefined ? undefined : median(list.map((x) => x.rowsPerJob!)) };
     };
     const saturation = { ceiling: med('ceiling'), framework: med('framework'), gateway: med('gateway'), noBatching: med('noBatching') };
 
@@ -200,7 +209,7 @@ async function main(): Promise<void> {
     if (floor) {
       console.log(
         `floor: Nest stack ${saturation.framework.mainThreadUsPerRequest} us + queue hop ${floor.queueUsPerRow} us (${floor.rowsPerJob} rows per job) + batcher ${floor.batcherUsPerRequest} us = ${floor.totalUs} us per request: ` +
-          `best gateway / ceiling for this design ${floor.bestRatio.toFixed(2)} (the gateway, in event-loop CPU: ${floor.gatewayUsRatio.toFixed(2)})`,
+          `best gateway / ceiling for this design ${floor.bestRatio.toFixed(2)} (the gateway, in event-loop CPU: ${floor.gatewayUsRatio.toFixed(2)}, its jobs carrying ${saturation.gateway.rowsPerJob} rows)`,
       );
     }
     for (const role of ['gateway', 'noBatching'] as const) {
