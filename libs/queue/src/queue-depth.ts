@@ -8,6 +8,16 @@ export const DEPTH_REFRESH_MS = 100;
 
 const bucketOf = (deadline: number) => Math.ceil(deadline / 1000);
 
+/** Adds n to the count under key. */
+function addTo(counts: Map<string, number>, key: string, n: number): void {
+  counts.set(key, (counts.get(key) ?? 0) + n);
+}
+
+/** Adds every count of `from` to `into`. */
+function addAll(into: Map<string, number>, from: Map<string, number>): void {
+  for (const [key, n] of from) addTo(into, key, n);
+}
+
 /**
  * Queued rows per model and priority, shared by every replica through one Redis hash.
  *
@@ -50,7 +60,7 @@ export class QueueDepth {
 
   /** Counts rows accepted by this replica at once, before they are written, so a burst in one tick is bounded too. */
   accept(modelId: string): void {
-    this.sinceRead.set(modelId, (this.sinceRead.get(modelId) ?? 0) + 1);
+    addTo(this.sinceRead, modelId, 1);
   }
 
   /** Records rows written to the queue; they are added in Redis with the next read. */
@@ -63,14 +73,14 @@ export class QueueDepth {
    * leave this replica's own count at once, as accepted rows enter it, and Redis's with the next read.
    */
   subtract(modelId: string, priority: number, deadlines: number[]): void {
-    this.sinceRead.set(modelId, (this.sinceRead.get(modelId) ?? 0) - deadlines.length);
+    addTo(this.sinceRead, modelId, -deadlines.length);
     this.count(this.written, modelId, priority, deadlines, -1);
   }
 
   /** Records rows the processor took; they are subtracted in Redis with the next read, not one call per job. */
   took(modelId: string, priority: number, deadlines: number[]): void {
     this.count(this.taken, modelId, priority, deadlines, 1);
-    this.takenByModel.set(modelId, (this.takenByModel.get(modelId) ?? 0) + deadlines.length);
+    addTo(this.takenByModel, modelId, deadlines.length);
   }
 
   /**
@@ -87,7 +97,7 @@ export class QueueDepth {
     this.sinceRead = new Map();
     try {
       const net = new Map(written);
-      for (const [field, n] of taken) net.set(field, (net.get(field) ?? 0) - n);
+      for (const [field, n] of taken) addTo(net, field, -n);
       const multi = client.multi();
       for (const [field, n] of net) if (n !== 0) multi.hincrby(this.key, field, n);
       multi.hgetall(this.key);
@@ -113,9 +123,9 @@ export class QueueDepth {
       if (expired.length) await client.hdel(this.key, ...expired);
     } catch {
       // Not reported this time: keep it for the next read.
-      for (const [field, n] of written) this.written.set(field, (this.written.get(field) ?? 0) + n);
-      for (const [field, n] of taken) this.taken.set(field, (this.taken.get(field) ?? 0) + n);
-      for (const [model, n] of takenByModel) this.takenByModel.set(model, (this.takenByModel.get(model) ?? 0) + n);
+      addAll(this.written, written);
+      addAll(this.taken, taken);
+      addAll(this.takenByModel, takenByModel);
     } finally {
       this.duringRead = new Map();
       this.reading = false;
@@ -128,8 +138,7 @@ export class QueueDepth {
       const second = bucketOf(deadlines[i]);
       let rows = 0;
       for (; i < deadlines.length && bucketOf(deadlines[i]) === second; i++) rows++;
-      const field = `${modelId}|${priority}|${second}`;
-      counts.set(field, (counts.get(field) ?? 0) + sign * rows);
+      addTo(counts, `${modelId}|${priority}|${second}`, sign * rows);
     }
   }
 }
