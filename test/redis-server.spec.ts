@@ -1,8 +1,5 @@
-import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { TestRedis, freePort } from './support/redis-server';
-
-const ephemeralLow = () => Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]);
+import { TestRedis, ephemeralLow, freePort } from './support/redis-server';
 
 /** The throwaway Redis every suite uses, the restarts the outage tests depend on, and the ports servers start on. */
 describe('TestRedis', () => {

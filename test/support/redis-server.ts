@@ -2,21 +2,18 @@ import { ChildProcess, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createConnection, createServer } from 'node:net';
 
-/** Listens on the port for a moment; resolves with it, or rejects when it is taken. */
-function bindOnce(port: number): Promise<number> {
+/** Listens on the port for a moment; resolves once closed again, or rejects when the port is taken. */
+function bindOnce(port: number): Promise<void> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.unref();
     server.on('error', reject);
-    server.listen(port, '127.0.0.1', () => {
-      const bound = (server.address() as { port: number }).port;
-      server.close(() => resolve(bound));
-    });
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve()));
   });
 }
 
 /** The first port of the kernel's ephemeral range, from which outgoing connections take their local port. */
-function ephemeralLow(): number {
+export function ephemeralLow(): number {
   try {
     return Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]) || 32768;
   } catch {
@@ -36,7 +33,8 @@ export async function freePort(): Promise<number> {
   for (let attempt = 0; attempt < 100; attempt++) {
     const port = top - 1 - Math.floor(Math.random() * 12000);
     try {
-      return await bindOnce(port);
+      await bindOnce(port);
+      return port;
     } catch {
       /* taken: try another */
     }
