@@ -52,6 +52,7 @@ interface SaturationRun extends LoadResult {
 const log = (line: string) => console.log(`[${new Date().toISOString().slice(11, 19)}] ${line}`);
 const pad = (s: string | number, n: number) => String(s).padStart(n);
 const fmtMs = (n: number) => (Number.isFinite(n) ? n.toFixed(2) : '-');
+const rows = (n: number) => `${n} ${n === 1 ? 'row' : 'rows'}`;
 
 async function main(): Promise<void> {
   const model = prepareModel(modelArg());
@@ -119,7 +120,7 @@ async function main(): Promise<void> {
       for (const role of Object.keys(byRole) as Role[]) {
         const run = await saturate(role, seconds);
         runs[role].push(run);
-        log(`saturation ${r}/${repeats} ${ROLE_NAMES[role]}: ${thousands(run.throughput)} req/s, p99 ${fmtMs(run.p99)} ms, errors ${run.errors}, main thread ${run.mainThreadUsPerRequest} us/req${run.rowsPerJob ? `, ${run.rowsPerJob} rows per job` : ''}, CPU cores ${JSON.stringify(run.cpu)}`);
+        log(`saturation ${r}/${repeats} ${ROLE_NAMES[role]}: ${thousands(run.throughput)} req/s, p99 ${fmtMs(run.p99)} ms, errors ${run.errors}, main thread ${run.mainThreadUsPerRequest} us/req${run.rowsPerJob ? `, ${rows(run.rowsPerJob)} per job` : ''}, CPU cores ${JSON.stringify(run.cpu)}`);
       }
     }
     const med = (role: Role) => {
@@ -209,7 +210,7 @@ async function main(): Promise<void> {
     if (floor) {
       console.log(
         `floor: Nest stack ${saturation.framework.mainThreadUsPerRequest} us + queue hop ${floor.queueUsPerRow} us (${floor.rowsPerJob} rows per job) + batcher ${floor.batcherUsPerRequest} us = ${floor.totalUs} us per request: ` +
-          `best gateway / ceiling for this design ${floor.bestRatio.toFixed(2)} (the gateway, in event-loop CPU: ${floor.gatewayUsRatio.toFixed(2)}, its jobs carrying ${saturation.gateway.rowsPerJob} rows)`,
+          `best gateway / ceiling for this design ${floor.bestRatio.toFixed(2)} (the gateway, in event-loop CPU: ${floor.gatewayUsRatio.toFixed(2)}, its jobs carrying ${rows(saturation.gateway.rowsPerJob!)})`,
       );
     }
     for (const role of ['gateway', 'noBatching'] as const) {
