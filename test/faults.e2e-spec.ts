@@ -1,6 +1,7 @@
 import { Queue } from 'bullmq';
 import { InferenceQueue } from '@bales/queue';
 import { HttpAnswer, INPUT_128, TestGateway, getJson, post, sleep, startGateway, waitFor } from './support/gateway';
+import { scrape, sample } from './support/observability';
 import { TestRedis } from './support/redis-server';
 import { heavyModelsDir } from './faults-models';
 
@@ -206,6 +207,10 @@ describe('faults (in-process gateways, real Redis, BullMQ and ONNX Runtime)', ()
         expect(new Set(await Promise.all(sent))).toEqual(new Set(['AbortError']));
         await waitFor(async () => (await getJson(`${front.url}/health`)).body.pending_requests === 0, 2000);
         await expectRemovedAndNeverRun(front, p);
+        // Counted apart from deadlines: an operator watching timeouts must not see clients that left.
+        const metrics = await scrape(front.url);
+        expect(sample(metrics, 'bales_rejected_total', { reason: 'client_closed' })).toBe(10);
+        expect(sample(metrics, 'bales_rejected_total', { reason: 'timeout' })).toBe(0);
       } finally {
         await front.close();
       }

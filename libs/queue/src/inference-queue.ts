@@ -169,7 +169,7 @@ export class InferenceQueue implements OnModuleInit, BeforeApplicationShutdown {
       if (!this.writing) setImmediate(() => this.flushScheduled && !this.writing && this.flush());
     }
     req.onClientGone?.(() => {
-      if (this.pending.fail(req.requestId, new BalesError(ErrorCode.TIMEOUT, 'the client closed the connection', req.requestId))) {
+      if (this.pending.fail(req.requestId, new BalesError(ErrorCode.CLIENT_CLOSED, 'the client closed the connection', req.requestId))) {
         this.router.cancel(req.requestId, now + req.timeoutMs);
       }
     });

@@ -19,7 +19,12 @@ export const STATUS_BY_CODE: Record<ErrorCode, number> = {
   [ErrorCode.QUEUE_UNAVAILABLE]: 503,
   [ErrorCode.SHUTTING_DOWN]: 503,
   [ErrorCode.TIMEOUT]: 504,
+  // nginx's status for a request whose client left first: it is never sent, only counted.
+  [ErrorCode.CLIENT_CLOSED]: 499,
 };
+
+/** The reason phrase of a status, including the one non-standard status above. */
+const statusText = (statusCode: number): string => STATUS_CODES[statusCode] ?? (statusCode === 499 ? 'Client Closed Request' : 'Error');
 
 const RETRY_LATER = new Set([ErrorCode.QUEUE_FULL, ErrorCode.QUEUE_UNAVAILABLE, ErrorCode.SHUTTING_DOWN]);
 
@@ -47,18 +52,18 @@ export function errorBody(exception: unknown, logError: (message: string) => voi
   if (exception instanceof BalesError) {
     const statusCode = STATUS_BY_CODE[exception.code];
     if (statusCode >= 500 && statusCode !== 503 && statusCode !== 504) logError(`${exception.code}: ${exception.message}`);
-    return { statusCode, error: STATUS_CODES[statusCode]!, message: exception.message, ...(exception.requestId ? { request_id: exception.requestId } : {}) };
+    return { statusCode, error: statusText(statusCode), message: exception.message, ...(exception.requestId ? { request_id: exception.requestId } : {}) };
   }
   if (exception instanceof HttpException) {
     const statusCode = exception.getStatus();
     const response = exception.getResponse() as string | { message?: string | string[] };
     const message = typeof response === 'string' ? response : Array.isArray(response.message) ? response.message.join('; ') : (response.message ?? exception.message);
-    return { statusCode, error: STATUS_CODES[statusCode] ?? 'Error', message: statusCode === 415 ? unsupportedMediaType(contentType) : message };
+    return { statusCode, error: statusText(statusCode), message: statusCode === 415 ? unsupportedMediaType(contentType) : message };
   }
   // Errors Fastify raises itself (bad JSON, body too large, wrong content type) carry a 4xx statusCode.
   const fastifyStatus = (exception as { statusCode?: number })?.statusCode;
   if (typeof fastifyStatus === 'number' && fastifyStatus >= 400 && fastifyStatus < 500) {
-    return { statusCode: fastifyStatus, error: STATUS_CODES[fastifyStatus] ?? 'Error', message: (exception as Error).message };
+    return { statusCode: fastifyStatus, error: statusText(fastifyStatus), message: (exception as Error).message };
   }
   logError(exception instanceof Error ? (exception.stack ?? exception.message) : String(exception));
   return { statusCode: HttpStatus.INTERNAL_SERVER_ERROR, error: 'Internal Server Error', message: 'internal error; see the gateway log' };
