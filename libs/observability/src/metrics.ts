@@ -55,7 +55,7 @@ export class BalesMetrics {
   });
   private readonly rejections = new Counter({
     name: 'bales_rejected_total',
-    help: 'Requests answered with an error, by reason (the error code, e.g. queue_full, timeout, invalid_input)',
+    help: 'Requests ended by an error, by reason (the error code, e.g. queue_full, timeout, client_closed, invalid_input)',
     labelNames: ['reason'] as const,
     registers: [this.registry],
   });
