@@ -43,6 +43,9 @@ describe('benchmarks', () => {
     // The event-loop thread's own CPU per request, read from the kernel, is printed and kept.
     expect(stdout).toMatch(/Event-loop thread CPU per request \(median\): \d+\.\d\d us/);
     expect(result.saturation.mainThreadUsPerRequest).toBeGreaterThan(0);
+    // Measured runs start only after 3 s of load: throughput was still climbing for that long.
+    expect(stdout).toMatch(/Warm-up, not counted: \d+\.\d s, [\d,]+ requests/);
+    expect(result.warmup.seconds).toBeGreaterThanOrEqual(3);
   }, 150_000);
 
   it('bench:queue measures the queue hop alone per row at each job size, and writes its JSON', async () => {
