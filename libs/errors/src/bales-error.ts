@@ -15,6 +15,7 @@ export enum ErrorCode {
   CLIENT_CLOSED = 'CLIENT_CLOSED',
   INFERENCE_FAILED = 'INFERENCE_FAILED',
   UNAUTHORIZED = 'UNAUTHORIZED',
+  FORBIDDEN = 'FORBIDDEN',
 }
 
 export class BalesError extends Error {

@@ -9,6 +9,7 @@ export const STATUS_BY_CODE: Record<ErrorCode, number> = {
   [ErrorCode.INVALID_REQUEST]: 400,
   [ErrorCode.PATH_NOT_ALLOWED]: 400,
   [ErrorCode.UNAUTHORIZED]: 401,
+  [ErrorCode.FORBIDDEN]: 403,
   [ErrorCode.MODEL_NOT_FOUND]: 404,
   [ErrorCode.FILE_NOT_FOUND]: 404,
   [ErrorCode.MODEL_CONFLICT]: 409,

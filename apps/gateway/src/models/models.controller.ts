@@ -10,7 +10,9 @@ import { ReloadModelDto } from './dto/reload-model.dto';
 
 /** The management API: list, register, hot-swap and unload models at runtime. */
 const MODEL_ID = ApiParam({ name: 'id', example: 'stub_v1' });
-const ADMIN = 'needs Authorization: Bearer <ADMIN_TOKEN> (when ADMIN_TOKEN is set)';
+const ADMIN = 'needs Authorization: Bearer <ADMIN_TOKEN> when ADMIN_TOKEN is set';
+const LOOPBACK_ONLY = 'ADMIN_TOKEN is not set and the client is not on loopback';
+const ADMIN_ACCESS = `${ADMIN}; answered only from loopback while it is not`;
 
 @ApiTags('models')
 @Controller('models')
@@ -39,10 +41,10 @@ export class ModelsController {
   @Post()
   @HttpCode(201)
   @UseGuards(AdminTokenGuard)
-  @ApiOperation({ summary: 'Serve another ONNX file from MODELS_DIR under a new id', description: ADMIN })
+  @ApiOperation({ summary: 'Serve another ONNX file from MODELS_DIR under a new id', description: ADMIN_ACCESS })
   @ApiBearerAuth()
   @ApiCreatedResponse({ type: ModelInfoDto })
-  @ApiErrors({ 400: 'weights_path must lie inside MODELS_DIR', 401: ADMIN, 404: 'weights_path does not exist', 409: "model 'stub_v1' is already registered", 422: 'not a loadable ONNX model' })
+  @ApiErrors({ 400: 'weights_path must lie inside MODELS_DIR', 401: ADMIN, 403: LOOPBACK_ONLY, 404: 'weights_path does not exist', 409: "model 'stub_v1' is already registered", 422: 'not a loadable ONNX model' })
   register(@Body() body: RegisterModelDto): Promise<ModelInfo> {
     return this.registry.register({ id: body.model_id, weightsPath: body.weights_path, task: body.task, labels: body.labels, maxBatchSize: body.max_batch_size });
   }
@@ -51,11 +53,11 @@ export class ModelsController {
   @Post(':id/reload')
   @HttpCode(200)
   @UseGuards(AdminTokenGuard)
-  @ApiOperation({ summary: 'Hot-swap the weights with no request dropped', description: ADMIN })
+  @ApiOperation({ summary: 'Hot-swap the weights with no request dropped', description: ADMIN_ACCESS })
   @ApiBearerAuth()
   @MODEL_ID
   @ApiOkResponse({ type: ReloadOutcomeDto })
-  @ApiErrors({ 400: 'weights_path must lie inside MODELS_DIR', 401: ADMIN, 404: "model 'made_up' is not registered", 409: 'signature change refused, or a reload is already running', 422: 'not a loadable ONNX model' })
+  @ApiErrors({ 400: 'weights_path must lie inside MODELS_DIR', 401: ADMIN, 403: LOOPBACK_ONLY, 404: "model 'made_up' is not registered", 409: 'signature change refused, or a reload is already running', 422: 'not a loadable ONNX model' })
   async reload(@Param('id') id: string, @Body() body: ReloadModelDto): Promise<ReloadOutcome> {
     // Only registered ids become label values, so made-up ids cannot grow the series.
     const label = this.registry.has(id) ? id : 'unknown';
@@ -72,11 +74,11 @@ export class ModelsController {
   /** Stops taking requests for the model, finishes those already accepted, then releases its sessions. */
   @Delete(':id')
   @UseGuards(AdminTokenGuard)
-  @ApiOperation({ summary: 'Stop taking requests for the model, answer those accepted, then release it', description: ADMIN })
+  @ApiOperation({ summary: 'Stop taking requests for the model, answer those accepted, then release it', description: ADMIN_ACCESS })
   @ApiBearerAuth()
   @MODEL_ID
   @ApiOkResponse({ type: UnloadOutcomeDto })
-  @ApiErrors({ 401: ADMIN, 404: "model 'made_up' is not registered" })
+  @ApiErrors({ 401: ADMIN, 403: LOOPBACK_ONLY, 404: "model 'made_up' is not registered" })
   unregister(@Param('id') id: string): Promise<UnloadOutcome> {
     return this.registry.unregister(id);
   }
