@@ -1,14 +1,14 @@
+import { availableParallelism } from 'node:os';
 import { ConfigError, loadConfig } from './bales-config';
 
 describe('loadConfig', () => {
-  it('keeps every default of the original BALES', () => {
+  it('keeps every default of the original BALES but THREAD_POOL_SIZE', () => {
     expect(loadConfig({})).toMatchObject({
       REDIS_URL: 'redis://localhost:6379/0',
       MAX_BATCH_SIZE: 32,
       BATCH_WINDOW_MS: 5,
       BATCHER_TIMEOUT_S: 5,
       DEFAULT_MODEL_ID: 'stub_v1',
-      THREAD_POOL_SIZE: 4,
       HOST: '0.0.0.0',
       PORT: 8000,
       LOG_LEVEL: 'info',
@@ -17,6 +17,11 @@ describe('loadConfig', () => {
       PRIORITY_LEVELS: 3,
       MAX_BODY_BYTES: 1048576,
     });
+  });
+
+  it('runs one worker thread per core unless THREAD_POOL_SIZE says otherwise', () => {
+    expect(loadConfig({}).THREAD_POOL_SIZE).toBe(Math.min(64, availableParallelism()));
+    expect(loadConfig({ THREAD_POOL_SIZE: '4' }).THREAD_POOL_SIZE).toBe(4);
   });
 
   it('exports times in seconds unless METRICS_TIME_UNIT=ms asks for the original millisecond metric names', () => {

@@ -1,4 +1,5 @@
 import { Transform, plainToInstance } from 'class-transformer';
+import { availableParallelism } from 'node:os';
 import { IsBoolean, IsIn, IsInt, IsNumber, IsString, Matches, Max, Min, MinLength, validateSync } from 'class-validator';
 
 const toNumber = ({ value }: { value: unknown }) => (typeof value === 'string' && value.trim() !== '' ? Number(value) : value);
@@ -41,9 +42,12 @@ export class BalesConfig {
   @IsString() @MinLength(1, { message: 'must be a non-empty model id' })
   DEFAULT_MODEL_ID = 'stub_v1';
 
-  /** Worker threads running ONNX Runtime sessions. */
+  /**
+   * Worker threads running ONNX Runtime sessions: one per core by default (the original's 4 oversubscribes small
+   * machines, and the threads then preempt each other mid-batch; docs/configuration.md).
+   */
   @Transform(toNumber) @IsInt({ message: 'must be an integer from 1 to 64' }) @Min(1, { message: 'must be an integer from 1 to 64' }) @Max(64, { message: 'must be an integer from 1 to 64' })
-  THREAD_POOL_SIZE = 4;
+  THREAD_POOL_SIZE = Math.min(64, availableParallelism());
 
   /** ONNX Runtime intra-op threads per session; 0 divides the machine's cores among the worker threads. */
   @Transform(toNumber) @IsInt({ message: 'must be an integer from 0 to 64' }) @Min(0, { message: 'must be an integer from 0 to 64' }) @Max(64, { message: 'must be an integer from 0 to 64' })
@@ -93,7 +97,10 @@ export class BalesConfig {
   @Transform(toNumber) @IsInt({ message: 'must be an integer percentage from 0 to 1000' }) @Min(0, { message: 'must be an integer percentage from 0 to 1000' }) @Max(1000, { message: 'must be an integer percentage from 0 to 1000' })
   WORKER_RECYCLE_RSS_GROWTH_PCT = 25;
 
-  /** When set, mutating Models API calls need `Authorization: Bearer <ADMIN_TOKEN>`. */
+  /**
+   * When set, mutating Models API calls need `Authorization: Bearer <ADMIN_TOKEN>`; when empty, they are answered
+   * only from loopback.
+   */
   @IsString()
   ADMIN_TOKEN = '';
 
