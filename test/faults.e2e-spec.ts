@@ -1,5 +1,5 @@
 import { Queue } from 'bullmq';
-import { InferenceQueue } from '@bales/queue';
+import { InferenceQueue, QueueDepth } from '@bales/queue';
 import { HttpAnswer, INPUT_128, TestGateway, getJson, post, sleep, startGateway, waitFor } from './support/gateway';
 import { scrape, sample } from './support/observability';
 import { TestRedis } from './support/redis-server';
@@ -40,7 +40,7 @@ describe('faults (in-process gateways, real Redis, BullMQ and ONNX Runtime)', ()
   /** The queued work of `front` is gone from Redis and from the shared depth, and a processor started now runs none of it. */
   async function expectRemovedAndNeverRun(front: TestGateway, p: string): Promise<void> {
     await waitFor(async () => (await jobsInRedis(redis.url, p)) === 0, 3000);
-    await waitFor(() => Object.values(front.app.get(InferenceQueue).depths().stub_v1 ?? {}).every((n) => n === 0), 3000);
+    await waitFor(() => Object.values(front.app.get(QueueDepth).snapshot().stub_v1 ?? {}).every((n) => n === 0), 3000);
     const worker = await startGateway(redis.url, { QUEUE_PREFIX: p });
     try {
       await sleep(500);
@@ -60,7 +60,7 @@ describe('faults (in-process gateways, real Redis, BullMQ and ONNX Runtime)', ()
         await waitFor(async () => (await getJson(`${gw.url}/health`)).body.pending_requests === 40);
         await sleep(200);
         // Counted in Redis for every replica to see, and only 40 rows were written.
-        expect(gw.app.get(InferenceQueue).depths()).toEqual({ stub_v1: { 2: 40 } });
+        expect(gw.app.get(QueueDepth).snapshot()).toEqual({ stub_v1: { 2: 40 } });
         const queue = new Queue('infer', { connection: { url: redis.url }, prefix: p });
         const rows = (await queue.getJobs(['prioritized', 'wait'])).reduce((n, job) => n + job.data.r.length, 0);
         await queue.close();
@@ -102,7 +102,7 @@ describe('faults (in-process gateways, real Redis, BullMQ and ONNX Runtime)', ()
         await sleep(300);
         const fromB = await post(`${b.url}/infer`, body());
         expect(fromB.status).toBe(429);
-        expect(b.app.get(InferenceQueue).depths()).toEqual({ stub_v1: { 2: 30 } });
+        expect(b.app.get(QueueDepth).snapshot()).toEqual({ stub_v1: { 2: 30 } });
         expect(statuses(await Promise.all(fromA))).toEqual({ 504: 30 });
       } finally {
         await Promise.all([a.close(), b.close()]);
@@ -115,9 +115,10 @@ describe('faults (in-process gateways, real Redis, BullMQ and ONNX Runtime)', ()
       const gw = await startGateway(redis.url, { MODELS_DIR: heavyDir, THREAD_POOL_SIZE: '1', MAX_QUEUE_DEPTH: '100', BATCHER_TIMEOUT_S: '60', QUEUE_PREFIX: prefix() });
       try {
         const q = gw.app.get(InferenceQueue);
+        const depth = gw.app.get(QueueDepth);
         let maxDepth = 0;
         const sampler = setInterval(() => {
-          maxDepth = Math.max(maxDepth, Object.values(q.depths().heavy ?? {}).reduce((a, b) => a + b, 0));
+          maxDepth = Math.max(maxDepth, Object.values(depth.snapshot().heavy ?? {}).reduce((a, b) => a + b, 0));
         }, 20);
         const answers = await Promise.all(Array.from({ length: 800 }, () => post(`${gw.url}/infer`, { model_id: 'heavy', payload: { input: INPUT_128 } })));
         clearInterval(sampler);
@@ -167,7 +168,7 @@ describe('faults (in-process gateways, real Redis, BullMQ and ONNX Runtime)', ()
       let worker: TestGateway | undefined;
       try {
         const urgent = Array.from({ length: 320 }, () => post(`${front.url}/infer`, { model_id: 'heavy', priority: 1, payload: { input: INPUT_128 } }));
-        await waitFor(async () => front.app.get(InferenceQueue).depths().heavy?.[1] === 320);
+        await waitFor(async () => front.app.get(QueueDepth).snapshot().heavy?.[1] === 320);
         // 320 urgent rows keep the one worker thread (one ONNX Runtime thread) busy for about 0.7 s on a fast machine,
         // measured from when the doomed rows are sent: far past their 100 ms. With 160 rows and two threads it was about
         // 0.3 s alone and, in a full run on a busy event loop, once in seven runs short enough for a doomed row to start.

@@ -2,6 +2,8 @@ export { QueueModule } from './queue.module';
 export { InferenceQueue } from './inference-queue';
 export type { InferSubmission } from './inference-queue';
 export type { InferOutcome } from './pending-requests';
+export { QueueConnection } from './queue-connection';
+export { QueueDepth } from './queue-depth';
 export { DynamicBatcher } from './batcher';
 export type { BatcherOptions } from './batcher';
 export { BatchRunner } from './batch-runner';

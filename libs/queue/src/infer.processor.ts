@@ -7,7 +7,8 @@ import { BatchRunner } from './batch-runner';
 import { BatchingWorker } from './batching-worker';
 import { DynamicBatcher } from './batcher';
 import { INFER_QUEUE, QueuedRow, decodeJob } from './job-codec';
-import { InferenceQueue } from './inference-queue';
+import { QueueConnection } from './queue-connection';
+import { QueueDepth } from './queue-depth';
 import { INFER_WORKER_SETTINGS } from './queue-settings';
 import { RedisConnections, keepErrorSinks } from './redis-connections';
 
@@ -31,7 +32,8 @@ export class InferProcessor implements OnApplicationBootstrap, BeforeApplication
     private readonly registry: ModelRegistry,
     private readonly runner: BatchRunner,
     private readonly redis: RedisConnections,
-    private readonly queue: InferenceQueue,
+    private readonly connection: QueueConnection,
+    private readonly depth: QueueDepth,
   ) {
     this.rowsPerJobBound = config.MAX_BATCH_SIZE;
     this.batcher = new DynamicBatcher<BatchItem>({
@@ -66,11 +68,11 @@ export class InferProcessor implements OnApplicationBootstrap, BeforeApplication
     if (!this.worker) return;
     // A BullMQ connection closed while still connecting emits 'error' after its listeners are gone, an
     // uncaught "Connection is closed." that kills the process; a young worker may finish connecting first.
-    if (this.queue.connected) {
+    if (this.connection.connected) {
       await Promise.race([this.worker.waitUntilReady().catch(() => undefined), new Promise((r) => setTimeout(r, READY_WAIT_MS).unref())]);
     }
     // Jobs in hand are finished (their clients answered) unless Redis is gone, when they could never be completed.
-    const closed = this.worker.close(!this.queue.connected).then(() => true);
+    const closed = this.worker.close(!this.connection.connected).then(() => true);
     const timeout = new Promise<boolean>((resolve) => setTimeout(() => resolve(false), this.config.SHUTDOWN_TIMEOUT_S * 1000).unref());
     if (!(await Promise.race([closed, timeout]))) await this.worker.disconnect();
   }
@@ -97,7 +99,7 @@ export class InferProcessor implements OnApplicationBootstrap, BeforeApplication
     if (decoded.length === 0) return;
     this.noteJobSize(decoded.length);
     // A job run again after its replica died was already taken off the shared depth by that replica.
-    if (!job.stalledCounter) this.queue.tookRows(decoded[0].modelId, decoded[0].priority, decoded.map((r) => r.deadline));
+    if (!job.stalledCounter) this.depth.took(decoded[0].modelId, decoded[0].priority, decoded.map((r) => r.deadline));
     const rows = this.runner.stillWanted(decoded);
     if (rows.length === 0) return;
     const modelId = rows[0].modelId;

@@ -1,15 +1,15 @@
 import { InjectQueue } from '@nestjs/bullmq';
-import { BeforeApplicationShutdown, Injectable, OnModuleInit } from '@nestjs/common';
+import { Injectable } from '@nestjs/common';
 import type { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
 import { BalesConfig } from '@bales/config';
 import { BalesError, ErrorCode } from '@bales/errors';
 import type { EncodedRow } from '@bales/model-registry';
 import { INFER_JOB, INFER_QUEUE, InferJobData, JobRow, encodeRow } from './job-codec';
 import { epochNow } from './clock';
 import { InferOutcome, PendingRequests } from './pending-requests';
-import { DEPTH_REFRESH_MS, DepthByPriority, QueueDepth } from './queue-depth';
-import { RedisConnections, keepErrorSinks } from './redis-connections';
+import { QueueConnection } from './queue-connection';
+import { QueueDepth } from './queue-depth';
+import { RedisConnections } from './redis-connections';
 import { ResultRouter } from './result-router';
 
 export interface InferSubmission {
@@ -59,15 +59,11 @@ const ENQUEUE_TIMEOUT_MS = 1000;
  * amortises BullMQ's per-job Redis cost (a few Lua scripts and stream writes) over the whole group.
  */
 @Injectable()
-export class InferenceQueue implements OnModuleInit, BeforeApplicationShutdown {
+export class InferenceQueue {
   private groups = new Map<string, Group>();
   private flushScheduled = false;
   private writing = false;
-  private client!: Redis;
   private draining = false;
-  private readonly depth: QueueDepth;
-  private refreshTimer?: NodeJS.Timeout;
-  private readonly tracked = new Map<string, Tracked>();
 
   constructor(
     @InjectQueue(INFER_QUEUE) private readonly queue: Queue,
@@ -75,35 +71,13 @@ export class InferenceQueue implements OnModuleInit, BeforeApplicationShutdown {
     private readonly pending: PendingRequests,
     private readonly redis: RedisConnections,
     private readonly router: ResultRouter,
+    private readonly connection: QueueConnection,
+    private readonly depth: QueueDepth,
   ) {
-    this.depth = new QueueDepth(`${config.QUEUE_PREFIX}:depth`);
-  }
-
-  async onModuleInit(): Promise<void> {
-    this.queue.on('error', (err) => this.redis.logError(err));
-    keepErrorSinks(this.queue, (err) => this.redis.logError(err));
-    this.client = (await this.queue.client) as unknown as Redis;
-    this.refreshTimer = setInterval(() => {
-      // Rows accepted in this tick are written first, so the read includes every row counted before it.
+    // Rows accepted in this tick are written before each depth read, so the read includes every row counted before it.
+    depth.beforeEachRead(() => {
       if (this.flushScheduled) this.flush();
-      void this.depth.refresh(this.client, epochNow());
-    }, DEPTH_REFRESH_MS).unref();
-  }
-
-  beforeApplicationShutdown(): void {
-    clearInterval(this.refreshTimer);
-    if (this.client && !this.connected) {
-      // Cut off from Redis, BullMQ's close() sends QUIT, gets "stream isn't writeable" and rethrows it, failing
-      // app.close(). Ending the connection first (BullMQ sets the status by hand the same way, as ioredis leaves
-      // it 'reconnecting') makes QUIT fail with "Connection is closed", which BullMQ ignores.
-      this.client.disconnect();
-      this.client.status = 'end';
-    }
-  }
-
-  /** True while Redis answers; requests are refused at once otherwise. */
-  get connected(): boolean {
-    return this.client?.status === 'ready';
+    });
   }
 
   /** False once shutdown has begun: readiness turns false and new requests get 503. */
@@ -128,16 +102,6 @@ export class InferenceQueue implements OnModuleInit, BeforeApplicationShutdown {
     return this.pending.size;
   }
 
-  /** Rows queued in Redis per model and priority, across replicas, as of the last read (every 100 ms). */
-  depths(): Record<string, DepthByPriority> {
-    return this.depth.snapshot();
-  }
-
-  /** Called by the processor for each job it takes, so the shared depth counts it no more. */
-  tookRows(modelId: string, priority: number, deadlines: number[]): void {
-    this.depth.took(modelId, priority, deadlines);
-  }
-
   /**
    * Enqueues one request; resolves with its row, or rejects with QUEUE_FULL, SHUTTING_DOWN,
    * QUEUE_UNAVAILABLE, TIMEOUT or the batch's error.
@@ -146,7 +110,7 @@ export class InferenceQueue implements OnModuleInit, BeforeApplicationShutdown {
     if (this.draining) {
       return Promise.reject(new BalesError(ErrorCode.SHUTTING_DOWN, 'this replica is shutting down; retry on another', req.requestId));
     }
-    if (!this.connected) {
+    if (!this.connection.connected) {
       return Promise.reject(new BalesError(ErrorCode.QUEUE_UNAVAILABLE, 'the queue (Redis) is unreachable; retry shortly', req.requestId));
     }
     const limit = this.config.MAX_QUEUE_DEPTH;

@@ -1,4 +1,7 @@
-import type { Redis } from 'ioredis';
+import { BeforeApplicationShutdown, Injectable, OnModuleInit } from '@nestjs/common';
+import { BalesConfig } from '@bales/config';
+import { epochNow } from './clock';
+import { QueueConnection } from './queue-connection';
 
 /** Rows queued for one model, per priority (1 is most urgent). */
 export type DepthByPriority = Record<number, number>;
@@ -29,7 +32,9 @@ function addAll(into: Map<string, number>, from: Map<string, number>): void {
  * therefore lives at most as long as the longest deadline, BATCHER_TIMEOUT_S; a count reported by one replica
  * before another reported the rows it wrote is below zero for up to one read, and is read as zero.
  */
-export class QueueDepth {
+@Injectable()
+export class QueueDepth implements OnModuleInit, BeforeApplicationShutdown {
+  private readonly key: string;
   private shared = new Map<string, DepthByPriority>();
   /** `shared` summed over priorities, per model: total() runs for every request. */
   private sharedTotal = new Map<string, number>();
@@ -44,8 +49,31 @@ export class QueueDepth {
   /** `taken` summed per model. */
   private takenByModel = new Map<string, number>();
   private reading = false;
+  private timer?: NodeJS.Timeout;
+  private beforeRead: () => void = () => undefined;
 
-  constructor(private readonly key: string) {}
+  constructor(
+    config: BalesConfig,
+    private readonly connection: QueueConnection,
+  ) {
+    this.key = `${config.QUEUE_PREFIX}:depth`;
+  }
+
+  onModuleInit(): void {
+    this.timer = setInterval(() => {
+      this.beforeRead();
+      void this.refresh(epochNow());
+    }, DEPTH_REFRESH_MS).unref();
+  }
+
+  beforeApplicationShutdown(): void {
+    clearInterval(this.timer);
+  }
+
+  /** Runs before each timed read: the producer writes the rows it accepted so far, so the read includes them. */
+  beforeEachRead(callback: () => void): void {
+    this.beforeRead = callback;
+  }
 
   /** Rows queued for a model across replicas, as of the last read plus what this replica added since. */
   total(modelId: string): number {
@@ -86,10 +114,11 @@ export class QueueDepth {
   /**
    * One round trip: reports what this replica wrote and its processor took, drops expired fields, reads the rest.
    * Skipped while a read is still out, so an outage never piles up commands. Rows written before it are in the
-   * read: the producer writes the rows accepted so far before calling it.
+   * read, and the timer writes the producer's gathered rows first (beforeEachRead).
    */
-  async refresh(client: Redis, now: number): Promise<void> {
-    if (this.reading || client.status !== 'ready') return;
+  async refresh(now: number): Promise<void> {
+    const client = this.connection.client;
+    if (this.reading || client?.status !== 'ready') return;
     this.reading = true;
     const [written, taken, takenByModel] = [this.written, this.taken, this.takenByModel];
     [this.written, this.taken, this.takenByModel] = [new Map(), new Map(), new Map()];

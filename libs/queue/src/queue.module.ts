@@ -7,6 +7,8 @@ import { InferProcessor } from './infer.processor';
 import { InferenceQueue } from './inference-queue';
 import { INFER_QUEUE } from './job-codec';
 import { PendingRequests } from './pending-requests';
+import { QueueConnection } from './queue-connection';
+import { QueueDepth } from './queue-depth';
 import { INFER_QUEUE_SETTINGS } from './queue-settings';
 import { RedisConnections } from './redis-connections';
 import { ResultRouter } from './result-router';
@@ -28,7 +30,7 @@ import { ResultRouter } from './result-router';
     }),
     ModelRegistryModule,
   ],
-  providers: [RedisConnections, PendingRequests, ResultRouter, InferenceQueue, BatchRunner, InferProcessor],
-  exports: [InferenceQueue, BatchRunner, ModelRegistryModule],
+  providers: [RedisConnections, QueueConnection, QueueDepth, PendingRequests, ResultRouter, InferenceQueue, BatchRunner, InferProcessor],
+  exports: [InferenceQueue, QueueConnection, QueueDepth, BatchRunner, ModelRegistryModule],
 })
 export class QueueModule {}

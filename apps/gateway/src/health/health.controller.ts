@@ -4,7 +4,7 @@ import { HealthCheck, HealthCheckResult } from '@nestjs/terminus';
 import type { FastifyReply } from 'fastify';
 import { BalesConfig } from '@bales/config';
 import { ModelRegistry } from '@bales/model-registry';
-import { BatchRunner, InferenceQueue } from '@bales/queue';
+import { BatchRunner, InferenceQueue, QueueConnection, QueueDepth } from '@bales/queue';
 import { BUILD_VERSION } from './build-version';
 import { HealthDto } from './dto/health.dto';
 import { ProbesService } from './probes.service';
@@ -19,6 +19,8 @@ export class HealthController {
     private readonly config: BalesConfig,
     private readonly registry: ModelRegistry,
     private readonly queue: InferenceQueue,
+    private readonly connection: QueueConnection,
+    private readonly depth: QueueDepth,
     private readonly runner: BatchRunner,
     private readonly probes: ProbesService,
   ) {}
@@ -28,7 +30,7 @@ export class HealthController {
   @ApiOperation({ summary: 'Replica details', description: 'Always 200; status is degraded while Redis is unreachable or the worker pool is down. Probes: /health/live and /health/ready.' })
   @ApiOkResponse({ type: HealthDto })
   health(): HealthDto {
-    const redis = this.queue.connected ? 'up' : 'down';
+    const redis = this.connection.connected ? 'up' : 'down';
     const workers = this.registry.ready ? 'up' : 'down';
     const { batches, rowsRun, rowsExpired } = this.runner.stats;
     return {
@@ -36,7 +38,7 @@ export class HealthController {
       version: BUILD_VERSION,
       redis,
       models: this.registry.list().map((m) => ({ id: m.id, version: m.version, task: m.task, state: m.state })),
-      queue_depths: this.queue.depths(),
+      queue_depths: this.depth.snapshot(),
       pending_requests: this.queue.pendingCount,
       workers: { threads: this.registry.slots, state: workers },
       processor: { enabled: this.config.PROCESSOR_ENABLED, batches, rows_run: rowsRun, rows_expired: rowsExpired },

@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { HealthCheckResult, HealthCheckService, HealthIndicatorResult, HealthIndicatorService } from '@nestjs/terminus';
 import { ModelRegistry } from '@bales/model-registry';
-import { InferenceQueue } from '@bales/queue';
+import { InferenceQueue, QueueConnection } from '@bales/queue';
 
 /** How long one turn of the event loop takes right now: the time from scheduling to running a macrotask. */
 function eventLoopLagMs(): Promise<number> {
@@ -17,6 +17,7 @@ export class ProbesService {
     private readonly indicator: HealthIndicatorService,
     private readonly registry: ModelRegistry,
     private readonly queue: InferenceQueue,
+    private readonly connection: QueueConnection,
   ) {}
 
   /** Liveness: answering at all proves the process and its event loop run. Redis is deliberately not asked. */
@@ -27,7 +28,7 @@ export class ProbesService {
   /** Readiness: traffic should come here only while every check is up. Rejects with a 503 naming each failing check. */
   ready(): Promise<HealthCheckResult> {
     return this.health.check([
-      () => this.check('redis', this.queue.connected, 'Redis is unreachable'),
+      () => this.check('redis', this.connection.connected, 'Redis is unreachable'),
       () => this.check('models', this.registry.ready, 'the models or the worker pool are not loaded yet (or already released)', { loaded: this.registry.list().length, worker_threads: this.registry.slots }),
       () => this.check('accepting', this.queue.accepting, 'the gateway is shutting down'),
     ]);

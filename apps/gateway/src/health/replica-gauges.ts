@@ -1,6 +1,6 @@
 import { Injectable, OnModuleInit } from '@nestjs/common';
 import { BalesMetrics } from '@bales/observability';
-import { InferenceQueue } from '@bales/queue';
+import { InferenceQueue, QueueDepth } from '@bales/queue';
 
 /** Points the gauges that mirror this replica's state at their sources; they are read only when Prometheus scrapes. */
 @Injectable()
@@ -8,12 +8,13 @@ export class ReplicaGauges implements OnModuleInit {
   constructor(
     private readonly metrics: BalesMetrics,
     private readonly queue: InferenceQueue,
+    private readonly depth: QueueDepth,
   ) {}
 
   onModuleInit(): void {
     this.metrics.readPendingFrom(() => this.queue.pendingCount);
     this.metrics.readQueueDepthFrom(() =>
-      Object.entries(this.queue.depths()).flatMap(([modelId, byPriority]) => Object.entries(byPriority).map(([priority, rows]) => ({ modelId, priority: Number(priority), rows }))),
+      Object.entries(this.depth.snapshot()).flatMap(([modelId, byPriority]) => Object.entries(byPriority).map(([priority, rows]) => ({ modelId, priority: Number(priority), rows }))),
     );
   }
 }
