@@ -9,7 +9,6 @@ export interface EncodedRow {
   raw?: boolean;
 }
 
-
 const INT_RANGES: Partial<Record<ElementType, [number, number]>> = {
   int8: [-128, 127],
   uint8: [0, 255],
@@ -22,7 +21,8 @@ export function itemShape(spec: TensorSpec): (number | string)[] {
   return spec.shape.slice(1);
 }
 
-export function describe(spec: TensorSpec): string {
+/** The input's element type and item shape as an error message names it, e.g. `float32[128]`; `?` is any size. */
+export function formatItemSpec(spec: TensorSpec): string {
   const shape = itemShape(spec).map((d) => (typeof d === 'number' && d >= 0 ? d : '?'));
   return `${spec.type}[${shape.join(', ')}]`;
 }
@@ -57,20 +57,20 @@ function resolveDims(spec: TensorSpec, given: number[], count: number, where: st
   const expectedSize = known ? (expected as number[]).reduce((a, b) => a * b, 1) : -1;
   // A flat array fills a fully known item shape in row-major order.
   if (given.length === 1 && known && expected.length !== 1) {
-    if (count !== expectedSize) fail(`${where}: expected ${describe(spec)} (${expectedSize} values), got ${count} values`);
+    if (count !== expectedSize) fail(`${where}: expected ${formatItemSpec(spec)} (${expectedSize} values), got ${count} values`);
     return expected as number[];
   }
   if (given.length !== expected.length) {
-    if (known && given.length === 1) fail(`${where}: expected ${describe(spec)} (${expectedSize} values), got ${count} values`);
-    fail(`${where}: expected ${describe(spec)}, got an array of shape [${given.join(', ')}]`);
+    if (known && given.length === 1) fail(`${where}: expected ${formatItemSpec(spec)} (${expectedSize} values), got ${count} values`);
+    fail(`${where}: expected ${formatItemSpec(spec)}, got an array of shape [${given.join(', ')}]`);
   }
   for (let i = 0; i < expected.length; i++) {
     const d = expected[i];
     if (typeof d === 'number' && d >= 0 && d !== given[i]) {
       fail(
         known && given.length === 1
-          ? `${where}: expected ${describe(spec)} (${expectedSize} values), got ${count} values`
-          : `${where}: expected ${describe(spec)}, got an array of shape [${given.join(', ')}]`,
+          ? `${where}: expected ${formatItemSpec(spec)} (${expectedSize} values), got ${count} values`
+          : `${where}: expected ${formatItemSpec(spec)}, got an array of shape [${given.join(', ')}]`,
       );
     }
     if (given[i] === 0) fail(`${where}: dimension ${i} is empty`);
@@ -114,20 +114,27 @@ function elementType(spec: TensorSpec, where: string): ElementType {
 
 function encodeOne(spec: TensorSpec, value: unknown, where: string): { buffer: Buffer; dims: number[] } {
   const type = elementType(spec, where);
-  if (!Array.isArray(value)) fail(`${where}: expected ${describe(spec)} as an array, got ${value === null ? 'null' : typeof value}`);
+  if (!Array.isArray(value)) fail(`${where}: expected ${formatItemSpec(spec)} as an array, got ${value === null ? 'null' : typeof value}`);
   const given = shapeOf(value, where);
   const flat: unknown[] = given.length > 1 ? (value as unknown[]).flat(given.length - 1) : (value as unknown[]);
   const dims = resolveDims(spec, given, flat.length, where);
   return { buffer: toBytes(type, flat, where), dims };
 }
 
+/** One named input of a tensor-form request (the Open Inference Protocol's form). */
+export interface TensorInput {
+  name: string;
+  shape: number[];
+  data: unknown;
+}
+
 /**
- * Encodes a whole tensor whose first dimension is the batch (the Open Inference Protocol's form), given
- * flat in row-major order or nested, into one buffer per row. Throws INVALID_INPUT naming what is wrong.
+ * Encodes a whole tensor whose first dimension is the batch, given flat in row-major order or nested,
+ * into one buffer per row. Throws INVALID_INPUT naming what is wrong.
  */
-export function encodeTensorRows(spec: TensorSpec, shape: number[], data: unknown, where: string): { rows: Buffer[]; itemDims: number[] } {
+function encodeTensorRows(spec: TensorSpec, shape: number[], data: unknown, where: string): { rows: Buffer[]; itemDims: number[] } {
   const type = elementType(spec, where);
-  if (shape.length !== spec.shape.length) fail(`${where}: shape [${shape.join(', ')}] has ${shape.length} dimensions; input ${spec.name} has ${spec.shape.length} (${describe(spec)} per row)`);
+  if (shape.length !== spec.shape.length) fail(`${where}: shape [${shape.join(', ')}] has ${shape.length} dimensions; input ${spec.name} has ${spec.shape.length} (${formatItemSpec(spec)} per row)`);
   const batchDim = spec.shape[0];
   if (typeof batchDim === 'number' && batchDim >= 0 && shape[0] !== batchDim) fail(`${where}: input ${spec.name} takes a batch of exactly ${batchDim}, got ${shape[0]}`);
   if (shape[0] < 1) fail(`${where}: the batch dimension must be at least 1`);
@@ -149,6 +156,25 @@ export function encodeTensorRows(spec: TensorSpec, shape: number[], data: unknow
 }
 
 /**
+ * Encodes a tensor-form request: one tensor per model input, named as the model names it, all with the
+ * same leading batch dimension N, into N rows. Throws INVALID_INPUT naming what is wrong.
+ */
+export function encodeTensors(modelId: string, inputs: TensorSpec[], tensors: TensorInput[]): EncodedRow[] {
+  const byName = new Map(tensors.map((t) => [t.name, t]));
+  if (byName.size !== tensors.length) fail('an input name appears twice');
+  const unknown = tensors.find((t) => !inputs.some((spec) => spec.name === t.name));
+  if (unknown) fail(`unknown input '${unknown.name}'; model '${modelId}' takes ${inputs.map((s) => s.name).join(', ')}`);
+  const encoded = inputs.map((spec) => {
+    const tensor = byName.get(spec.name);
+    if (!tensor) fail(`missing input '${spec.name}'`);
+    return encodeTensorRows(spec, tensor!.shape, tensor!.data, `input '${spec.name}'`);
+  });
+  const n = encoded[0].rows.length;
+  if (encoded.some((e) => e.rows.length !== n)) fail('every input must have the same batch size (first dimension)');
+  return Array.from({ length: n }, (_, r) => ({ buffers: encoded.map((e) => e.rows[r]), dims: encoded.map((e) => e.itemDims), raw: true }));
+}
+
+/**
  * Checks a request payload against a model's inputs and encodes it.
  * A single-input model takes `input` (or its input's own name); a multi-input model takes one key per input.
  */
@@ -158,8 +184,8 @@ export function encodePayload(inputs: TensorSpec[], payload: Record<string, unkn
     const spec = inputs[0];
     const key = 'input' in payload ? 'input' : spec.name;
     const extra = Object.keys(payload).filter((k) => k !== key);
-    if (!(key in payload)) fail(`payload.input: required, expected ${describe(spec)}`);
-    if (extra.length) fail(`payload.${extra[0]}: unknown key; this model takes only payload.input (${describe(spec)})`);
+    if (!(key in payload)) fail(`payload.input: required, expected ${formatItemSpec(spec)}`);
+    if (extra.length) fail(`payload.${extra[0]}: unknown key; this model takes only payload.input (${formatItemSpec(spec)})`);
     const { buffer, dims } = encodeOne(spec, payload[key], `payload.${key}`);
     row.buffers.push(buffer);
     row.dims.push(dims);
@@ -167,9 +193,9 @@ export function encodePayload(inputs: TensorSpec[], payload: Record<string, unkn
   }
   const names = new Set(inputs.map((s) => s.name));
   const unknown = Object.keys(payload).find((k) => !names.has(k));
-  if (unknown !== undefined) fail(`payload.${unknown}: unknown input; this model takes ${inputs.map((s) => `${s.name} (${describe(s)})`).join(', ')}`);
+  if (unknown !== undefined) fail(`payload.${unknown}: unknown input; this model takes ${inputs.map((s) => `${s.name} (${formatItemSpec(s)})`).join(', ')}`);
   for (const spec of inputs) {
-    if (!(spec.name in payload)) fail(`payload.${spec.name}: required, expected ${describe(spec)}`);
+    if (!(spec.name in payload)) fail(`payload.${spec.name}: required, expected ${formatItemSpec(spec)}`);
     const { buffer, dims } = encodeOne(spec, payload[spec.name], `payload.${spec.name}`);
     row.buffers.push(buffer);
     row.dims.push(dims);
@@ -189,7 +215,7 @@ export function checkRow(inputs: TensorSpec[], row: EncodedRow): string | undefi
     const expected = itemShape(inputs[i]);
     const dims = row.dims[i];
     if (dims.length !== expected.length || expected.some((d, j) => typeof d === 'number' && d >= 0 && d !== dims[j])) {
-      return `${inputs[i].name}: expected ${describe(inputs[i])}, got shape [${dims.join(', ')}]`;
+      return `${inputs[i].name}: expected ${formatItemSpec(inputs[i])}, got shape [${dims.join(', ')}]`;
     }
     const bytes = dims.reduce((a, b) => a * b, 1) * (BYTES[inputs[i].type as ElementType] ?? NaN);
     if (row.buffers[i].byteLength !== bytes) return `${inputs[i].name}: expected ${bytes} bytes, got ${row.buffers[i].byteLength}`;

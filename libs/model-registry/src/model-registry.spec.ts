@@ -82,7 +82,7 @@ describe('ModelRegistry', () => {
     const x = input(5);
     const before = await registry.run('stub_v1', [row(x)]);
     const swap = await registry.reload('stub_v1', join(dir, 'stub_v2.onnx'));
-    expect(swap).toMatchObject({ model_id: 'stub_v1', old_version: '1', new_version: '2' });
+    expect(swap).toMatchObject({ modelId: 'stub_v1', oldVersion: '1', newVersion: '2' });
     const after = await registry.run('stub_v1', [row(x)]);
     expect(after.version).toBe('2');
     const v2 = await direct(join(dir, 'stub_v2.onnx'), x);
@@ -95,7 +95,7 @@ describe('ModelRegistry', () => {
     const swap = registry.reload('heavy', join(dir, 'heavy/model.onnx'));
     const [outcome, swapped] = await Promise.all([running, swap]);
     expect(outcome.results).toHaveLength(128);
-    expect(outcome.version).toBe(swapped.old_version);
+    expect(outcome.version).toBe(swapped.oldVersion);
   });
 
   it.each([

@@ -4,7 +4,7 @@ import { availableParallelism } from 'node:os';
 import { isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { BalesConfig } from '@bales/config';
 import { BalesError, ErrorCode } from '@bales/errors';
-import { EncodedRow, checkRow, encodePayload, encodeTensorRows } from './input-encoder';
+import { EncodedRow, TensorInput, checkRow, encodePayload, encodeTensors } from './input-encoder';
 import { Feed, ElementType, RowResult, Signature, Task, TASKS } from './protocol';
 import { WorkerPool } from './worker-pool';
 
@@ -24,7 +24,13 @@ export interface ModelInfo {
   requestsPending: number;
 }
 
-export type ModelState = 'ready' | 'draining';
+/**
+ * Where a model is in its life: LOADING until its first version is up in every worker thread, READY while it
+ * takes requests, DRAINING after DELETE (no new requests, accepted ones still finish), FAILED when it could not
+ * be loaded. A hot swap loads the next version beside a READY one, so the model stays READY throughout.
+ */
+export const ModelState = { LOADING: 'loading', READY: 'ready', FAILED: 'failed', DRAINING: 'draining' } as const;
+export type ModelState = (typeof ModelState)[keyof typeof ModelState];
 
 /** A request admitted for a model: its encoded row, and release() once it has been answered. */
 export interface Admission {
@@ -40,12 +46,6 @@ export interface TensorAdmission {
   release: () => void;
 }
 
-export interface TensorInput {
-  name: string;
-  shape: number[];
-  data: unknown;
-}
-
 export interface RegisterRequest {
   id: string;
   weightsPath: string;
@@ -55,11 +55,11 @@ export interface RegisterRequest {
 }
 
 export interface UnloadOutcome {
-  model_id: string;
+  modelId: string;
   version: string;
   /** Requests this replica had accepted for the model when it stopped taking new ones; all were answered. */
-  drained_requests: number;
-  drain_ms: number;
+  drainedRequests: number;
+  drainMs: number;
 }
 
 export interface BatchOutcome {
@@ -70,10 +70,10 @@ export interface BatchOutcome {
 }
 
 export interface ReloadOutcome {
-  model_id: string;
-  old_version: string;
-  new_version: string;
-  load_ms: number;
+  modelId: string;
+  oldVersion: string;
+  newVersion: string;
+  loadMs: number;
 }
 
 interface ModelConfigFile {
@@ -103,7 +103,8 @@ interface ModelEntry {
   onIdle?: () => void;
 }
 
-const MODEL_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
+/** A model id: what a model folder, a URL segment and a Prometheus label value can all hold. */
+export const MODEL_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 const sessionKey = (id: string, version: number) => `${id}@${version}`;
 
 /**
@@ -241,25 +242,13 @@ export class ModelRegistry implements OnModuleInit, OnApplicationShutdown {
    */
   admitTensors(id: string, tensors: TensorInput[]): TensorAdmission {
     const entry = this.serving(id);
-    const { inputs } = entry.signature;
-    const byName = new Map(tensors.map((t) => [t.name, t]));
-    if (byName.size !== tensors.length) throw new BalesError(ErrorCode.INVALID_INPUT, 'an input name appears twice');
-    const unknown = tensors.find((t) => !inputs.some((spec) => spec.name === t.name));
-    if (unknown) throw new BalesError(ErrorCode.INVALID_INPUT, `unknown input '${unknown.name}'; model '${id}' takes ${inputs.map((s) => s.name).join(', ')}`);
-    const encoded = inputs.map((spec) => {
-      const tensor = byName.get(spec.name);
-      if (!tensor) throw new BalesError(ErrorCode.INVALID_INPUT, `missing input '${spec.name}'`);
-      return encodeTensorRows(spec, tensor.shape, tensor.data, `input '${spec.name}'`);
-    });
-    const n = encoded[0].rows.length;
-    if (encoded.some((e) => e.rows.length !== n)) throw new BalesError(ErrorCode.INVALID_INPUT, 'every input must have the same batch size (first dimension)');
-    const rows = Array.from({ length: n }, (_, r) => ({ buffers: encoded.map((e) => e.rows[r]), dims: encoded.map((e) => e.itemDims), raw: true }));
+    const rows = encodeTensors(id, entry.signature.inputs, tensors);
     return { model: this.describe(entry), rows, release: this.lease(entry) };
   }
 
   /** Loads a model from a file inside MODELS_DIR under a new id, at runtime, beside the others. */
   async register(req: RegisterRequest): Promise<ModelInfo> {
-    if (!MODEL_ID.test(req.id)) throw new BalesError(ErrorCode.INVALID_REQUEST, 'model_id must be 1-128 letters, digits, _ . or -');
+    if (!MODEL_ID_PATTERN.test(req.id)) throw new BalesError(ErrorCode.INVALID_REQUEST, 'model_id must be 1-128 letters, digits, _ . or -');
     if (this.models.has(req.id) || this.registering.has(req.id)) throw new BalesError(ErrorCode.MODEL_CONFLICT, `model '${req.id}' already exists`);
     const path = this.resolveWeights(req.weightsPath);
     this.registering.add(req.id);
@@ -283,7 +272,7 @@ export class ModelRegistry implements OnModuleInit, OnApplicationShutdown {
   async unregister(id: string): Promise<UnloadOutcome> {
     const entry = this.serving(id);
     const started = performance.now();
-    entry.state = 'draining';
+    entry.state = ModelState.DRAINING;
     const drained = entry.outstanding;
     await new Promise<void>((resolve) => {
       entry.onIdle = resolve;
@@ -295,7 +284,7 @@ export class ModelRegistry implements OnModuleInit, OnApplicationShutdown {
     else await this.pool.unloadEverywhere(entry.key);
     const drainMs = Math.round((performance.now() - started) * 1000) / 1000;
     this.logger.log(`unloaded ${id} v${entry.version} after draining ${drained} requests in ${drainMs} ms`);
-    return { model_id: id, version: String(entry.version), drained_requests: drained, drain_ms: drainMs };
+    return { modelId: id, version: String(entry.version), drainedRequests: drained, drainMs };
   }
 
   /**
@@ -324,7 +313,7 @@ export class ModelRegistry implements OnModuleInit, OnApplicationShutdown {
       const loadMs = performance.now() - started;
       this.recycleIfDue();
       this.logger.log(`reloaded ${id}: v${old.version} -> v${version} in ${loadMs.toFixed(0)} ms`);
-      return { model_id: id, old_version: String(old.version), new_version: String(version), load_ms: Math.round(loadMs * 1000) / 1000 };
+      return { modelId: id, oldVersion: String(old.version), newVersion: String(version), loadMs: Math.round(loadMs * 1000) / 1000 };
     } finally {
       entry.reloading = false;
     }
@@ -348,7 +337,7 @@ export class ModelRegistry implements OnModuleInit, OnApplicationShutdown {
   }
 
   private async loadFolder(id: string, folder: string): Promise<void> {
-    if (!MODEL_ID.test(id)) throw new Error(`model folder '${id}' is not a valid model id`);
+    if (!MODEL_ID_PATTERN.test(id)) throw new Error(`model folder '${id}' is not a valid model id`);
     const configPath = join(folder, 'config.json');
     const file: ModelConfigFile = existsSync(configPath) ? JSON.parse(readFileSync(configPath, 'utf8')) : {};
     const task = file.task ?? 'classification';
@@ -361,13 +350,13 @@ export class ModelRegistry implements OnModuleInit, OnApplicationShutdown {
   }
 
   private newEntry(e: Pick<ModelEntry, 'id' | 'task' | 'labels' | 'configMaxBatch' | 'version' | 'key' | 'path' | 'signature'>): ModelEntry {
-    return { ...e, loadedAt: new Date().toISOString(), served: 0, reloading: false, state: 'ready', outstanding: 0 };
+    return { ...e, loadedAt: new Date().toISOString(), served: 0, reloading: false, state: ModelState.READY, outstanding: 0 };
   }
 
   /** A model that takes new requests, or MODEL_NOT_FOUND. */
   private serving(id: string): ModelEntry {
     const entry = this.models.get(id);
-    if (!entry || entry.state !== 'ready') throw new BalesError(ErrorCode.MODEL_NOT_FOUND, `model '${id}' is not registered`);
+    if (!entry || entry.state !== ModelState.READY) throw new BalesError(ErrorCode.MODEL_NOT_FOUND, `model '${id}' is not registered`);
     return entry;
   }
 
@@ -385,7 +374,7 @@ export class ModelRegistry implements OnModuleInit, OnApplicationShutdown {
 
   /** Wakes a pending DELETE once a draining model has no accepted request and no running batch left. */
   private checkIdle(entry: ModelEntry): void {
-    if (entry.state === 'draining' && entry.outstanding === 0 && !this.inFlight.has(entry.key) && entry.onIdle) {
+    if (entry.state === ModelState.DRAINING && entry.outstanding === 0 && !this.inFlight.has(entry.key) && entry.onIdle) {
       const wake = entry.onIdle;
       entry.onIdle = undefined;
       wake();

@@ -1,6 +1,6 @@
 import { Body, Controller, Delete, Get, HttpCode, Param, Post, UseGuards } from '@nestjs/common';
 import { ApiBearerAuth, ApiCreatedResponse, ApiOkResponse, ApiOperation, ApiParam, ApiTags } from '@nestjs/swagger';
-import { ModelInfo, ModelRegistry, ReloadOutcome, UnloadOutcome } from '@bales/model-registry';
+import { ModelInfo, ModelRegistry } from '@bales/model-registry';
 import { BalesMetrics } from '@bales/observability';
 import { ApiErrors } from '../errors/error-response.dto';
 import { AdminTokenGuard } from './admin-token.guard';
@@ -58,13 +58,13 @@ export class ModelsController {
   @MODEL_ID
   @ApiOkResponse({ type: ReloadOutcomeDto })
   @ApiErrors({ 400: 'weights_path must lie inside MODELS_DIR', 401: ADMIN, 403: LOOPBACK_ONLY, 404: "model 'made_up' is not registered", 409: 'signature change refused, or a reload is already running', 422: 'not a loadable ONNX model' })
-  async reload(@Param('id') id: string, @Body() body: ReloadModelDto): Promise<ReloadOutcome> {
+  async reload(@Param('id') id: string, @Body() body: ReloadModelDto): Promise<ReloadOutcomeDto> {
     // Only registered ids become label values, so made-up ids cannot grow the series.
     const label = this.registry.has(id) ? id : 'unknown';
     try {
       const outcome = await this.registry.reload(id, body.weights_path, body.allow_signature_change ?? false);
       this.metrics.reload(label, 'ok');
-      return outcome;
+      return { model_id: outcome.modelId, old_version: outcome.oldVersion, new_version: outcome.newVersion, load_ms: outcome.loadMs };
     } catch (err) {
       this.metrics.reload(label, 'failed');
       throw err;
@@ -79,7 +79,8 @@ export class ModelsController {
   @MODEL_ID
   @ApiOkResponse({ type: UnloadOutcomeDto })
   @ApiErrors({ 401: ADMIN, 403: LOOPBACK_ONLY, 404: "model 'made_up' is not registered" })
-  unregister(@Param('id') id: string): Promise<UnloadOutcome> {
-    return this.registry.unregister(id);
+  async unregister(@Param('id') id: string): Promise<UnloadOutcomeDto> {
+    const outcome = await this.registry.unregister(id);
+    return { model_id: outcome.modelId, version: outcome.version, drained_requests: outcome.drainedRequests, drain_ms: outcome.drainMs };
   }
 }
