@@ -1,11 +1,12 @@
 import { Queue } from 'bullmq';
-import { InferenceQueue, QueueDepth } from '@bales/queue';
-import { HttpAnswer, INPUT_128, TestGateway, getJson, post, sleep, startGateway, waitFor } from './support/gateway';
+import { PendingRequests, QueueDepth } from '@bales/queue';
+import { HttpAnswer, TestGateway, getJson, post, sleep, startGateway, waitFor } from './support/gateway';
 import { scrape, sample } from './support/observability';
 import { TestRedis } from './support/redis-server';
 import { heavyModelsDir } from './faults-models';
+import { EXAMPLE_INPUT } from './support/example-input';
 
-const body = (extra: Record<string, unknown> = {}) => ({ model_id: 'stub_v1', priority: 2, payload: { input: INPUT_128 }, ...extra });
+const body = (extra: Record<string, unknown> = {}) => ({ model_id: 'stub_v1', priority: 2, payload: { input: EXAMPLE_INPUT }, ...extra });
 
 /** Jobs of the infer queue still in Redis, in any state, for the given prefix. */
 async function jobsInRedis(redisUrl: string, prefix: string): Promise<number> {
@@ -114,20 +115,20 @@ describe('faults (in-process gateways, real Redis, BullMQ and ONNX Runtime)', ()
       // only come from the flood itself.
       const gw = await startGateway(redis.url, { MODELS_DIR: heavyDir, THREAD_POOL_SIZE: '1', MAX_QUEUE_DEPTH: '100', BATCHER_TIMEOUT_S: '60', QUEUE_PREFIX: prefix() });
       try {
-        const q = gw.app.get(InferenceQueue);
+        const pending = gw.app.get(PendingRequests);
         const depth = gw.app.get(QueueDepth);
         let maxDepth = 0;
         const sampler = setInterval(() => {
           maxDepth = Math.max(maxDepth, Object.values(depth.snapshot().heavy ?? {}).reduce((a, b) => a + b, 0));
         }, 20);
-        const answers = await Promise.all(Array.from({ length: 800 }, () => post(`${gw.url}/infer`, { model_id: 'heavy', payload: { input: INPUT_128 } })));
+        const answers = await Promise.all(Array.from({ length: 800 }, () => post(`${gw.url}/infer`, { model_id: 'heavy', payload: { input: EXAMPLE_INPUT } })));
         clearInterval(sampler);
         const byStatus = statuses(answers);
         expect(Object.keys(byStatus).sort()).toEqual(['200', '429']);
         expect(byStatus[429]).toBeGreaterThan(0);
         expect(maxDepth).toBeGreaterThan(0);
         expect(maxDepth).toBeLessThanOrEqual(100);
-        expect(q.pendingCount).toBe(0);
+        expect(pending.size).toBe(0);
       } finally {
         await gw.close();
       }
@@ -167,7 +168,7 @@ describe('faults (in-process gateways, real Redis, BullMQ and ONNX Runtime)', ()
       const front = await startGateway(redis.url, { MODELS_DIR: heavyDir, PROCESSOR_ENABLED: 'false', BATCHER_TIMEOUT_S: '60', QUEUE_PREFIX: p });
       let worker: TestGateway | undefined;
       try {
-        const urgent = Array.from({ length: 320 }, () => post(`${front.url}/infer`, { model_id: 'heavy', priority: 1, payload: { input: INPUT_128 } }));
+        const urgent = Array.from({ length: 320 }, () => post(`${front.url}/infer`, { model_id: 'heavy', priority: 1, payload: { input: EXAMPLE_INPUT } }));
         await waitFor(async () => front.app.get(QueueDepth).snapshot().heavy?.[1] === 320);
         // 320 urgent rows keep the one worker thread (one ONNX Runtime thread) busy for about 0.7 s on a fast machine,
         // measured from when the doomed rows are sent: far past their 100 ms. With 160 rows and two threads it was about
@@ -176,7 +177,7 @@ describe('faults (in-process gateways, real Redis, BullMQ and ONNX Runtime)', ()
         await waitFor(async () => (await processorStats(worker!.url)).rows_run >= 4);
         // Fetched once the urgent rows are (64 jobs may be in hand), then held behind them past their deadline.
         const doomed = await Promise.all(
-          Array.from({ length: 20 }, () => post(`${front.url}/infer`, { model_id: 'heavy', priority: 3, timeout_ms: 100, payload: { input: INPUT_128 } })),
+          Array.from({ length: 20 }, () => post(`${front.url}/infer`, { model_id: 'heavy', priority: 3, timeout_ms: 100, payload: { input: EXAMPLE_INPUT } })),
         );
         expect(statuses(doomed)).toEqual({ 504: 20 });
         expect(statuses(await Promise.all(urgent))).toEqual({ 200: 320 });
@@ -331,7 +332,7 @@ function fuzzBodies(n: number, seed: number): RawBody[] {
     },
     // A plausible request with one field broken (null is absent, so not among the values).
     () => {
-      const o: Record<string, unknown> = { model_id: 'stub_v1', priority: 2, payload: { input: INPUT_128 } };
+      const o: Record<string, unknown> = { model_id: 'stub_v1', priority: 2, payload: { input: EXAMPLE_INPUT } };
       const broken = pick<unknown>([true, [], {}, [1, 'a', null], { input: 'NaN' }, 'x'.repeat(Math.floor(rand() * 50) + 1), -7, 0.5, 1e12]);
       o[pick(['model_id', 'priority', 'payload', 'timeout_ms', 'model_type'])] = broken;
       return { contentType: 'application/json', data: JSON.stringify(o) };
@@ -348,7 +349,7 @@ function fuzzBodies(n: number, seed: number): RawBody[] {
     () => ({ contentType: 'application/json', data: nested(Math.floor(rand() * 20000) + 1, '1') }),
     // Valid JSON, truncated anywhere.
     () => {
-      const full = JSON.stringify({ model_id: 'stub_v1', priority: 1, payload: { input: INPUT_128 } });
+      const full = JSON.stringify({ model_id: 'stub_v1', priority: 1, payload: { input: EXAMPLE_INPUT } });
       return { contentType: 'application/json', data: full.slice(0, Math.floor(rand() * (full.length - 1))) };
     },
     // Top-level values that are not objects.
@@ -361,7 +362,7 @@ function fuzzBodies(n: number, seed: number): RawBody[] {
     () => ({ contentType: pick(['text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=x', 'application/octet-stream', 'application/xml']), data: 'payload=1' }),
     // Huge numbers of keys, and long strings.
     () => ({ contentType: 'application/json', data: JSON.stringify({ payload: Object.fromEntries(Array.from({ length: 2000 }, (_, i) => [`k${i}`, i])) }) }),
-    () => ({ contentType: 'application/json', data: JSON.stringify({ model_id: 'a'.repeat(100000), payload: { input: INPUT_128 } }) }),
+    () => ({ contentType: 'application/json', data: JSON.stringify({ model_id: 'a'.repeat(100000), payload: { input: EXAMPLE_INPUT } }) }),
     // Keys that name Object's own properties, with values class-transformer copies onto the DTO.
     () => ({ contentType: 'application/json', data: `{"constructor":${pick(['null', '1', '"x"', '{}', '[]'])},"payload":{"input":[1]}}` }),
     // Duplicate keys and unicode escapes.

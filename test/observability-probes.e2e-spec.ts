@@ -1,5 +1,5 @@
 import { ModelRegistry } from '@bales/model-registry';
-import { InferenceQueue } from '@bales/queue';
+import { PendingRequests } from '@bales/queue';
 import { version } from '../package.json';
 import { getJson, ownGateway, waitFor } from './support/gateway';
 
@@ -59,7 +59,7 @@ describe('readiness during shutdown and once the models are released', () => {
   const own = ownGateway();
 
   it('answers 503 naming the shutdown once the producer stops accepting, while liveness stays 200', async () => {
-    own.gw.app.get(InferenceQueue).beginShutdown();
+    own.gw.app.get(PendingRequests).beginShutdown();
     const ready = await getJson(`${own.gw.url}/health/ready`);
     expect(ready.status).toBe(503);
     expect(ready.body.error).toEqual({ accepting: { status: 'down', message: 'the gateway is shutting down' } });

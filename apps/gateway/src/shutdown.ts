@@ -1,6 +1,6 @@
 import { INestApplication, Logger } from '@nestjs/common';
 import { BalesConfig } from '@bales/config';
-import { InferenceQueue } from '@bales/queue';
+import { PendingRequests } from '@bales/queue';
 
 /**
  * SIGTERM/SIGINT: stop accepting at once (readiness false, new requests 503), answer every request already
@@ -17,12 +17,12 @@ export function exitGracefullyOnSignals(app: INestApplication, config: BalesConf
       process.exit(1);
     }
     stopping = true;
-    const queue = app.get(InferenceQueue);
-    queue.beginShutdown();
+    const pending = app.get(PendingRequests);
+    pending.beginShutdown();
     const deadline = performance.now() + config.SHUTDOWN_TIMEOUT_S * 1000;
-    logger.log(`${signal}: refusing new requests, answering ${queue.pendingCount} accepted ones (at most ${config.SHUTDOWN_TIMEOUT_S} s)`);
+    logger.log(`${signal}: refusing new requests, answering ${pending.size} accepted ones (at most ${config.SHUTDOWN_TIMEOUT_S} s)`);
     void (async () => {
-      const drained = await queue.drained(deadline - performance.now());
+      const drained = await pending.drained(deadline - performance.now());
       const closed = await Promise.race([
         app.close().then(
           () => true,
@@ -35,7 +35,7 @@ export function exitGracefullyOnSignals(app: INestApplication, config: BalesConf
         new Promise<boolean>((resolve) => setTimeout(() => resolve(false), Math.max(0, deadline - performance.now())).unref()),
       ]);
       if (!closed) logger.warn('shutdown hooks did not finish within SHUTDOWN_TIMEOUT_S; exiting anyway');
-      if (!drained) logger.warn(`${queue.pendingCount} accepted requests were not answered within SHUTDOWN_TIMEOUT_S`);
+      if (!drained) logger.warn(`${pending.size} accepted requests were not answered within SHUTDOWN_TIMEOUT_S`);
       process.exit(drained ? 0 : 1);
     })();
   };

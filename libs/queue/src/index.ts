@@ -1,6 +1,7 @@
 export { QueueModule } from './queue.module';
 export { InferenceQueue } from './inference-queue';
 export type { InferSubmission } from './inference-queue';
+export { PendingRequests } from './pending-requests';
 export type { InferOutcome } from './pending-requests';
 export { QueueConnection } from './queue-connection';
 export { QueueDepth } from './queue-depth';

@@ -63,7 +63,6 @@ export class InferenceQueue {
   private groups = new Map<string, Group>();
   private flushScheduled = false;
   private writing = false;
-  private draining = false;
 
   constructor(
     @InjectQueue(INFER_QUEUE) private readonly queue: Queue,
@@ -80,34 +79,12 @@ export class InferenceQueue {
     });
   }
 
-  /** False once shutdown has begun: readiness turns false and new requests get 503. */
-  get accepting(): boolean {
-    return !this.draining;
-  }
-
-  /** Stops taking new requests; those already accepted are still answered. */
-  beginShutdown(): void {
-    this.draining = true;
-  }
-
-  /** Resolves true once every accepted request is answered, or false when timeoutMs passes first. */
-  async drained(timeoutMs: number): Promise<boolean> {
-    const until = performance.now() + timeoutMs;
-    while (this.pending.size > 0 && performance.now() < until) await new Promise((r) => setTimeout(r, 20));
-    return this.pending.size === 0;
-  }
-
-  /** Requests this replica accepted and has not answered yet. */
-  get pendingCount(): number {
-    return this.pending.size;
-  }
-
   /**
    * Enqueues one request; resolves with its row, or rejects with QUEUE_FULL, SHUTTING_DOWN,
    * QUEUE_UNAVAILABLE, TIMEOUT or the batch's error.
    */
   submit(req: InferSubmission): Promise<InferOutcome> {
-    if (this.draining) {
+    if (!this.pending.accepting) {
       return Promise.reject(new BalesError(ErrorCode.SHUTTING_DOWN, 'this replica is shutting down; retry on another', req.requestId));
     }
     if (!this.connection.connected) {

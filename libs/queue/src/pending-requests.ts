@@ -20,13 +20,33 @@ interface Pending {
 /**
  * The only place request promises live, keyed by request_id. Each settles exactly once:
  * with its result, an error, or TIMEOUT when its deadline passes; whatever comes later is dropped.
+ * It also holds the gate that closes when shutdown begins, and waits for the accepted requests to drain.
  */
 @Injectable()
 export class PendingRequests {
   private readonly pending = new Map<string, Pending>();
+  private draining = false;
 
+  /** Requests this replica accepted and has not answered yet. */
   get size(): number {
     return this.pending.size;
+  }
+
+  /** False once shutdown has begun: readiness turns false and new requests get 503. */
+  get accepting(): boolean {
+    return !this.draining;
+  }
+
+  /** Stops taking new requests; those already accepted are still answered. */
+  beginShutdown(): void {
+    this.draining = true;
+  }
+
+  /** Resolves true once every accepted request is answered, or false when timeoutMs passes first. */
+  async drained(timeoutMs: number): Promise<boolean> {
+    const until = performance.now() + timeoutMs;
+    while (this.pending.size > 0 && performance.now() < until) await new Promise((r) => setTimeout(r, 20));
+    return this.pending.size === 0;
   }
 
   has(id: string): boolean {

@@ -31,6 +31,6 @@ import { ResultRouter } from './result-router';
     ModelRegistryModule,
   ],
   providers: [RedisConnections, QueueConnection, QueueDepth, PendingRequests, ResultRouter, InferenceQueue, BatchRunner, InferProcessor],
-  exports: [InferenceQueue, QueueConnection, QueueDepth, BatchRunner, ModelRegistryModule],
+  exports: [InferenceQueue, QueueConnection, QueueDepth, PendingRequests, BatchRunner, ModelRegistryModule],
 })
 export class QueueModule {}

@@ -4,7 +4,7 @@ import { HealthCheck, HealthCheckResult } from '@nestjs/terminus';
 import type { FastifyReply } from 'fastify';
 import { BalesConfig } from '@bales/config';
 import { ModelRegistry } from '@bales/model-registry';
-import { BatchRunner, InferenceQueue, QueueConnection, QueueDepth } from '@bales/queue';
+import { BatchRunner, PendingRequests, QueueConnection, QueueDepth } from '@bales/queue';
 import { BUILD_VERSION } from './build-version';
 import { HealthDto } from './dto/health.dto';
 import { ProbesService } from './probes.service';
@@ -18,7 +18,7 @@ export class HealthController {
   constructor(
     private readonly config: BalesConfig,
     private readonly registry: ModelRegistry,
-    private readonly queue: InferenceQueue,
+    private readonly pending: PendingRequests,
     private readonly connection: QueueConnection,
     private readonly depth: QueueDepth,
     private readonly runner: BatchRunner,
@@ -39,7 +39,7 @@ export class HealthController {
       redis,
       models: this.registry.list().map((m) => ({ id: m.id, version: m.version, task: m.task, state: m.state })),
       queue_depths: this.depth.snapshot(),
-      pending_requests: this.queue.pendingCount,
+      pending_requests: this.pending.size,
       workers: { threads: this.registry.slots, state: workers },
       processor: { enabled: this.config.PROCESSOR_ENABLED, batches, rows_run: rowsRun, rows_expired: rowsExpired },
       uptime_s: Math.round(process.uptime()),

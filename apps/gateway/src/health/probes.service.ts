@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { HealthCheckResult, HealthCheckService, HealthIndicatorResult, HealthIndicatorService } from '@nestjs/terminus';
 import { ModelRegistry } from '@bales/model-registry';
-import { InferenceQueue, QueueConnection } from '@bales/queue';
+import { PendingRequests, QueueConnection } from '@bales/queue';
 
 /** How long one turn of the event loop takes right now: the time from scheduling to running a macrotask. */
 function eventLoopLagMs(): Promise<number> {
@@ -16,7 +16,7 @@ export class ProbesService {
     private readonly health: HealthCheckService,
     private readonly indicator: HealthIndicatorService,
     private readonly registry: ModelRegistry,
-    private readonly queue: InferenceQueue,
+    private readonly pending: PendingRequests,
     private readonly connection: QueueConnection,
   ) {}
 
@@ -30,7 +30,7 @@ export class ProbesService {
     return this.health.check([
       () => this.check('redis', this.connection.connected, 'Redis is unreachable'),
       () => this.check('models', this.registry.ready, 'the models or the worker pool are not loaded yet (or already released)', { loaded: this.registry.list().length, worker_threads: this.registry.slots }),
-      () => this.check('accepting', this.queue.accepting, 'the gateway is shutting down'),
+      () => this.check('accepting', this.pending.accepting, 'the gateway is shutting down'),
     ]);
   }
 

@@ -1,18 +1,18 @@
 import { Injectable, OnModuleInit } from '@nestjs/common';
 import { BalesMetrics } from '@bales/observability';
-import { InferenceQueue, QueueDepth } from '@bales/queue';
+import { PendingRequests, QueueDepth } from '@bales/queue';
 
 /** Points the gauges that mirror this replica's state at their sources; they are read only when Prometheus scrapes. */
 @Injectable()
 export class ReplicaGauges implements OnModuleInit {
   constructor(
     private readonly metrics: BalesMetrics,
-    private readonly queue: InferenceQueue,
+    private readonly pending: PendingRequests,
     private readonly depth: QueueDepth,
   ) {}
 
   onModuleInit(): void {
-    this.metrics.readPendingFrom(() => this.queue.pendingCount);
+    this.metrics.readPendingFrom(() => this.pending.size);
     this.metrics.readQueueDepthFrom(() =>
       Object.entries(this.depth.snapshot()).flatMap(([modelId, byPriority]) => Object.entries(byPriority).map(([priority, rows]) => ({ modelId, priority: Number(priority), rows }))),
     );
