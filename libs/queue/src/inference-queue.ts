@@ -5,6 +5,7 @@ import { BalesConfig } from '@bales/config';
 import { BalesError, ErrorCode } from '@bales/errors';
 import type { EncodedRow } from '@bales/model-registry';
 import { INFER_JOB, INFER_QUEUE, InferJobData, JobRow, encodeRow } from './job-codec';
+import { AbandonedJobs, WatchedJob } from './abandoned-jobs';
 import { epochNow } from './clock';
 import { InferOutcome, PendingRequests } from './pending-requests';
 import { QueueConnection } from './queue-connection';
@@ -32,22 +33,11 @@ interface Group {
   rows: JobRow[];
 }
 
-/** A job about to be written: its rows, its payload, and what follows it once written. */
+/** A job about to be written: its rows, its payload, and its requests followed until each is settled. */
 interface OutgoingJob {
-  track: Tracked;
+  watched: WatchedJob;
   rows: JobRow[];
   data: InferJobData;
-}
-
-/** One written job, followed until each of its rows is settled, so work nobody waits for can be removed. */
-interface Tracked {
-  modelId: string;
-  priority: number;
-  deadlines: number[];
-  jobId?: string;
-  unsettled: number;
-  /** Rows that got a result: the job was fetched, so there is nothing to remove. */
-  served: number;
 }
 
 // Past this a Redis write counts as failed, so a client gets 503 instead of waiting on a dead link.
@@ -72,6 +62,7 @@ export class InferenceQueue {
     private readonly router: ResultRouter,
     private readonly connection: QueueConnection,
     private readonly depth: QueueDepth,
+    private readonly abandoned: AbandonedJobs,
   ) {
     // Rows accepted in this tick are written before each depth read, so the read includes every row counted before it.
     depth.beforeEachRead(() => {
@@ -127,17 +118,15 @@ export class InferenceQueue {
     const groups = [...this.groups.values()];
     this.groups = new Map();
     const max = this.config.MAX_BATCH_SIZE;
-    const jobs: OutgoingJob[] = [];
+    const live: OutgoingJob[] = [];
     for (const g of groups) {
       for (let i = 0; i < g.rows.length; i += max) {
         const rows = g.rows.slice(i, i + max);
-        const track: Tracked = { modelId: g.modelId, priority: g.priority, deadlines: rows.map((r) => r[2]), unsettled: rows.length, served: 0 };
-        jobs.push({ track, rows, data: { m: g.modelId, o: this.redis.instanceId, r: rows } });
+        // Requests settled (timed out, client gone) before their job was written are not written at all.
+        if (!rows.some((r) => this.pending.has(r[0]))) continue;
+        live.push({ watched: this.abandoned.watch(g.modelId, g.priority, rows), rows, data: { m: g.modelId, o: this.redis.instanceId, r: rows } });
       }
     }
-    // Requests settled (timed out, client gone) before their job was written are not written at all.
-    const live = jobs.filter((j) => j.rows.some((r) => this.pending.has(r[0])));
-    for (const job of live) for (const row of job.rows) this.follow(row[0], job.track);
     if (live.length === 0) return;
     this.writing = true;
     Promise.allSettled(live.map((job) => this.write(job))).finally(() => {
@@ -154,48 +143,22 @@ export class InferenceQueue {
    * written together. A job that cannot be written fails its own requests only.
    */
   private async write(job: OutgoingJob): Promise<void> {
-    const { track } = job;
-    this.depth.add(track.modelId, track.priority, track.deadlines);
-    const written = this.queue.add(INFER_JOB, job.data, { priority: track.priority });
+    const { watched } = job;
+    this.depth.add(watched.modelId, watched.priority, watched.deadlines);
+    const written = this.queue.add(INFER_JOB, job.data, { priority: watched.priority });
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('enqueue timed out')), ENQUEUE_TIMEOUT_MS).unref()));
     try {
       const added = await Promise.race([written, timeout]);
-      track.jobId = added.id;
-      this.removeIfAbandoned(track);
+      this.abandoned.written(watched, added.id);
     } catch (err) {
       this.redis.logError(err as Error);
-      this.depth.subtract(track.modelId, track.priority, track.deadlines);
+      this.depth.subtract(watched.modelId, watched.priority, watched.deadlines);
       for (const row of job.rows) {
         this.pending.fail(row[0], new BalesError(ErrorCode.QUEUE_UNAVAILABLE, 'the queue (Redis) is unreachable; retry shortly', row[0]));
       }
     } finally {
       clearTimeout(timer);
     }
-  }
-
-  /** Counts a row's settlement against its job; a job none of whose rows got a result is removed from the queue. */
-  private follow(requestId: string, track: Tracked): void {
-    this.pending.onSettled(requestId, (served) => {
-      track.unsettled--;
-      if (served) track.served++;
-      this.removeIfAbandoned(track);
-    });
-  }
-
-  /**
-   * Removes a job whose every request was answered without a result (deadline, client gone). BullMQ refuses
-   * to remove a job a worker holds (it returns 0); that worker skips the rows instead.
-   */
-  private removeIfAbandoned(track: Tracked): void {
-    if (track.unsettled > 0 || track.served > 0 || !track.jobId) return;
-    const jobId = track.jobId;
-    track.jobId = undefined;
-    this.queue.remove(jobId).then(
-      (removed) => {
-        if (removed === 1) this.depth.subtract(track.modelId, track.priority, track.deadlines);
-      },
-      (err: Error) => this.redis.logError(err),
-    );
   }
 }

@@ -2,6 +2,7 @@ import { BullModule } from '@nestjs/bullmq';
 import { Module } from '@nestjs/common';
 import { BalesConfig, redisOptionsFromUrl } from '@bales/config';
 import { ModelRegistryModule } from '@bales/model-registry';
+import { AbandonedJobs } from './abandoned-jobs';
 import { BatchRunner } from './batch-runner';
 import { InferProcessor } from './infer.processor';
 import { InferenceQueue } from './inference-queue';
@@ -30,7 +31,7 @@ import { ResultRouter } from './result-router';
     }),
     ModelRegistryModule,
   ],
-  providers: [RedisConnections, QueueConnection, QueueDepth, PendingRequests, ResultRouter, InferenceQueue, BatchRunner, InferProcessor],
+  providers: [RedisConnections, QueueConnection, QueueDepth, PendingRequests, ResultRouter, AbandonedJobs, InferenceQueue, BatchRunner, InferProcessor],
   exports: [InferenceQueue, QueueConnection, QueueDepth, PendingRequests, BatchRunner, ModelRegistryModule],
 })
 export class QueueModule {}
