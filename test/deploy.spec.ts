@@ -1,78 +1,33 @@
-import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { builtinModules } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join, matchesGlob } from 'node:path';
-import IORedis from 'ioredis';
-import { parseAllDocuments } from 'yaml';
-import { BalesConfig, loadConfig } from '@bales/config';
-import { INPUT_128, ROOT, TestGateway, post, startGateway } from './support/gateway';
+import { loadConfig } from '@bales/config';
+import {
+  K8S,
+  ROOT,
+  SETTINGS,
+  compose,
+  composeEnv,
+  configMap,
+  container,
+  deployment,
+  dockerEnv,
+  find,
+  inRuntime,
+  kustomization,
+  manifests,
+  pod,
+  podConfig,
+  read,
+  runtime,
+  stages,
+  yamlDocuments,
+} from './support/deployment-files';
 import { productionMallocEnv, productionNodeFlags } from './support/production-env';
-import { TestRedis, freePort } from './support/redis-server';
 
-// No Docker engine and no cluster here: these checks read the deployment files and hold them to the app itself.
-
-const K8S = join(ROOT, 'deploy/k8s');
-const DEFAULTS = new BalesConfig();
-const SETTINGS = Object.keys(DEFAULTS);
-
-const read = (file: string) => readFileSync(join(ROOT, file), 'utf8');
-
-function yamlDocuments(file: string): any[] {
-  const docs = parseAllDocuments(read(file));
-  if (!Array.isArray(docs)) return [];
-  for (const doc of docs) if (doc.errors.length > 0) throw new Error(`${file}: ${doc.errors[0].message}`);
-  return docs.map((d) => d.toJS());
-}
-
-interface Instruction {
-  op: string;
-  args: string;
-}
-
-/** The Dockerfile as stages of instructions: continuation lines joined, comments dropped. */
-function dockerfileStages(): { name: string; instructions: Instruction[] }[] {
-  const lines = read('Dockerfile')
-    .split('\n')
-    .filter((l) => !/^\s*#/.test(l))
-    .join('\n')
-    .replace(/\\\n/g, ' ')
-    .split('\n')
-    .map((l) => l.trim())
-    .filter(Boolean);
-  const stages: { name: string; instructions: Instruction[] }[] = [];
-  for (const line of lines) {
-    const [, op, args] = /^(\S+)\s+(.*)$/.exec(line)!;
-    if (op.toUpperCase() === 'FROM') stages.push({ name: / AS (\S+)$/i.exec(args)?.[1] ?? '', instructions: [] });
-    stages.at(-1)!.instructions.push({ op: op.toUpperCase(), args });
-  }
-  return stages;
-}
-
-const stages = dockerfileStages();
-const runtime = stages.at(-1)!;
-const inRuntime = (op: string) => runtime.instructions.filter((i) => i.op === op);
-const dockerEnv = (stage: { instructions: Instruction[] }) =>
-  Object.fromEntries(stage.instructions.filter((i) => i.op === 'ENV').flatMap((i) => [...i.args.matchAll(/(\w+)=(\S+)/g)].map((m) => [m[1], m[2]])));
-
-const kustomization = yamlDocuments('deploy/k8s/kustomization.yaml')[0];
-const manifests = (kustomization.resources as string[]).flatMap((file) => yamlDocuments(join('deploy/k8s', file)));
-const find = (kind: string, name: string) => {
-  const found = manifests.find((m) => m.kind === kind && m.metadata?.name === name);
-  if (!found) throw new Error(`no ${kind} ${name} in deploy/k8s`);
-  return found;
-};
-const deployment = find('Deployment', 'bales');
-const pod = deployment.spec.template.spec;
-const container = pod.containers.find((c: any) => c.name === 'bales');
-const configMap = find('ConfigMap', 'bales-config');
-/** The settings a pod runs with: the ConfigMap over the defaults, as envFrom gives them. */
-const podConfig = loadConfig(configMap.data);
-
-const compose = yamlDocuments('docker-compose.yml')[0];
-/** Compose's own interpolation, for the ${VAR:-default} forms the file uses, with nothing set in the shell. */
-const interpolate = (v: unknown) => String(v).replace(/\$\{\w+:-([^}]*)\}/g, '$1');
-const composeEnv: Record<string, string> = Object.fromEntries(Object.entries(compose.services.bales.environment).map(([k, v]) => [k, interpolate(v)]));
+// The gateway-backed checks of the same files (probes, health checks, QUEUE_PREFIX) are in deploy.e2e-spec.ts.
 
 function cpuCores(q: string | number): number {
   const s = String(q);
@@ -83,19 +38,6 @@ function bytes(q: string): number {
   const units: Record<string, number> = { Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, K: 1e3, M: 1e6, G: 1e9 };
   const [, n, unit] = /^(\d+(?:\.\d+)?)([KMG]i?)?$/.exec(q)!;
   return Number(n) * (unit ? units[unit] : 1);
-}
-
-function containerPort(port: string | number): number {
-  return typeof port === 'number' ? port : container.ports.find((p: any) => p.name === port).containerPort;
-}
-
-/** Runs a health check command the way Docker would, without blocking this process's gateway. Resolves its exit code. */
-function run(command: string, args: string[], env: Record<string, string>): Promise<number | null> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { env: { ...process.env, ...env }, stdio: 'ignore', timeout: 20000 });
-    child.once('error', reject);
-    child.once('exit', (code) => resolve(code));
-  });
 }
 
 describe('deployment files', () => {
@@ -110,120 +52,6 @@ describe('deployment files', () => {
     }
   });
 
-  describe('every probe and health check, asked of the real gateway', () => {
-    let redis: TestRedis;
-    let gateway: TestGateway;
-    let gatewayPort: string;
-
-    beforeAll(async () => {
-      redis = await TestRedis.start();
-      gateway = await startGateway(redis.url);
-      gatewayPort = new URL(gateway.url).port;
-    });
-
-    afterAll(async () => {
-      await gateway?.close();
-      await redis?.stop();
-    });
-
-    it('answers 200 on each Deployment probe path, on the port the pods serve', async () => {
-      const probes = { startupProbe: '/health/live', livenessProbe: '/health/live', readinessProbe: '/health/ready' };
-      for (const [probe, path] of Object.entries(probes)) {
-        const { httpGet } = container[probe];
-        expect(httpGet.path).toBe(path);
-        expect((await fetch(gateway.url + httpGet.path)).status).toBe(200);
-        expect(containerPort(httpGet.port)).toBe(podConfig.PORT);
-      }
-      // The same request on a route the app does not have is not 200, so the check above can fail.
-      expect((await fetch(`${gateway.url}/health/nope`)).status).toBe(404);
-      expect(containerPort(find('Service', 'bales').spec.ports[0].targetPort)).toBe(podConfig.PORT);
-      expect(configMap.data.PORT).toBe(String(DEFAULTS.PORT));
-    });
-
-    it("the Dockerfile HEALTHCHECK asks /health/live: exit 0 from a live gateway, 1 when nothing listens, the config's port by default", async () => {
-      const [healthcheck] = inRuntime('HEALTHCHECK');
-      const command = /\bCMD\s+(.*)$/.exec(healthcheck.args)![1];
-      expect(command).toContain('/health/live');
-      expect(command).toContain(`process.env.PORT||${DEFAULTS.PORT}`);
-      expect(inRuntime('EXPOSE').map((i) => i.args)).toEqual([String(DEFAULTS.PORT)]);
-      // Docker runs a shell-form HEALTHCHECK with /bin/sh -c, in the container's environment.
-      expect(await run('/bin/sh', ['-c', command], { PORT: gatewayPort })).toBe(0);
-      expect(await run('/bin/sh', ['-c', command], { PORT: String(await freePort()) })).toBe(1);
-    });
-
-    it("the compose healthcheck asks /health/ready: exit 0 from a ready gateway, 1 when nothing listens, the config's port by default", async () => {
-      const [form, cmd, ...args] = compose.services.bales.healthcheck.test as string[];
-      expect(form).toBe('CMD');
-      expect(args.join(' ')).toContain('/health/ready');
-      expect(args.join(' ')).toContain(`process.env.PORT||${DEFAULTS.PORT}`);
-      expect(compose.services.bales.ports).toEqual([`${DEFAULTS.PORT}:${DEFAULTS.PORT}`]);
-      expect(await run(cmd, args, { PORT: gatewayPort })).toBe(0);
-      expect(await run(cmd, args, { PORT: String(await freePort()) })).toBe(1);
-    });
-
-    it('while Redis is down the image stays healthy (nothing restarts it) and compose reports it not ready', async () => {
-      const dockerCheck = /\bCMD\s+(.*)$/.exec(inRuntime('HEALTHCHECK')[0].args)![1];
-      const [, cmd, ...args] = compose.services.bales.healthcheck.test as string[];
-      await redis.stop();
-      try {
-        let ready = 200;
-        for (let i = 0; i < 50 && ready === 200; i++) {
-          await new Promise((r) => setTimeout(r, 100));
-          ready = (await fetch(`${gateway.url}/health/ready`)).status;
-        }
-        expect(ready).toBe(503);
-        expect(await run('/bin/sh', ['-c', dockerCheck], { PORT: gatewayPort })).toBe(0);
-        expect(await run(cmd, args, { PORT: gatewayPort })).toBe(1);
-      } finally {
-        await redis.resume();
-        // Back to ready before teardown, so closing the gateway does not race its reconnection.
-        for (let i = 0; i < 100 && (await fetch(`${gateway.url}/health/ready`)).status !== 200; i++) await new Promise((r) => setTimeout(r, 100));
-      }
-    });
-  });
-
-  describe('QUEUE_PREFIX, for deployments sharing one Redis or a Redis Cluster', () => {
-    let redis: TestRedis;
-    const gateways: TestGateway[] = [];
-
-    beforeAll(async () => {
-      redis = await TestRedis.start();
-    });
-
-    afterAll(async () => {
-      for (const gw of gateways) await gw.close();
-      await redis?.stop();
-    });
-
-    it('keeps two deployments on one Redis apart, every key of each under its own {hash tag}', async () => {
-      const start = async (env: Record<string, string>) => {
-        const gw = await startGateway(redis.url, { THREAD_POOL_SIZE: '1', BATCHER_TIMEOUT_S: '1', ...env });
-        gateways.push(gw);
-        return gw;
-      };
-      const a = await start({ QUEUE_PREFIX: '{bales-a}' });
-      // Accept-only gateways: their requests are answered only if a processor of the same prefix runs them.
-      const aFront = await start({ QUEUE_PREFIX: '{bales-a}', PROCESSOR_ENABLED: 'false' });
-      const bFront = await start({ QUEUE_PREFIX: '{bales-b}', PROCESSOR_ENABLED: 'false' });
-      const request = { model_id: 'stub_v1', payload: { input: INPUT_128 } };
-
-      expect((await post(`${a.url}/infer`, request)).status).toBe(200);
-      expect((await post(`${aFront.url}/infer`, request)).status).toBe(200);
-      // Same Redis, other prefix: deployment a's processor never takes b's work.
-      expect((await post(`${bFront.url}/infer`, request)).status).toBe(504);
-
-      const client = new IORedis(redis.url);
-      try {
-        const keys = await client.keys('*');
-        expect(keys.some((k) => k.startsWith('{bales-a}:'))).toBe(true);
-        expect(keys.some((k) => k.startsWith('{bales-b}:'))).toBe(true);
-        // Redis Cluster hashes only the part in braces, so each deployment's keys share one slot.
-        expect(keys.filter((k) => !/^\{bales-[ab]\}:/.test(k))).toEqual([]);
-      } finally {
-        client.disconnect();
-      }
-    });
-  });
 
   describe('Dockerfile', () => {
     it('runs as the unprivileged bales user, by a number Kubernetes can verify, and Kubernetes runs it as the same', () => {
