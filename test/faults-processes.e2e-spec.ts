@@ -1,8 +1,9 @@
-import { GatewayProcess, HttpAnswer, INPUT_128, getJson, post, sleep, spawnGateway, waitFor } from './support/gateway';
+import { GatewayProcess, HttpAnswer, getJson, post, sleep, spawnGateway, waitFor } from './support/gateway';
 import { TestRedis } from './support/redis-server';
 import { heavyModelsDir } from './faults-models';
+import { EXAMPLE_INPUT } from './support/example-input';
 
-const heavy = (extra: Record<string, unknown> = {}) => ({ model_id: 'heavy', payload: { input: INPUT_128 }, ...extra });
+const heavy = (extra: Record<string, unknown> = {}) => ({ model_id: 'heavy', payload: { input: EXAMPLE_INPUT }, ...extra });
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 const pendingOn = async (gw: GatewayProcess) => (await getJson(`${gw.url}/health`)).body.pending_requests as number;

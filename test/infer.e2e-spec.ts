@@ -1,7 +1,8 @@
 import { InferenceSession, Tensor } from 'onnxruntime-node';
 import { join } from 'node:path';
-import { INPUT_128, ROOT, TestGateway, getJson, ownGateway, post, startGateway, waitFor } from './support/gateway';
+import { ROOT, TestGateway, getJson, ownGateway, post, startGateway, waitFor } from './support/gateway';
 import { TestRedis } from './support/redis-server';
+import { EXAMPLE_INPUT } from './support/example-input';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const original = (input: unknown, extra: Record<string, unknown> = {}) => ({ model_id: 'stub_v1', model_type: 'classification', priority: 2, payload: { input }, ...extra });
@@ -10,7 +11,7 @@ describe('POST /infer (real HTTP, Redis, BullMQ and ONNX Runtime)', () => {
   const own = ownGateway({ MAX_BODY_BYTES: '65536' });
 
   it('answers the original contract with the row ONNX Runtime computes for it', async () => {
-    const res = await post(`${own.gw.url}/infer`, original(INPUT_128));
+    const res = await post(`${own.gw.url}/infer`, original(EXAMPLE_INPUT));
     expect(res.status).toBe(200);
     expect(res.body).toEqual({
       request_id: expect.stringMatching(UUID),
@@ -22,14 +23,14 @@ describe('POST /infer (real HTTP, Redis, BullMQ and ONNX Runtime)', () => {
       queued_ms: expect.any(Number),
     });
     const session = await InferenceSession.create(join(ROOT, 'models/stub_v1/model.onnx'));
-    const probs = Array.from((await session.run({ input: new Tensor('float32', Float32Array.from(INPUT_128), [1, 128]) })).probabilities.data as Float32Array);
+    const probs = Array.from((await session.run({ input: new Tensor('float32', Float32Array.from(EXAMPLE_INPUT), [1, 128]) })).probabilities.data as Float32Array);
     const label = probs.indexOf(Math.max(...probs));
     expect(res.body.result).toEqual({ label, confidence: expect.closeTo(probs[label], 6) });
     expect(res.body.latency_ms).toBeGreaterThanOrEqual(res.body.queued_ms);
   });
 
   it('defaults model_id to DEFAULT_MODEL_ID and priority to 2', async () => {
-    const res = await post(`${own.gw.url}/infer`, { payload: { input: INPUT_128 } });
+    const res = await post(`${own.gw.url}/infer`, { payload: { input: EXAMPLE_INPUT } });
     expect(res.status).toBe(200);
     expect(res.body.model_id).toBe('stub_v1');
   });
@@ -42,7 +43,7 @@ describe('POST /infer (real HTTP, Redis, BullMQ and ONNX Runtime)', () => {
     const front = await startGateway(own.redis.url, { ...env, PROCESSOR_ENABLED: 'false' });
     let worker: TestGateway | undefined;
     try {
-      const inputs = Array.from({ length: 512 }, (_, i) => INPUT_128.map((v, j) => (j === i % 128 ? v + 5 : v)));
+      const inputs = Array.from({ length: 512 }, (_, i) => EXAMPLE_INPUT.map((v, j) => (j === i % 128 ? v + 5 : v)));
       const sent = inputs.map((input) => post(`${front.url}/infer`, original(input)));
       await waitFor(async () => (await getJson(`${front.url}/health`)).body.pending_requests === 512);
       worker = await startGateway(own.redis.url, env);
@@ -66,21 +67,21 @@ describe('POST /infer (real HTTP, Redis, BullMQ and ONNX Runtime)', () => {
     it.each([
       ['invalid JSON', 400, '{"payload": ', /^the request body is not valid JSON: .*end of JSON input/],
       ['an empty body', 400, '', /^the request body is empty; send a JSON object$/],
-      ['a __proto__ key', 400, `{"__proto__": {"polluted": true}, "payload": {"input": [${INPUT_128}]}}`, /must not hold a __proto__ key/],
-      ['a constructor key holding prototype', 400, `{"payload": {"input": [${INPUT_128}], "constructor": {"prototype": {}}}}`, /nor a constructor key holding prototype/],
+      ['a __proto__ key', 400, `{"__proto__": {"polluted": true}, "payload": {"input": [${EXAMPLE_INPUT}]}}`, /must not hold a __proto__ key/],
+      ['a constructor key holding prototype', 400, `{"payload": {"input": [${EXAMPLE_INPUT}], "constructor": {"prototype": {}}}}`, /nor a constructor key holding prototype/],
       ['a body that is not an object', 400, '[1, 2, 3]', /JSON object/],
       ['a missing payload', 400, { model_id: 'stub_v1' }, /payload is required/],
-      ['an unknown field', 400, { payload: { input: INPUT_128 }, colour: 'red' }, /colour/],
-      ['a priority out of range', 400, { payload: { input: INPUT_128 }, priority: 9 }, /priority must be an integer from 1 to 3/],
-      ['a priority of the wrong type', 400, { payload: { input: INPUT_128 }, priority: 'high' }, /priority/],
-      ['a model_type that is no task', 400, { payload: { input: INPUT_128 }, model_type: 'poetry' }, /model_type/],
+      ['an unknown field', 400, { payload: { input: EXAMPLE_INPUT }, colour: 'red' }, /colour/],
+      ['a priority out of range', 400, { payload: { input: EXAMPLE_INPUT }, priority: 9 }, /priority must be an integer from 1 to 3/],
+      ['a priority of the wrong type', 400, { payload: { input: EXAMPLE_INPUT }, priority: 'high' }, /priority/],
+      ['a model_type that is no task', 400, { payload: { input: EXAMPLE_INPUT }, model_type: 'poetry' }, /model_type/],
       ['3 floats instead of 128', 422, original([0.1, 0.2, 0.3]), /payload\.input: expected float32\[128\] \(128 values\), got 3 values/],
-      ['a non-number in the input', 422, original([...INPUT_128.slice(0, 127), 'x']), /payload\.input\[127\]: expected a finite number, got "x"/],
-      ['an infinite number', 422, `{"payload": {"input": [${[...INPUT_128.slice(0, 127), '1e999'].join(',')}]}}`, /payload\.input\[127\]: expected a finite number, got Infinity/],
-      ['a null in the input', 422, original([...INPUT_128.slice(0, 127), null]), /expected a finite number, got null/],
+      ['a non-number in the input', 422, original([...EXAMPLE_INPUT.slice(0, 127), 'x']), /payload\.input\[127\]: expected a finite number, got "x"/],
+      ['an infinite number', 422, `{"payload": {"input": [${[...EXAMPLE_INPUT.slice(0, 127), '1e999'].join(',')}]}}`, /payload\.input\[127\]: expected a finite number, got Infinity/],
+      ['a null in the input', 422, original([...EXAMPLE_INPUT.slice(0, 127), null]), /expected a finite number, got null/],
       ['an input that is not an array', 422, original('0.1,0.2'), /payload\.input: expected float32\[128\] as an array/],
-      ['a model_type that does not match the model', 422, original(INPUT_128, { model_type: 'regression' }), /does not match/],
-      ['an unknown model', 404, original(INPUT_128, { model_id: 'nope' }), /model 'nope' is not registered/],
+      ['a model_type that does not match the model', 422, original(EXAMPLE_INPUT, { model_type: 'regression' }), /does not match/],
+      ['an unknown model', 404, original(EXAMPLE_INPUT, { model_id: 'nope' }), /model 'nope' is not registered/],
       ['a body over MAX_BODY_BYTES', 413, original(Array(20000).fill(0.123456)), /too large/],
     ])('%s -> %i', async (_case, status, body, message) => {
       const res = await post(`${own.gw.url}/infer`, body);
@@ -101,7 +102,7 @@ describe('POST /infer (real HTTP, Redis, BullMQ and ONNX Runtime)', () => {
     });
 
     it('keeps serving valid requests after every bad one', async () => {
-      const res = await post(`${own.gw.url}/infer`, original(INPUT_128));
+      const res = await post(`${own.gw.url}/infer`, original(EXAMPLE_INPUT));
       expect(res.status).toBe(200);
       expect((await getJson(`${own.gw.url}/health`)).body.pending_requests).toBe(0);
     });
@@ -120,7 +121,7 @@ describe('deadlines and outages', () => {
     // This replica only enqueues: nothing processes the work until the second one starts.
     const front = await startGateway(redis.url, { PROCESSOR_ENABLED: 'false', BATCHER_TIMEOUT_S: '0.3' });
     try {
-      const res = await post(`${front.url}/infer`, original(INPUT_128));
+      const res = await post(`${front.url}/infer`, original(EXAMPLE_INPUT));
       expect(res.status).toBe(504);
       expect(res.body).toMatchObject({ statusCode: 504, request_id: expect.stringMatching(UUID) });
       expect(res.ms).toBeLessThan(1500);
@@ -130,7 +131,7 @@ describe('deadlines and outages', () => {
         await new Promise((r) => setTimeout(r, 1000));
         expect((await getJson(`${worker.url}/health`)).body.processor.rows_run).toBe(0);
         // The worker does run live work, so the zero above is not an idle processor.
-        expect((await post(`${front.url}/infer`, original(INPUT_128, { timeout_ms: 250 }))).status).toBe(200);
+        expect((await post(`${front.url}/infer`, original(EXAMPLE_INPUT, { timeout_ms: 250 }))).status).toBe(200);
         expect((await getJson(`${worker.url}/health`)).body.processor.rows_run).toBe(1);
       } finally {
         await worker.close();
@@ -143,10 +144,10 @@ describe('deadlines and outages', () => {
   it('answers 503 within about a second while Redis is unreachable, then serves again when it returns', async () => {
     const gw = await startGateway(redis.url);
     try {
-      expect((await post(`${gw.url}/infer`, original(INPUT_128))).status).toBe(200);
+      expect((await post(`${gw.url}/infer`, original(EXAMPLE_INPUT))).status).toBe(200);
       await redis.stop();
       await new Promise((r) => setTimeout(r, 200));
-      const res = await post(`${gw.url}/infer`, original(INPUT_128));
+      const res = await post(`${gw.url}/infer`, original(EXAMPLE_INPUT));
       expect(res.status).toBe(503);
       expect(res.body.message).toMatch(/Redis/);
       expect(res.ms).toBeLessThan(1200);
@@ -154,7 +155,7 @@ describe('deadlines and outages', () => {
       const deadline = Date.now() + 15_000;
       let status = 0;
       while (status !== 200 && Date.now() < deadline) {
-        status = (await post(`${gw.url}/infer`, original(INPUT_128))).status;
+        status = (await post(`${gw.url}/infer`, original(EXAMPLE_INPUT))).status;
         if (status !== 200) await new Promise((r) => setTimeout(r, 250));
       }
       expect(status).toBe(200);

@@ -1,9 +1,10 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { GatewayProcess, INPUT_128, post, spawnGateway } from './support/gateway';
+import { GatewayProcess, post, spawnGateway } from './support/gateway';
 import { productionMallocEnv } from './support/production-env';
 import { testRepository } from './support/models';
 import { TestRedis } from './support/redis-server';
+import { EXAMPLE_INPUT } from './support/example-input';
 
 const rssKb = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]);
 
@@ -41,7 +42,7 @@ describe('repeated reloads [slow]', () => {
       expect((await post(`${gw.url}/models/heavy/reload`, weights(i))).status).toBe(200);
       if (i === 5) afterFive = rssKb(gw.proc.pid!);
     }
-    expect((await post(`${gw.url}/infer`, { model_id: 'heavy', payload: { input: INPUT_128 } })).status).toBe(200);
+    expect((await post(`${gw.url}/infer`, { model_id: 'heavy', payload: { input: EXAMPLE_INPUT } })).status).toBe(200);
     expect(rssKb(gw.proc.pid!) / afterFive).toBeLessThan(1.1);
   }, 120_000);
 
@@ -50,7 +51,7 @@ describe('repeated reloads [slow]', () => {
     const statuses: number[] = [];
     let stop = false;
     const client = async () => {
-      while (!stop) statuses.push((await post(`${gw.url}/infer`, { model_id: 'heavy', payload: { input: INPUT_128 } })).status);
+      while (!stop) statuses.push((await post(`${gw.url}/infer`, { model_id: 'heavy', payload: { input: EXAMPLE_INPUT } })).status);
     };
     const clients = Array.from({ length: 20 }, client);
     for (let i = 1; i <= 12 && !/recycled \d+ worker threads/.test(gw.output()); i++) {

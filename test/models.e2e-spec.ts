@@ -1,8 +1,9 @@
 import { join } from 'node:path';
 import { Tensor } from 'onnxruntime-node';
-import { INPUT_128, TestGateway, getJson, ownGateway, post, startGateway } from './support/gateway';
+import { TestGateway, getJson, ownGateway, post, startGateway } from './support/gateway';
 import { runDirect, testRepository } from './support/models';
 import { TestRedis } from './support/redis-server';
+import { EXAMPLE_INPUT } from './support/example-input';
 
 const TOKEN = 'test-admin-token';
 const auth = { authorization: `Bearer ${TOKEN}` };
@@ -119,18 +120,18 @@ describe('any ONNX model, and the Models API (real HTTP, Redis and ONNX Runtime)
       const again = await post(`${own.gw.url}/models`, { model_id: 'heavy', weights_path: 'extra/heavy.onnx', task: 'classification' }, auth);
       expect(again.status).toBe(409);
       const [heavy, stub] = await Promise.all([
-        post(`${own.gw.url}/infer`, { model_id: 'heavy', payload: { input: INPUT_128 } }),
-        post(`${own.gw.url}/infer`, { model_id: 'stub_v1', payload: { input: INPUT_128 } }),
+        post(`${own.gw.url}/infer`, { model_id: 'heavy', payload: { input: EXAMPLE_INPUT } }),
+        post(`${own.gw.url}/infer`, { model_id: 'stub_v1', payload: { input: EXAMPLE_INPUT } }),
       ]);
       expect([heavy.status, stub.status]).toEqual([200, 200]);
     });
 
     it('hot-swaps a model and answers with the new version; the response names both versions and the load time', async () => {
-      const before = await post(`${own.gw.url}/infer`, { payload: { input: INPUT_128 } });
+      const before = await post(`${own.gw.url}/infer`, { payload: { input: EXAMPLE_INPUT } });
       const swap = await post(`${own.gw.url}/models/stub_v1/reload`, { weights_path: 'stub_v2.onnx' }, auth);
       expect(swap.status).toBe(200);
       expect(swap.body).toEqual({ model_id: 'stub_v1', old_version: before.body.model_version, new_version: String(Number(before.body.model_version) + 1), load_ms: expect.any(Number) });
-      const after = await post(`${own.gw.url}/infer`, { payload: { input: INPUT_128 } });
+      const after = await post(`${own.gw.url}/infer`, { payload: { input: EXAMPLE_INPUT } });
       expect(after.body.model_version).toBe(swap.body.new_version);
       expect(after.body.result).not.toEqual(before.body.result);
     });
@@ -151,7 +152,7 @@ describe('any ONNX model, and the Models API (real HTTP, Redis and ONNX Runtime)
       expect(res.status).toBe(status);
       expect(res.body.message).toEqual(expect.any(String));
       expect((await getJson(`${own.gw.url}/models/stub_v1`)).body.version).toBe(version);
-      expect((await post(`${own.gw.url}/infer`, { payload: { input: INPUT_128 } })).body.model_version).toBe(version);
+      expect((await post(`${own.gw.url}/infer`, { payload: { input: EXAMPLE_INPUT } })).body.model_version).toBe(version);
     });
 
     it('registers nothing from outside MODELS_DIR either', async () => {
@@ -196,7 +197,7 @@ describe('unloading a model while work for it is queued', () => {
   });
 
   it('stops taking requests at once (404), finishes those already accepted, then releases the model', async () => {
-    const accepted = Array.from({ length: 30 }, () => post(`${front.url}/infer`, { payload: { input: INPUT_128 } }));
+    const accepted = Array.from({ length: 30 }, () => post(`${front.url}/infer`, { payload: { input: EXAMPLE_INPUT } }));
     while ((await getJson(`${front.url}/models/stub_v1`)).body.requestsPending < 30) await new Promise((r) => setTimeout(r, 5));
 
     let unloaded: { status: number; body: any } | undefined;
@@ -204,7 +205,7 @@ describe('unloading a model while work for it is queued', () => {
     await new Promise((r) => setTimeout(r, 300));
     expect(unloaded).toBeUndefined();
     expect((await getJson(`${front.url}/models/stub_v1`)).body).toMatchObject({ state: 'draining', requestsPending: 30 });
-    const late = await post(`${front.url}/infer`, { payload: { input: INPUT_128 } });
+    const late = await post(`${front.url}/infer`, { payload: { input: EXAMPLE_INPUT } });
     expect(late.status).toBe(404);
 
     const worker = await startGateway(redis.url);
@@ -216,7 +217,7 @@ describe('unloading a model while work for it is queued', () => {
       expect((await getJson(`${front.url}/models/stub_v1`)).status).toBe(404);
       expect((await del(`${front.url}/models/stub_v1`)).status).toBe(404);
       // The other replica still has its own copy and keeps serving.
-      expect((await post(`${worker.url}/infer`, { payload: { input: INPUT_128 } })).status).toBe(200);
+      expect((await post(`${worker.url}/infer`, { payload: { input: EXAMPLE_INPUT } })).status).toBe(200);
     } finally {
       await worker.close();
     }
@@ -232,7 +233,7 @@ describe('hot swap under load', () => {
     let stop = false;
     const client = async () => {
       while (!stop) {
-        const res = await post(`${own.gw.url}/infer`, { model_id: 'stub_v1', payload: { input: INPUT_128 } });
+        const res = await post(`${own.gw.url}/infer`, { model_id: 'stub_v1', payload: { input: EXAMPLE_INPUT } });
         statuses.set(res.status, (statuses.get(res.status) ?? 0) + 1);
         if (res.status === 200) versions.add(res.body.model_version);
       }

@@ -1,7 +1,8 @@
 import { spawn as spawnProcess } from 'node:child_process';
 import { join } from 'node:path';
-import { GatewayProcess, INPUT_128, ROOT, post, spawnGateway } from './support/gateway';
+import { GatewayProcess, ROOT, post, spawnGateway } from './support/gateway';
 import { TestRedis, freePort } from './support/redis-server';
+import { EXAMPLE_INPUT } from './support/example-input';
 
 interface LogLine {
   level: string;
@@ -52,7 +53,7 @@ describe('logs: JSON lines from pino, honouring LOG_LEVEL (separate gateway proc
     expect(boot.every((l) => typeof l.time === 'string' && typeof l.msg === 'string' && ['info', 'warn'].includes(l.level))).toBe(true);
     expect(boot).toEqual(expect.arrayContaining([expect.objectContaining({ level: 'info', context: 'NestApplication', msg: 'Nest application successfully started' })]));
     const before = gw.output().length;
-    const answers = await Promise.all(Array.from({ length: 50 }, () => post(`${gw.url}/infer`, { payload: { input: INPUT_128 } })));
+    const answers = await Promise.all(Array.from({ length: 50 }, () => post(`${gw.url}/infer`, { payload: { input: EXAMPLE_INPUT } })));
     expect(answers.every((a) => a.status === 200)).toBe(true);
     expect((await post(`${gw.url}/infer`, { payload: { input: [1] } })).status).toBe(422);
     expect((await post(`${gw.url}/infer`, '{"payload": ')).status).toBe(400);
@@ -63,7 +64,7 @@ describe('logs: JSON lines from pino, honouring LOG_LEVEL (separate gateway proc
 
   it('at debug: every line about a request carries the request_id its client got back', async () => {
     const gw = await spawn({ LOG_LEVEL: 'debug' });
-    const ok = await post(`${gw.url}/infer`, { payload: { input: INPUT_128 } });
+    const ok = await post(`${gw.url}/infer`, { payload: { input: EXAMPLE_INPUT } });
     const bad = await post(`${gw.url}/infer`, { payload: { input: [1] } });
     expect([ok.status, bad.status]).toEqual([200, 422]);
     for (const answer of [ok, bad]) {
@@ -93,7 +94,7 @@ describe('logs: JSON lines from pino, honouring LOG_LEVEL (separate gateway proc
     try {
       const url = `http://127.0.0.1:${port}`;
       for (let i = 0; i < 300 && !(await fetch(`${url}/health/ready`).then((r) => r.ok, () => false)); i++) await new Promise((r) => setTimeout(r, 100));
-      expect((await post(`${url}/infer`, { payload: { input: INPUT_128 } })).status).toBe(200);
+      expect((await post(`${url}/infer`, { payload: { input: EXAMPLE_INPUT } })).status).toBe(200);
     } finally {
       proc.kill('SIGTERM');
       await exited;

@@ -1,6 +1,7 @@
 import { join } from 'node:path';
-import { INPUT_128, ROOT, getJson, ownGateway, post } from './support/gateway';
+import { ROOT, getJson, ownGateway, post } from './support/gateway';
 import { promtool, sample, scrape } from './support/observability';
+import { EXAMPLE_INPUT } from './support/example-input';
 
 const infer = (input: unknown, extra: Record<string, unknown> = {}) => ({ model_id: 'stub_v1', payload: { input }, ...extra });
 
@@ -42,7 +43,7 @@ async function expectSumsMatchAnswers(url: string, unit: TimeUnit): Promise<void
       url,
       async () => {
         for (let i = 0; i < 5; i++) {
-          const answer = await post(`${url}/infer`, infer(INPUT_128));
+          const answer = await post(`${url}/infer`, infer(EXAMPLE_INPUT));
           expect(answer.status).toBe(200);
           latencyMs += answer.body.latency_ms;
           queuedMs += answer.body.queued_ms;
@@ -69,9 +70,9 @@ describe('GET /metrics (real HTTP, Redis and ONNX Runtime)', () => {
     const [ok, invalid, unknownModel, badJson, latencies] = await growth(
       own.gw.url,
       async () => {
-        for (let i = 0; i < 5; i++) expect((await post(`${own.gw.url}/infer`, infer(INPUT_128))).status).toBe(200);
+        for (let i = 0; i < 5; i++) expect((await post(`${own.gw.url}/infer`, infer(EXAMPLE_INPUT))).status).toBe(200);
         expect((await post(`${own.gw.url}/infer`, infer([1, 2]))).status).toBe(422);
-        expect((await post(`${own.gw.url}/infer`, infer(INPUT_128, { model_id: 'made_up' }))).status).toBe(404);
+        expect((await post(`${own.gw.url}/infer`, infer(EXAMPLE_INPUT, { model_id: 'made_up' }))).status).toBe(404);
         expect((await post(`${own.gw.url}/infer`, '{"payload": ')).status).toBe(400);
       },
       ['bales_requests_total', { model_id: 'stub_v1', status: '200' }],
@@ -94,7 +95,7 @@ describe('GET /metrics (real HTTP, Redis and ONNX Runtime)', () => {
   });
 
   it('counts Open Inference Protocol (V2) infer requests under the model named in their path', async () => {
-    const v2 = (model: string) => post(`${own.gw.url}/v2/models/${model}/infer`, { inputs: [{ name: 'input', shape: [1, 128], datatype: 'FP32', data: INPUT_128 }] });
+    const v2 = (model: string) => post(`${own.gw.url}/v2/models/${model}/infer`, { inputs: [{ name: 'input', shape: [1, 128], datatype: 'FP32', data: EXAMPLE_INPUT }] });
     const growthOf = await growth(
       own.gw.url,
       async () => {
@@ -112,7 +113,7 @@ describe('GET /metrics (real HTTP, Redis and ONNX Runtime)', () => {
     const [rows, batches, inferences, waits] = await growth(
       own.gw.url,
       async () => {
-        const answers = await Promise.all(Array.from({ length: 64 }, () => post(`${own.gw.url}/infer`, infer(INPUT_128))));
+        const answers = await Promise.all(Array.from({ length: 64 }, () => post(`${own.gw.url}/infer`, infer(EXAMPLE_INPUT))));
         expect(answers.every((a) => a.status === 200)).toBe(true);
       },
       ['bales_batch_size_sum'],
@@ -134,8 +135,8 @@ describe('GET /metrics (real HTTP, Redis and ONNX Runtime)', () => {
       own.gw.url,
       async () => {
         expect((await post(`${own.gw.url}/infer`, infer([1, 2]))).status).toBe(422);
-        expect((await post(`${own.gw.url}/infer`, infer(INPUT_128, { model_id: 'made_up' }))).status).toBe(404);
-        expect((await post(`${own.gw.url}/infer`, infer(INPUT_128, { priority: 0 }))).status).toBe(400);
+        expect((await post(`${own.gw.url}/infer`, infer(EXAMPLE_INPUT, { model_id: 'made_up' }))).status).toBe(404);
+        expect((await post(`${own.gw.url}/infer`, infer(EXAMPLE_INPUT, { priority: 0 }))).status).toBe(400);
         expect((await post(`${own.gw.url}/infer`, 'hello', { 'content-type': 'text/plain' })).status).toBe(415);
         expect((await post(`${own.gw.url}/infer`, infer(Array(20000).fill(0.5)))).status).toBe(413);
       },
@@ -208,8 +209,8 @@ describe('bales_pending_requests and timeouts', () => {
 
   it('reports the requests this replica holds and the rows queued per priority, then counts the 504s once their deadline passes', async () => {
     const answers = Promise.all([
-      ...Array.from({ length: 3 }, () => post(`${own.gw.url}/infer`, infer(INPUT_128, { priority: 2 }))),
-      post(`${own.gw.url}/infer`, infer(INPUT_128, { priority: 1 })),
+      ...Array.from({ length: 3 }, () => post(`${own.gw.url}/infer`, infer(EXAMPLE_INPUT, { priority: 2 }))),
+      post(`${own.gw.url}/infer`, infer(EXAMPLE_INPUT, { priority: 1 })),
     ]);
     // Queue depths are read from Redis every 100 ms.
     await new Promise((r) => setTimeout(r, 400));
@@ -231,6 +232,6 @@ describe('ENABLE_PROMETHEUS=false', () => {
 
   it('serves no /metrics, while inference works as before', async () => {
     expect((await fetch(`${own.gw.url}/metrics`)).status).toBe(404);
-    expect((await post(`${own.gw.url}/infer`, infer(INPUT_128))).status).toBe(200);
+    expect((await post(`${own.gw.url}/infer`, infer(EXAMPLE_INPUT))).status).toBe(200);
   });
 });

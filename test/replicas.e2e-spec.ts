@@ -1,8 +1,9 @@
 import IORedis from 'ioredis';
-import { GatewayProcess, INPUT_128, getJson, post, spawnGateway } from './support/gateway';
+import { GatewayProcess, getJson, post, spawnGateway } from './support/gateway';
 import { TestRedis } from './support/redis-server';
+import { EXAMPLE_INPUT } from './support/example-input';
 
-const body = { model_id: 'stub_v1', priority: 2, payload: { input: INPUT_128 } };
+const body = { model_id: 'stub_v1', priority: 2, payload: { input: EXAMPLE_INPUT } };
 
 async function publishCalls(url: string): Promise<number> {
   const redis = new IORedis(url);

@@ -1,7 +1,8 @@
 import { join } from 'node:path';
 import { Tensor } from 'onnxruntime-node';
-import { INPUT_128, getJson, ownGateway, post } from './support/gateway';
+import { getJson, ownGateway, post } from './support/gateway';
 import { runDirect, testRepository } from './support/models';
+import { EXAMPLE_INPUT } from './support/example-input';
 
 const fp32 = (name: string, shape: number[], data: unknown) => ({ name, shape, datatype: 'FP32', data });
 
@@ -33,20 +34,20 @@ describe('Open Inference Protocol (KServe V2) over the same queue and batcher', 
   });
 
   it('gives the stub the same probabilities as /infer and as ONNX Runtime directly', async () => {
-    const v2 = await post(`${own.gw.url}/v2/models/stub_v1/infer`, { id: 'req-1', inputs: [fp32('input', [1, 128], INPUT_128)] });
+    const v2 = await post(`${own.gw.url}/v2/models/stub_v1/infer`, { id: 'req-1', inputs: [fp32('input', [1, 128], EXAMPLE_INPUT)] });
     expect(v2.status).toBe(200);
     expect(v2.body).toMatchObject({ model_name: 'stub_v1', model_version: '1', id: 'req-1' });
     const [out] = v2.body.outputs;
     expect(out).toMatchObject({ name: 'probabilities', shape: [1, 10], datatype: 'FP32' });
-    const direct = await runDirect(join(dir, 'stub_v1/model.onnx'), { input: new Tensor('float32', Float32Array.from(INPUT_128), [1, 128]) });
+    const direct = await runDirect(join(dir, 'stub_v1/model.onnx'), { input: new Tensor('float32', Float32Array.from(EXAMPLE_INPUT), [1, 128]) });
     out.data.forEach((p: number, i: number) => expect(p).toBeCloseTo(direct.probabilities.data[i], 6));
-    const infer = await post(`${own.gw.url}/infer`, { payload: { input: INPUT_128 } });
+    const infer = await post(`${own.gw.url}/infer`, { payload: { input: EXAMPLE_INPUT } });
     const label = out.data.indexOf(Math.max(...out.data));
     expect(infer.body.result).toEqual({ label, confidence: expect.closeTo(out.data[label], 6) });
   });
 
   it('answers a request carrying several rows as one response, each row as if sent alone', async () => {
-    const rows = [INPUT_128, INPUT_128.map((v) => v * 2), INPUT_128.map((v) => -v)];
+    const rows = [EXAMPLE_INPUT, EXAMPLE_INPUT.map((v) => v * 2), EXAMPLE_INPUT.map((v) => -v)];
     const res = await post(`${own.gw.url}/v2/models/stub_v1/infer`, { inputs: [fp32('input', [3, 128], rows)] });
     expect(res.status).toBe(200);
     expect(res.body.outputs[0].shape).toEqual([3, 10]);
@@ -90,9 +91,9 @@ describe('Open Inference Protocol (KServe V2) over the same queue and batcher', 
   });
 
   it('takes priority and timeout from parameters, with the same bounds as /infer', async () => {
-    const ok = await post(`${own.gw.url}/v2/models/stub_v1/infer`, { parameters: { priority: 1, timeout_ms: 2000 }, inputs: [fp32('input', [1, 128], INPUT_128)] });
+    const ok = await post(`${own.gw.url}/v2/models/stub_v1/infer`, { parameters: { priority: 1, timeout_ms: 2000 }, inputs: [fp32('input', [1, 128], EXAMPLE_INPUT)] });
     expect(ok.status).toBe(200);
-    const bad = await post(`${own.gw.url}/v2/models/stub_v1/infer`, { parameters: { priority: 9 }, inputs: [fp32('input', [1, 128], INPUT_128)] });
+    const bad = await post(`${own.gw.url}/v2/models/stub_v1/infer`, { parameters: { priority: 9 }, inputs: [fp32('input', [1, 128], EXAMPLE_INPUT)] });
     expect(bad).toMatchObject({ status: 400, body: { error: 'parameters.priority must be an integer from 1 to 3' } });
   });
 
@@ -109,13 +110,13 @@ describe('Open Inference Protocol (KServe V2) over the same queue and batcher', 
       ['a shape that does not fit the input', 400, 'stub_v1', { inputs: [fp32('input', [1, 64], Array(64).fill(0))] }, /does not fit input input of shape \[-1, 128\]/],
       ['the wrong datatype', 400, 'stub_v1', { inputs: [{ name: 'input', shape: [1, 128], datatype: 'INT32', data: Array(128).fill(0) }] }, /input 'input' is FP32 in model 'stub_v1', got datatype INT32/],
       ['an unsupported datatype', 400, 'stub_v1', { inputs: [{ name: 'input', shape: [1, 128], datatype: 'BYTES', data: [] }] }, /datatype must be one of/],
-      ['an unknown input name', 400, 'stub_v1', { inputs: [fp32('pixels', [1, 128], INPUT_128)] }, /unknown input 'pixels'/],
+      ['an unknown input name', 400, 'stub_v1', { inputs: [fp32('pixels', [1, 128], EXAMPLE_INPUT)] }, /unknown input 'pixels'/],
       ['a missing input', 400, 'multi_input', { inputs: [fp32('x', [1, 4], [0, 0, 0, 0])] }, /missing input 'ids'/],
-      ['an unknown output', 400, 'stub_v1', { inputs: [fp32('input', [1, 128], INPUT_128)], outputs: [{ name: 'logits' }] }, /unknown output 'logits'/],
-      ['a non-number in the data', 400, 'stub_v1', { inputs: [fp32('input', [1, 128], [...INPUT_128.slice(1), 'x'])] }, /expected a finite number/],
+      ['an unknown output', 400, 'stub_v1', { inputs: [fp32('input', [1, 128], EXAMPLE_INPUT)], outputs: [{ name: 'logits' }] }, /unknown output 'logits'/],
+      ['a non-number in the data', 400, 'stub_v1', { inputs: [fp32('input', [1, 128], [...EXAMPLE_INPUT.slice(1), 'x'])] }, /expected a finite number/],
       ['a batch above 1 for a model fixed at 1', 400, 'fixed_one', { inputs: [fp32('input', [2, 8], Array(16).fill(0))] }, /takes a batch of exactly 1, got 2/],
       ['no inputs', 400, 'stub_v1', { inputs: [] }, /inputs must hold at least one tensor/],
-      ['an unknown model', 404, 'nope', { inputs: [fp32('input', [1, 128], INPUT_128)] }, /model 'nope' is not registered/],
+      ['an unknown model', 404, 'nope', { inputs: [fp32('input', [1, 128], EXAMPLE_INPUT)] }, /model 'nope' is not registered/],
     ])('%s -> %i', async (_case, status, model, body, error) => {
       const res = await post(`${own.gw.url}/v2/models/${model}/infer`, body);
       expect(res.status).toBe(status);
@@ -126,7 +127,7 @@ describe('Open Inference Protocol (KServe V2) over the same queue and batcher', 
     it('404 for a version that is not served, in metadata, readiness and inference', async () => {
       expect((await getJson(`${own.gw.url}/v2/models/stub_v1/versions/7`)).status).toBe(404);
       expect((await getJson(`${own.gw.url}/v2/models/stub_v1/versions/7/ready`)).status).toBe(404);
-      const res = await post(`${own.gw.url}/v2/models/stub_v1/versions/7/infer`, { inputs: [fp32('input', [1, 128], INPUT_128)] });
+      const res = await post(`${own.gw.url}/v2/models/stub_v1/versions/7/infer`, { inputs: [fp32('input', [1, 128], EXAMPLE_INPUT)] });
       expect(res).toMatchObject({ status: 404, body: { error: expect.stringMatching(/no version '7'/) } });
     });
 

@@ -14,7 +14,8 @@ import { PerformanceObserver, monitorEventLoopDelay } from 'node:perf_hooks';
 import { loadConfig } from '@bales/config';
 import { EncodedRow, ModelRegistry, RowResult } from '@bales/model-registry';
 import { DynamicBatcher } from '@bales/queue';
-import { INPUT_128, argValue, machine, mainThreadNs, median, modelArg, percentile, prepareModel, round, thousands, writeResult } from './common';
+import { EXAMPLE_INPUT } from '../../test/support/example-input';
+import { argValue, machine, mainThreadNs, median, modelArg, percentile, prepareModel, round, thousands, writeResult } from './common';
 
 interface Item {
   priority: number;
@@ -102,7 +103,7 @@ async function main(): Promise<void> {
     const batcher = policy === 'adaptive' ? new DynamicBatcher<Item>({ windowMs: config.BATCH_WINDOW_MS, slots: registry.slots, run }) : fixedWindow(config.BATCH_WINDOW_MS, run);
     const infer = () => {
       const started = performance.now();
-      const { row, release } = registry.admit(model.id, { input: INPUT_128 });
+      const { row, release } = registry.admit(model.id, { input: EXAMPLE_INPUT });
       const done = () => {
         release();
         return performance.now() - started;

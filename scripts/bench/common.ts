@@ -7,7 +7,6 @@ import { HEAVY_MODEL_ID, writeHeavyModel, writeStubModels } from '../generate-mo
 export const ROOT = join(__dirname, '..', '..');
 /** Where results go: bench-results/, or `--results DIR`. */
 export const RESULTS_DIR = resolve(argValue('results') ?? join(ROOT, 'bench-results'));
-export const INPUT_128 = Array.from({ length: 128 }, (_, i) => Math.round(Math.sin(i) * 1000) / 1000);
 
 export type ModelChoice = 'stub' | 'heavy';
 

@@ -14,9 +14,10 @@ import { join } from 'node:path';
 import Redis from 'ioredis';
 import { loadConfig } from '@bales/config';
 import { INFER_QUEUE } from '@bales/queue';
+import { EXAMPLE_INPUT } from '../../test/support/example-input';
 import { TestRedis } from '../../test/support/redis-server';
 import { latencyChart } from './chart';
-import { INPUT_128, argValue, machine, median, modelArg, prepareModel, resultsPath, round, thousands, writeResult } from './common';
+import { argValue, machine, median, modelArg, prepareModel, resultsPath, round, thousands, writeResult } from './common';
 import { Floor, measureFloor } from './floor';
 import { CLOSED_LOOP_CLIENTS, ClosedLoopClient, LoadResult, OpenLoopResult, closedLoop, defaultClient, hasWrk, openLoop } from './load';
 import { Server, cpuSeconds, machineTicks, startBareFastify, startBareNest, startGateway } from './processes';
@@ -65,7 +66,7 @@ async function main(): Promise<void> {
   const client = (argValue('client') ?? defaultClient()) as ClosedLoopClient;
   if (!CLOSED_LOOP_CLIENTS.includes(client)) throw new Error(`--client must be one of ${CLOSED_LOOP_CLIENTS.join(', ')}`);
   if (client === 'wrk' && !hasWrk()) throw new Error('--client wrk: wrk is not installed (Debian: apt-get install wrk)');
-  const body = JSON.stringify({ model_id: model.id, model_type: 'classification', priority: 2, payload: { input: INPUT_128 } });
+  const body = JSON.stringify({ model_id: model.id, model_type: 'classification', priority: 2, payload: { input: EXAMPLE_INPUT } });
 
   log(`model ${model.id}; client ${client} for saturation, a paced client for open loop; ${machine().cores} cores shared with the client`);
   const redis = await TestRedis.start();

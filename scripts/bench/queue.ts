@@ -10,8 +10,9 @@
 import { randomUUID } from 'node:crypto';
 import { Queue } from 'bullmq';
 import { BatchingWorker, INFER_JOB, INFER_QUEUE, INFER_QUEUE_SETTINGS, INFER_WORKER_SETTINGS, decodeJob, encodeRow } from '@bales/queue';
+import { EXAMPLE_INPUT } from '../../test/support/example-input';
 import { TestRedis } from '../../test/support/redis-server';
-import { INPUT_128, argValue, machine, mainThreadNs, median, round, thousands, writeResult } from './common';
+import { argValue, machine, mainThreadNs, median, round, thousands, writeResult } from './common';
 
 /** What one run of one job size measured. */
 interface SizeResult {
@@ -33,7 +34,7 @@ async function main(): Promise<void> {
   const redis = await TestRedis.start();
   const connection = { host: '127.0.0.1', port: redis.port, maxRetriesPerRequest: null };
   const queue = new Queue(INFER_QUEUE, { connection, prefix: 'bench', ...INFER_QUEUE_SETTINGS });
-  const row = { buffers: [Buffer.from(Float32Array.from(INPUT_128).buffer)], dims: [[128]] };
+  const row = { buffers: [Buffer.from(Float32Array.from(EXAMPLE_INPUT).buffer)], dims: [[128]] };
   let rowsSeen = 0;
   let expected = Infinity;
   let allSeen = () => {};

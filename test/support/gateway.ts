@@ -5,7 +5,6 @@ import { createGatewayApp } from '../../apps/gateway/src/app.factory';
 import { TestRedis } from './redis-server';
 
 export const ROOT = join(__dirname, '..', '..');
-export const INPUT_128 = Array.from({ length: 128 }, (_, i) => Math.round(Math.sin(i) * 1000) / 1000);
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
