@@ -57,7 +57,7 @@ export class AbandonedJobs {
     job.jobId = undefined;
     this.queue.remove(jobId).then(
       (removed) => {
-        if (removed === 1) this.depth.subtract(job.modelId, job.priority, job.deadlines);
+        if (removed === 1) this.depth.removeUnrun(job.modelId, job.priority, job.deadlines);
       },
       (err: Error) => this.redis.logError(err),
     );

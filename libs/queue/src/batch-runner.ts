@@ -34,7 +34,7 @@ export class BatchRunner {
    * Drops rows nobody waits for any more, counting them: past their deadline (it travels with the row), or whose
    * client has gone (known here for this replica's clients, announced over Redis for the others').
    */
-  stillWanted<T extends QueuedRow>(rows: T[]): T[] {
+  dropExpired<T extends QueuedRow>(rows: T[]): T[] {
     const now = epochNow();
     const self = this.router.instanceId;
     const live = rows.filter((r) => r.deadline > now && (r.origin === self ? this.pending.has(r.requestId) : !this.router.isCancelled(r.requestId)));
@@ -43,7 +43,7 @@ export class BatchRunner {
   }
 
   async run(modelId: string, rows: QueuedRow[]): Promise<void> {
-    const live = this.stillWanted(rows);
+    const live = this.dropExpired(rows);
     if (live.length === 0) return;
     let messages: ResultMessage[];
     try {

@@ -25,8 +25,8 @@ describe('BatchingWorker', () => {
     await queue.close();
   });
 
-  const start = (process: (job: Job) => Promise<void>, room: () => number) => {
-    worker = new BatchingWorker(queue.name, process, { connection: connection(), lockDuration: 3000, stalledInterval: 1000 }, room);
+  const start = (process: (job: Job) => Promise<void>, jobsWanted: () => number) => {
+    worker = new BatchingWorker(queue.name, process, { connection: connection(), lockDuration: 3000, stalledInterval: 1000 }, jobsWanted);
     worker.on('error', () => undefined);
     void worker.run();
     return worker;
@@ -73,13 +73,13 @@ describe('BatchingWorker', () => {
     expect(inFlight).toBe(1);
   });
 
-  it('never holds more jobs than the room it is given, and fetches more as room opens', async () => {
+  it('never holds more jobs than the consumer wants, and fetches more once it wants more', async () => {
     await queue.addBulk(Array.from({ length: 12 }, (_, i) => ({ name: 'j', data: { i } })));
     let held = 0;
     let mostHeld = 0;
     let finished = 0;
     const release: (() => void)[] = [];
-    let room = 3;
+    let wanted = 3;
     const w = start(
       (job) =>
         new Promise<void>((resolve) => {
@@ -92,13 +92,13 @@ describe('BatchingWorker', () => {
           });
           void job;
         }),
-      () => room - held,
+      () => wanted - held,
     );
     await until(() => held === 3);
     await new Promise((r) => setTimeout(r, 200));
     expect(held).toBe(3);
-    room = 5;
-    w.pump();
+    wanted = 5;
+    w.startFetches();
     await until(() => held === 5);
     while (finished < 12) {
       await until(() => release.length > 0);
@@ -130,13 +130,13 @@ describe('BatchingWorker', () => {
     expect(seen).toEqual([0, 1, 2]);
   });
 
-  it('finishes a job fetched while close() is under way, though the processor pumps before the job counts as held', async () => {
+  it('finishes a job fetched while close() is under way, though the consumer starts fetches before the job counts as held', async () => {
     let ran = false;
     const w = new BatchingWorker(
       queue.name,
       async () => {
         // As the real processor does when its batch starts, before BullMQ counts the job as held.
-        w.pump();
+        w.startFetches();
         await new Promise((r) => setTimeout(r, 300));
         ran = true;
       },

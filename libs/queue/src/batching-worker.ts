@@ -16,7 +16,7 @@ const RETRY_DELAY_MS = 1000;
  * - fetches run side by side, sent together on one connection, so a backlog of jobs arrives in one round trip
  *   rather than one per job. While the queue keeps answering with jobs the window doubles, up to MAX_WINDOW; the
  *   first empty answer closes it to a single fetch that blocks on the queue's marker until a job is written;
- * - the consumer bounds it: `room()` says how many more jobs it wants now, and `pump()` is called when that grows.
+ * - the consumer bounds it: `jobsWanted()` says how many more jobs it wants now, and `startFetches()` is called when that grows.
  *
  * Locks, stalled-job checks, completion and closing stay BullMQ's: jobs go through its public `processJob`, which
  * tracks each job's lock and completes or fails it, and `close()` waits for this loop as it would for its own.
@@ -35,11 +35,11 @@ export class BatchingWorker<Data = unknown> extends Worker<Data> {
     name: string,
     processor: Processor<Data>,
     opts: WorkerOptions,
-    private readonly room: () => number,
+    private readonly jobsWanted: () => number,
   ) {
     super(name, processor, { ...opts, autorun: false });
     // BullMQ emits 'closing' before it sets `closing`: look once it has.
-    this.on('closing', () => queueMicrotask(() => this.pump()));
+    this.on('closing', () => queueMicrotask(() => this.startFetches()));
   }
 
   override async run(): Promise<void> {
@@ -51,15 +51,15 @@ export class BatchingWorker<Data = unknown> extends Worker<Data> {
       if (!this.opts.skipLockRenewal) this.lockManager.start();
       // close() waits for this promise before closing the connections, as it waits for BullMQ's own loop.
       this.mainLoopRunning = new Promise<void>((resolve) => (this.loopEnded = resolve));
-      this.pump();
+      this.startFetches();
       await this.mainLoopRunning;
     } finally {
       this.running = false;
     }
   }
 
-  /** Starts the fetches there is room for. Call it whenever the consumer's room may have grown. */
-  pump(): void {
+  /** Starts as many fetches as the consumer wants jobs. Call it whenever it may want more. */
+  startFetches(): void {
     if (!this.loopEnded) return;
     if (this.closing) {
       clearTimeout(this.retryTimer);
@@ -68,7 +68,7 @@ export class BatchingWorker<Data = unknown> extends Worker<Data> {
     }
     // BALES never pauses a worker; a paused one must not spin on fetches that return at once.
     if (this.retryTimer || this.paused) return;
-    const n = Math.min(this.room(), this.fetchWindow) - this.fetchesInFlight;
+    const n = Math.min(this.jobsWanted(), this.fetchWindow) - this.fetchesInFlight;
     for (let i = 0; i < n; i++) this.fetchOne();
   }
 
@@ -78,20 +78,20 @@ export class BatchingWorker<Data = unknown> extends Worker<Data> {
     // While one fetch blocks on the marker, BullMQ sends any other straight to Redis; only a drained worker blocks.
     this.getNextJob(token, { block: true }).then(
       (job) => {
-        // Counted until handed over: the processor may call pump() from inside processJob, before the job is held,
+        // Counted until handed over: the consumer may call startFetches() from inside processJob, before the job is held,
         // and a closing worker must not see itself idle then.
         this.handOver(job);
         this.fetchesInFlight--;
-        this.pump();
+        this.startFetches();
       },
       (err: Error) => {
         this.fetchesInFlight--;
         if (!this.closing) this.emit('error', err);
         this.retryTimer ??= setTimeout(() => {
           this.retryTimer = undefined;
-          this.pump();
+          this.startFetches();
         }, RETRY_DELAY_MS);
-        this.pump();
+        this.startFetches();
       },
     );
   }
@@ -107,7 +107,7 @@ export class BatchingWorker<Data = unknown> extends Worker<Data> {
     // Completing a job can fetch the next one in the same script, when there is room for it.
     // BullMQ asks again when it retries a completion that failed on a lost connection: the fetch counts once.
     const processed = this.processJob(job, job.token!, () => {
-      if (!fetchingNext && !this.closing && this.room() > this.fetchesInFlight) {
+      if (!fetchingNext && !this.closing && this.jobsWanted() > this.fetchesInFlight) {
         fetchingNext = true;
         this.fetchesInFlight++;
       }
@@ -128,7 +128,7 @@ export class BatchingWorker<Data = unknown> extends Worker<Data> {
       )
       .finally(() => {
         this.jobsHeld.delete(processed);
-        this.pump();
+        this.startFetches();
       });
   }
 }

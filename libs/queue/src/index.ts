@@ -5,8 +5,8 @@ export { PendingRequests } from './pending-requests';
 export type { InferOutcome } from './pending-requests';
 export { QueueConnection } from './queue-connection';
 export { QueueDepth } from './queue-depth';
-export { DynamicBatcher } from './batcher';
-export type { BatcherOptions } from './batcher';
+export { DynamicBatcher } from './dynamic-batcher';
+export type { BatcherOptions } from './dynamic-batcher';
 export { BatchRunner } from './batch-runner';
 export type { RunnerStats } from './batch-runner';
 // The queue's building blocks, for its benchmark (scripts/bench/queue.ts): the consumer's fetch loop, the job

@@ -85,7 +85,7 @@ export class InferenceQueue {
     if (this.depth.total(req.modelId) >= limit) {
       return Promise.reject(new BalesError(ErrorCode.QUEUE_FULL, `model '${req.modelId}' has ${limit} or more requests queued; retry shortly`, req.requestId));
     }
-    this.depth.accept(req.modelId);
+    this.depth.addAccepted(req.modelId);
     const now = epochNow();
     const result = this.pending.add(req.requestId, req.timeoutMs);
     const key = `${req.modelId}\u0000${req.priority}`;
@@ -144,7 +144,7 @@ export class InferenceQueue {
    */
   private async write(job: OutgoingJob): Promise<void> {
     const { watched } = job;
-    this.depth.add(watched.modelId, watched.priority, watched.deadlines);
+    this.depth.addWritten(watched.modelId, watched.priority, watched.deadlines);
     const written = this.queue.add(INFER_JOB, job.data, { priority: watched.priority });
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('enqueue timed out')), ENQUEUE_TIMEOUT_MS).unref()));
@@ -153,7 +153,7 @@ export class InferenceQueue {
       this.abandoned.written(watched, added.id);
     } catch (err) {
       this.redis.logError(err as Error);
-      this.depth.subtract(watched.modelId, watched.priority, watched.deadlines);
+      this.depth.removeUnrun(watched.modelId, watched.priority, watched.deadlines);
       for (const row of job.rows) {
         this.pending.fail(row[0], new BalesError(ErrorCode.QUEUE_UNAVAILABLE, 'the queue (Redis) is unreachable; retry shortly', row[0]));
       }

@@ -87,12 +87,12 @@ export class QueueDepth implements OnModuleInit, BeforeApplicationShutdown {
   }
 
   /** Counts rows accepted by this replica at once, before they are written, so a burst in one tick is bounded too. */
-  accept(modelId: string): void {
+  addAccepted(modelId: string): void {
     addTo(this.sinceRead, modelId, 1);
   }
 
   /** Records rows written to the queue; they are added in Redis with the next read. */
-  add(modelId: string, priority: number, deadlines: number[]): void {
+  addWritten(modelId: string, priority: number, deadlines: number[]): void {
     this.count(this.written, modelId, priority, deadlines, 1);
   }
 
@@ -100,13 +100,13 @@ export class QueueDepth implements OnModuleInit, BeforeApplicationShutdown {
    * Gives back rows that were counted but never written (the write failed) or were removed before running. They
    * leave this replica's own count at once, as accepted rows enter it, and Redis's with the next read.
    */
-  subtract(modelId: string, priority: number, deadlines: number[]): void {
+  removeUnrun(modelId: string, priority: number, deadlines: number[]): void {
     addTo(this.sinceRead, modelId, -deadlines.length);
     this.count(this.written, modelId, priority, deadlines, -1);
   }
 
   /** Records rows the processor took; they are subtracted in Redis with the next read, not one call per job. */
-  took(modelId: string, priority: number, deadlines: number[]): void {
+  removeTaken(modelId: string, priority: number, deadlines: number[]): void {
     this.count(this.taken, modelId, priority, deadlines, 1);
     addTo(this.takenByModel, modelId, deadlines.length);
   }

@@ -7,7 +7,7 @@ export const INFER_QUEUE_SETTINGS = {
   defaultJobOptions: { removeOnComplete: true, removeOnFail: 100, attempts: 1 },
 } satisfies Partial<QueueOptions>;
 
-/** The consumer's lock settings, as every processor runs them (infer.processor.ts) and the queue benchmark uses them. */
+/** The consumer's lock settings, as every consumer runs them (queue-consumer.ts) and the queue benchmark uses them. */
 export const INFER_WORKER_SETTINGS = {
   // A replica that dies holding jobs stops renewing their locks; another replica's stalled check puts them
   // back within lockDuration + stalledInterval (about 4 s) instead of BullMQ's 30 s + 30 s. The price is one

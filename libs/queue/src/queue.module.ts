@@ -4,7 +4,7 @@ import { BalesConfig, redisOptionsFromUrl } from '@bales/config';
 import { ModelRegistryModule } from '@bales/model-registry';
 import { AbandonedJobs } from './abandoned-jobs';
 import { BatchRunner } from './batch-runner';
-import { InferProcessor } from './infer.processor';
+import { QueueConsumer } from './queue-consumer';
 import { InferenceQueue } from './inference-queue';
 import { INFER_QUEUE } from './job-codec';
 import { PendingRequests } from './pending-requests';
@@ -31,7 +31,7 @@ import { ResultRouter } from './result-router';
     }),
     ModelRegistryModule,
   ],
-  providers: [RedisConnections, QueueConnection, QueueDepth, PendingRequests, ResultRouter, AbandonedJobs, InferenceQueue, BatchRunner, InferProcessor],
+  providers: [RedisConnections, QueueConnection, QueueDepth, PendingRequests, ResultRouter, AbandonedJobs, InferenceQueue, BatchRunner, QueueConsumer],
   exports: [InferenceQueue, QueueConnection, QueueDepth, PendingRequests, BatchRunner, ModelRegistryModule],
 })
 export class QueueModule {}

@@ -107,7 +107,7 @@ export class DynamicBatcher<T extends Prioritized> {
     }
     const now = this.now();
     for (const item of items) lane.push(item, now);
-    this.pump();
+    this.fillFreeSlots();
     while (lane.size >= lane.maxBatchSize && this.canQueue) this.start(lane);
     this.armTimer();
   }
@@ -118,7 +118,7 @@ export class DynamicBatcher<T extends Prioritized> {
   }
 
   /** Fills free slots with the most urgent work waiting. */
-  private pump(): void {
+  private fillFreeSlots(): void {
     while (this.running < this.options.slots) {
       let best: Lane<T> | undefined;
       let bestHead: Waiting<T> | undefined;
@@ -145,7 +145,7 @@ export class DynamicBatcher<T extends Prioritized> {
       .catch(() => undefined)
       .finally(() => {
         this.running--;
-        this.pump();
+        this.fillFreeSlots();
         this.sendDue();
         this.armTimer();
       });

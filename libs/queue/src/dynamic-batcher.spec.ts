@@ -1,4 +1,4 @@
-import { DynamicBatcher } from './batcher';
+import { DynamicBatcher } from './dynamic-batcher';
 
 interface Item {
   id: number;

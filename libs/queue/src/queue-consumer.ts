@@ -5,7 +5,7 @@ import { BalesError, ErrorCode } from '@bales/errors';
 import { ModelRegistry } from '@bales/model-registry';
 import { BatchRunner } from './batch-runner';
 import { BatchingWorker } from './batching-worker';
-import { DynamicBatcher } from './batcher';
+import { DynamicBatcher } from './dynamic-batcher';
 import { INFER_QUEUE, QueuedRow, decodeJob } from './job-codec';
 import { QueueConnection } from './queue-connection';
 import { QueueDepth } from './queue-depth';
@@ -21,11 +21,11 @@ const READY_WAIT_MS = 2000;
  * whose batches the runner executes. A job completes once every one of its rows has been answered.
  */
 @Injectable()
-export class InferProcessor implements OnApplicationBootstrap, BeforeApplicationShutdown {
-  private readonly logger = new Logger(InferProcessor.name);
+export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationShutdown {
+  private readonly logger = new Logger(QueueConsumer.name);
   readonly batcher: DynamicBatcher<BatchItem>;
   private worker?: BatchingWorker;
-  private rowsPerJobBound: number;
+  private largestRecentJobRows: number;
 
   constructor(
     private readonly config: BalesConfig,
@@ -35,7 +35,7 @@ export class InferProcessor implements OnApplicationBootstrap, BeforeApplication
     private readonly connection: QueueConnection,
     private readonly depth: QueueDepth,
   ) {
-    this.rowsPerJobBound = config.MAX_BATCH_SIZE;
+    this.largestRecentJobRows = config.MAX_BATCH_SIZE;
     this.batcher = new DynamicBatcher<BatchItem>({
       windowMs: config.BATCH_WINDOW_MS,
       slots: registry.slots,
@@ -56,7 +56,7 @@ export class InferProcessor implements OnApplicationBootstrap, BeforeApplication
         prefix: this.config.QUEUE_PREFIX,
         ...INFER_WORKER_SETTINGS,
       },
-      () => this.room(),
+      () => this.jobsWanted(),
     );
     this.worker.on('error', (err) => this.redis.logError(err));
     keepErrorSinks(this.worker, (err) => this.redis.logError(err));
@@ -84,14 +84,14 @@ export class InferProcessor implements OnApplicationBootstrap, BeforeApplication
    * next batch leaves, rather than after the jobs in hand complete, while a burst of small jobs still arrives
    * together and fills shared batches.
    */
-  private room(): number {
+  private jobsWanted(): number {
     const missing = this.registry.slots * this.config.MAX_BATCH_SIZE - this.batcher.waiting;
-    return missing > 0 ? Math.ceil(missing / this.rowsPerJobBound) : 0;
+    return missing > 0 ? Math.ceil(missing / this.largestRecentJobRows) : 0;
   }
 
   /** Rises at once to a bigger job, decays by a tenth per job: over-fetching needs jobs bigger than any lately. */
   private noteJobSize(rows: number): void {
-    this.rowsPerJobBound = Math.max(rows, 1, this.rowsPerJobBound * 0.9);
+    this.largestRecentJobRows = Math.max(rows, 1, this.largestRecentJobRows * 0.9);
   }
 
   async process(job: Job): Promise<void> {
@@ -99,8 +99,8 @@ export class InferProcessor implements OnApplicationBootstrap, BeforeApplication
     if (decoded.length === 0) return;
     this.noteJobSize(decoded.length);
     // A job run again after its replica died was already taken off the shared depth by that replica.
-    if (!job.stalledCounter) this.depth.took(decoded[0].modelId, decoded[0].priority, decoded.map((r) => r.deadline));
-    const rows = this.runner.stillWanted(decoded);
+    if (!job.stalledCounter) this.depth.removeTaken(decoded[0].modelId, decoded[0].priority, decoded.map((r) => r.deadline));
+    const rows = this.runner.dropExpired(decoded);
     if (rows.length === 0) return;
     const modelId = rows[0].modelId;
     if (!this.registry.has(modelId)) {
@@ -137,7 +137,7 @@ export class InferProcessor implements OnApplicationBootstrap, BeforeApplication
 
   private async runBatch(items: BatchItem[]): Promise<void> {
     // Its rows leave the waiting count: room for more jobs.
-    this.worker?.pump();
+    this.worker?.startFetches();
     try {
       await this.runner.run(items[0].modelId, items);
     } finally {
