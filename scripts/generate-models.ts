@@ -15,13 +15,15 @@ export function stubModel(version: 1 | 2): Buffer {
   return encodeModel(mlpClassifier(`stub_v${version}`, STUB_LAYERS, version === 1 ? 1234 : 5678));
 }
 
+/** Writes a model folder as the registry finds it at boot: `id/model.onnx` beside `id/config.json`. */
+export function writeModelFolder(modelsDir: string, id: string, onnx: Uint8Array, config: object): void {
+  mkdirSync(join(modelsDir, id), { recursive: true });
+  writeFileSync(join(modelsDir, id, 'model.onnx'), onnx);
+  writeFileSync(join(modelsDir, id, 'config.json'), JSON.stringify(config, null, 2) + '\n');
+}
+
 export function writeStubModels(modelsDir: string): void {
-  mkdirSync(join(modelsDir, 'stub_v1'), { recursive: true });
-  writeFileSync(join(modelsDir, 'stub_v1', 'model.onnx'), stubModel(1));
-  writeFileSync(
-    join(modelsDir, 'stub_v1', 'config.json'),
-    JSON.stringify({ task: 'classification', description: 'Stub classifier: 128 float32 in, 10 classes out.' }, null, 2) + '\n',
-  );
+  writeModelFolder(modelsDir, 'stub_v1', stubModel(1), { task: 'classification', description: 'Stub classifier: 128 float32 in, 10 classes out.' });
   writeFileSync(join(modelsDir, 'stub_v2.onnx'), stubModel(2));
 }
 
@@ -33,12 +35,10 @@ export const HEAVY_LAYERS = [128, 1024, 1024, 1024, 10];
 export const HEAVY_MODEL_ID = 'heavy_v1';
 
 export function writeHeavyModel(modelsDir: string): void {
-  mkdirSync(join(modelsDir, HEAVY_MODEL_ID), { recursive: true });
-  writeFileSync(join(modelsDir, HEAVY_MODEL_ID, 'model.onnx'), encodeModel(mlpClassifier(HEAVY_MODEL_ID, HEAVY_LAYERS, 4321)));
-  writeFileSync(
-    join(modelsDir, HEAVY_MODEL_ID, 'config.json'),
-    JSON.stringify({ task: 'classification', description: 'Benchmark MLP 128-1024-1024-1024-10, compute-bound.' }, null, 2) + '\n',
-  );
+  writeModelFolder(modelsDir, HEAVY_MODEL_ID, encodeModel(mlpClassifier(HEAVY_MODEL_ID, HEAVY_LAYERS, 4321)), {
+    task: 'classification',
+    description: 'Benchmark MLP 128-1024-1024-1024-10, compute-bound.',
+  });
 }
 
 if (require.main === module) {

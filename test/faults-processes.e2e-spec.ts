@@ -1,6 +1,6 @@
 import { GatewayProcess, HttpAnswer, getJson, post, sleep, spawnGateway, waitFor } from './support/gateway';
 import { TestRedis } from './support/redis-server';
-import { heavyModelsDir } from './faults-models';
+import { heavyModelsDir } from './support/models';
 import { EXAMPLE_INPUT } from './support/example-input';
 
 const heavy = (extra: Record<string, unknown> = {}) => ({ model_id: 'heavy', payload: { input: EXAMPLE_INPUT }, ...extra });

@@ -3,7 +3,7 @@ import { PendingRequests, QueueDepth } from '@bales/queue';
 import { HttpAnswer, TestGateway, getJson, post, sleep, startGateway, waitFor } from './support/gateway';
 import { scrape, sample } from './support/observability';
 import { TestRedis } from './support/redis-server';
-import { heavyModelsDir } from './faults-models';
+import { heavyModelsDir } from './support/models';
 import { EXAMPLE_INPUT } from './support/example-input';
 
 const body = (extra: Record<string, unknown> = {}) => ({ model_id: 'stub_v1', priority: 2, payload: { input: EXAMPLE_INPUT }, ...extra });

@@ -1,7 +1,9 @@
-import { copyFileSync, mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
+/** The model folders tests serve: a temporary MODELS_DIR with the shipped stub, and the models the suites add to it. */
+import { copyFileSync, cpSync, mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { InferenceSession, Tensor } from 'onnxruntime-node';
+import { writeModelFolder } from '../../scripts/generate-models';
 import { ElemType, GraphSpec, encodeModel, mlpClassifier, seededRandom, denseWeights } from '../../scripts/onnx/onnx-writer';
 import { ROOT } from './gateway';
 
@@ -67,10 +69,44 @@ export const twoOutputs: GraphSpec = {
   ],
 };
 
-function addModel(dir: string, id: string, spec: GraphSpec, config: object): void {
-  mkdirSync(join(dir, id), { recursive: true });
-  writeFileSync(join(dir, id, 'model.onnx'), encodeModel(spec));
-  writeFileSync(join(dir, id, 'config.json'), JSON.stringify(config));
+/**
+ * A classifier of the stub's shape (128 floats in, 10 classes out) made slow on purpose: one 512x512 layer applied
+ * `layers` times. The file stays small (one weight matrix) while a batch costs real CPU, so a flood saturates the
+ * worker threads.
+ */
+export function heavyClassifier(layers: number): GraphSpec {
+  const spec = mlpClassifier('heavy', [128, 512, 512, 10], 7);
+  const [first, firstRelu] = spec.nodes;
+  const nodes = [first, firstRelu];
+  let current = firstRelu.outputs[0];
+  for (let i = 0; i < layers; i++) {
+    nodes.push({ op: 'Gemm', inputs: [current, 'w1', 'b1'], outputs: [`r${i}`] });
+    nodes.push({ op: 'Relu', inputs: [`r${i}`], outputs: [`r${i}_relu`] });
+    current = `r${i}_relu`;
+  }
+  nodes.push({ op: 'Gemm', inputs: [current, 'w2', 'b2'], outputs: ['logits'] });
+  nodes.push({ op: 'Softmax', inputs: ['logits'], outputs: ['probabilities'], attributes: { axis: { int: -1 } } });
+  return { ...spec, nodes };
+}
+
+/** A temporary MODELS_DIR holding a copy of the shipped stub: `stub_v1/` and the v2 weights beside it. */
+export function stubModelsDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'bales-models-'));
+  cpSync(join(ROOT, 'models/stub_v1'), join(dir, 'stub_v1'), { recursive: true });
+  copyFileSync(join(ROOT, 'models/stub_v2.onnx'), join(dir, 'stub_v2.onnx'));
+  return dir;
+}
+
+/** Adds a model folder (`id/model.onnx` and `id/config.json`) to a MODELS_DIR, served from the next boot. */
+export function addModel(dir: string, id: string, spec: GraphSpec, config: object): void {
+  writeModelFolder(dir, id, encodeModel(spec), config);
+}
+
+/** A temporary MODELS_DIR serving `heavy` (see heavyClassifier) beside a copy of the stub. */
+export function heavyModelsDir(layers: number): string {
+  const dir = stubModelsDir();
+  addModel(dir, 'heavy', heavyClassifier(layers), { task: 'classification' });
+  return dir;
 }
 
 /**
@@ -78,11 +114,7 @@ function addModel(dir: string, id: string, spec: GraphSpec, config: object): voi
  * and task, loose files for registration and reload cases, and a symlink pointing outside.
  */
 export function testRepository(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'bales-models-'));
-  mkdirSync(join(dir, 'stub_v1'));
-  copyFileSync(join(ROOT, 'models/stub_v1/model.onnx'), join(dir, 'stub_v1/model.onnx'));
-  copyFileSync(join(ROOT, 'models/stub_v1/config.json'), join(dir, 'stub_v1/config.json'));
-  copyFileSync(join(ROOT, 'models/stub_v2.onnx'), join(dir, 'stub_v2.onnx'));
+  const dir = stubModelsDir();
   addModel(dir, 'multi_input', multiInput, { task: 'regression' });
   addModel(dir, 'fixed_one', fixedBatchOne(), { task: 'classification', labels: ['cat', 'dog', 'bird'] });
   addModel(dir, 'dynamic_seq', dynamicSeq, { task: 'regression' });
