@@ -9,9 +9,8 @@ const RETRY_DELAY_MS = 1000;
  * A BullMQ worker that fetches the way a batching consumer needs, in place of BullMQ's own fetch loop.
  *
  * BullMQ's loop fetches one job per Redis round trip and hands a fetched job to the processor only when its run
- * of fetches ends (it has as many jobs as its concurrency, or the queue is empty). Under steady traffic that run
- * rarely ends, so jobs sat fetched but unprocessed for tens of milliseconds (measured: p99 13 to 53 ms from write
- * to processor, for 6 to 13 ms from write to fetch). Here:
+ * of fetches ends (it has as many jobs as its concurrency, or the queue is empty); under steady traffic that run
+ * rarely ends, so fetched jobs wait (docs/benchmarks.md). Here:
  * - each job goes to the processor the moment its fetch returns;
  * - fetches run side by side, sent together on one connection, so a backlog of jobs arrives in one round trip
  *   rather than one per job. While the queue keeps answering with jobs the window doubles, up to MAX_WINDOW; the

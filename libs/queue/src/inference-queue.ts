@@ -138,9 +138,9 @@ export class InferenceQueue {
 
   /**
    * Writes one job, counting its rows into the shared depth (reported with the next read). Each job is added on
-   * its own with `Queue.add`, never `addBulk`: an ioredis pipeline (which `addBulk` builds) copies all 52 of BullMQ's
-   * Lua scripts onto itself, about 25 µs and 12 KB of garbage per write, and jobs share nothing that needs them
-   * written together. A job that cannot be written fails its own requests only.
+   * its own with `Queue.add`, never `addBulk`: the ioredis pipeline `addBulk` builds copies every BullMQ Lua script
+   * onto itself per write (docs/benchmarks.md), and jobs share nothing that needs them written together. A job
+   * that cannot be written fails its own requests only.
    */
   private async write(job: OutgoingJob): Promise<void> {
     const { watched } = job;

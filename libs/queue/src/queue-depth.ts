@@ -26,8 +26,8 @@ function addAll(into: Map<string, number>, from: Map<string, number>): void {
  *
  * Each field is `model|priority|deadline second`. A replica reports the rows it wrote and the rows its processor
  * took together, as one net HINCRBY per field in its next read (every DEPTH_REFRESH_MS), rather than a command per
- * job: at low rates, where jobs carry one or two rows, that command was a sixth to a fifth of the gateway's Redis
- * calls. Until then it counts them itself. A field whose second has passed counts for nothing and is deleted: its
+ * job, which at low rates is a large share of the gateway's Redis calls (docs/benchmarks.md). Until then it counts
+ * them itself. A field whose second has passed counts for nothing and is deleted: its
  * rows are past their deadline, so they will be skipped unrun anyway. Any drift (a replica killed before reporting)
  * therefore lives at most as long as the longest deadline, BATCHER_TIMEOUT_S; a count reported by one replica
  * before another reported the rows it wrote is below zero for up to one read, and is read as zero.
