@@ -1,6 +1,8 @@
 export { ModelRegistryModule } from './model-registry.module';
-export { MODEL_ID_PATTERN, ModelRegistry, ModelState } from './model-registry';
-export type { Admission, BatchOutcome, ModelInfo, RegisterRequest, ReloadOutcome, TensorAdmission, UnloadOutcome } from './model-registry';
+export { ModelRegistry } from './model-registry';
+export { ModelState } from './model-types';
+export type { Admission, BatchOutcome, ModelInfo, RegisterRequest, ReloadOutcome, TensorAdmission, UnloadOutcome } from './model-types';
+export { MODEL_ID_PATTERN } from './model-repository';
 export type { EncodedRow, TensorInput } from './input-encoder';
 export { TASKS } from './protocol';
 export type { RowResult, Signature, Task, TensorSpec } from './protocol';

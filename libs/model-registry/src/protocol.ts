@@ -1,4 +1,4 @@
-/** Messages between the ModelRegistry (event-loop thread) and its session workers. */
+/** Messages between the WorkerPool (event-loop thread) and its session workers. */
 
 export const TASKS = ['classification', 'regression', 'embedding', 'raw'] as const;
 export type Task = (typeof TASKS)[number];

@@ -5,7 +5,7 @@ import { ROOT } from '../../../test/support/gateway';
 /**
  * V8's memory reducer starts about 8 s after an isolate's last full GC, when the isolate allocates little. Loaded,
  * warmed and then idle, session workers are such isolates: without the pool switching the reducer off, a registry
- * left idle for 10 s showed its full, compacting "(reduce)" GCs in the workers in every run (3 of 3, `--trace-gc`).
+ * left idle for 10 s shows full, compacting "(reduce)" GCs in its workers.
  */
 const IDLE_MS = 10_500;
 const IDLE_REGISTRY = `

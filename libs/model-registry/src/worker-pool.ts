@@ -1,7 +1,11 @@
+import { Logger } from '@nestjs/common';
+import { availableParallelism } from 'node:os';
 import { extname, join } from 'node:path';
 import { setFlagsFromString } from 'node:v8';
 import { Worker } from 'node:worker_threads';
-import type { RunReply, Signature, WorkerReply, WorkerRequest } from './protocol';
+import type { BalesConfig } from '@bales/config';
+import type { EncodedRow } from './input-encoder';
+import type { ElementType, Feed, RunReply, Signature, Task, TensorSpec, WorkerReply, WorkerRequest } from './protocol';
 
 // Compiled builds run session.worker.js; under jest or swc-node the sources are .ts, and a worker thread
 // has no transformer of its own, so it gets the same register hook.
@@ -9,13 +13,11 @@ const WORKER_FILE = join(__dirname, `session.worker${extname(__filename)}`);
 const WORKER_EXEC_ARGV = extname(__filename) === '.ts' ? ['--require', '@swc-node/register'] : [];
 
 /**
- * Switches off V8's memory reducer for the session workers, before the first one starts. The reducer takes an
- * isolate that allocates little for idle and runs full, compacting GCs on it to give memory back. Session workers
- * allocate little (their tensors are native memory), so under steady traffic it took them: 20 to 67 ms pauses
- * (`--trace-gc`, 1,000 req/s on 2 cores), during which the rows of the batch the worker held waited (queued_ms up
- * to 88 ms). Their heaps are about 20 MB whatever the traffic, so there is little to give back. Set at run time, the
- * flag reaches every worker started from here on, but not the main thread's isolate, which already exists: idle,
- * it still ran reducer GCs in the spec's trace (README, "GC pauses in the worker threads").
+ * Switches off V8's memory reducer for the session workers, before the first one starts. Session workers allocate
+ * little (their tensors are native memory), so the reducer took them for full, compacting GCs under steady traffic,
+ * and every row of the batch a paused worker held waited; their heaps stay small, so there is little to give back
+ * (docs/operations.md, Memory). Set at run time, the flag reaches every worker started from here on, but not the
+ * main thread's isolate, which already exists.
  */
 function disableMemoryReducer(): void {
   setFlagsFromString('--no-memory-reducer');
@@ -69,19 +71,55 @@ class SessionWorker {
   }
 }
 
+/** A session every worker thread holds: its key and the weights it was loaded from. */
+export interface HeldSession {
+  key: string;
+  path: string;
+}
+
+/** One batch for a session: rows stacked along the first dimension of each input. */
+export interface Batch {
+  key: string;
+  task: Task;
+  labels?: string[];
+  inputs: TensorSpec[];
+  rows: EncodedRow[];
+}
+
+export type WorkerPoolConfig = Pick<BalesConfig, 'THREAD_POOL_SIZE' | 'ORT_INTRA_OP_THREADS' | 'WORKER_RECYCLE_RSS_GROWTH_PCT'>;
+
 /**
  * THREAD_POOL_SIZE worker threads, each holding its own ONNX Runtime sessions.
  * A batch goes to the worker with the fewest batches in flight.
  */
 export class WorkerPool {
+  private readonly logger = new Logger(WorkerPool.name);
+  private readonly intraOpThreads: number;
   private workers: SessionWorker[] = [];
   private closing = false;
+  /** Loads and recycling change what every worker holds, so they run one at a time. */
+  private changes: Promise<unknown> = Promise.resolve();
+  /** RSS after boot or after the last recycle: what reload-driven growth is measured against. */
+  private rssBaseline = 0;
 
   constructor(
-    private readonly size: number,
-    /** Called after a crashed worker was replaced, so the registry can load its sessions into it. */
-    private readonly onRespawn: (index: number) => void,
-  ) {}
+    private readonly config: WorkerPoolConfig,
+    /** The sessions a replaced or recycled worker thread must hold: every model's current version. */
+    private readonly currentSessions: () => HeldSession[],
+  ) {
+    // Each worker thread gets its share of the cores, so the pool never oversubscribes them.
+    this.intraOpThreads = config.ORT_INTRA_OP_THREADS || Math.max(1, Math.floor(availableParallelism() / config.THREAD_POOL_SIZE));
+  }
+
+  /** How many batches can run at once: one per worker thread. */
+  get size(): number {
+    return this.config.THREAD_POOL_SIZE;
+  }
+
+  /** True from start() until close(). */
+  get running(): boolean {
+    return this.workers.length > 0 && !this.closing;
+  }
 
   start(): void {
     disableMemoryReducer();
@@ -89,48 +127,62 @@ export class WorkerPool {
   }
 
   /** Loads (or replaces) a session under `key` in every worker, warmed with one run; returns its signature. */
-  async loadEverywhere(key: string, path: string, intraOpThreads: number): Promise<Signature> {
-    const replies = await Promise.allSettled(this.workers.map((w) => w.request({ op: 'load', key, path, intraOpThreads })));
-    const failed = replies.find((r) => r.status === 'rejected');
-    if (failed) {
-      await this.unloadEverywhere(key);
-      throw (failed as PromiseRejectedResult).reason;
-    }
-    return (replies[0] as PromiseFulfilledResult<WorkerReply & { ok: true }>).value.signature!;
-  }
-
-  async loadInto(index: number, key: string, path: string, intraOpThreads: number): Promise<void> {
-    await this.workers[index].request({ op: 'load', key, path, intraOpThreads });
+  loadEverywhere(key: string, path: string): Promise<Signature> {
+    return this.oneAtATime(async () => {
+      const replies = await Promise.allSettled(this.workers.map((w) => w.request({ op: 'load', key, path, intraOpThreads: this.intraOpThreads })));
+      const failed = replies.find((r) => r.status === 'rejected');
+      if (failed) {
+        await this.unloadEverywhere(key);
+        throw (failed as PromiseRejectedResult).reason;
+      }
+      return (replies[0] as PromiseFulfilledResult<WorkerReply & { ok: true }>).value.signature!;
+    });
   }
 
   async unloadEverywhere(key: string): Promise<void> {
     await Promise.allSettled(this.workers.map((w) => w.request({ op: 'unload', key })));
   }
 
-  async run(msg: Extract<Request, { op: 'run' }>): Promise<RunReply> {
+  /** Stacks the rows into one tensor per input and runs them as one batch on the least busy worker. */
+  async run({ key, task, labels, inputs, rows }: Batch): Promise<RunReply> {
+    const feeds: Feed[] = inputs.map((spec, i) => {
+      const data = new ArrayBuffer(rows.reduce((n, r) => n + r.buffers[i].byteLength, 0));
+      const view = new Uint8Array(data);
+      let offset = 0;
+      for (const r of rows) {
+        view.set(r.buffers[i], offset);
+        offset += r.buffers[i].byteLength;
+      }
+      return { name: spec.name, type: spec.type as ElementType, dims: [rows.length, ...rows[0].dims[i]], data };
+    });
+    const rawRows = rows.some((r) => r.raw) ? rows.map((r) => r.raw === true) : undefined;
     let target = this.workers[0];
     for (const w of this.workers) if (w.inFlight < target.inFlight) target = w;
     const reply = await target.request(
-      msg,
-      msg.feeds.map((f) => f.data),
+      { op: 'run', key, task, labels, rows: rows.length, feeds, rawRows },
+      feeds.map((f) => f.data),
     );
     return reply.run!;
   }
 
+  /** Takes the current RSS as the baseline recycling measures growth against: call once the boot models are loaded. */
+  resetRssBaseline(): void {
+    this.rssBaseline = process.memoryUsage.rss();
+  }
+
   /**
-   * Replaces each worker in turn with a fresh thread holding the same sessions, so native memory that
-   * ONNX Runtime does not hand back after many session loads goes with the old thread. Each old worker
-   * finishes the batches it holds before it is terminated; the others keep serving meanwhile.
+   * A safety net for native memory that released sessions leave behind (docs/operations.md, Memory): once RSS
+   * has grown WORKER_RECYCLE_RSS_GROWTH_PCT since the baseline, fresh worker threads take over.
    */
-  async recycle(sessions: { key: string; path: string }[], intraOpThreads: number): Promise<void> {
-    for (let i = 0; i < this.workers.length && !this.closing; i++) {
-      const fresh = this.spawn();
-      await Promise.all(sessions.map(({ key, path }) => fresh.request({ op: 'load', key, path, intraOpThreads })));
-      const old = this.workers[i];
-      this.workers[i] = fresh;
-      await old.drained();
-      await old.thread.terminate();
-    }
+  recycleIfDue(): void {
+    const pct = this.config.WORKER_RECYCLE_RSS_GROWTH_PCT;
+    if (pct === 0 || process.memoryUsage.rss() < this.rssBaseline * (1 + pct / 100)) return;
+    void this.oneAtATime(async () => {
+      const started = performance.now();
+      await this.recycle(this.currentSessions());
+      this.rssBaseline = process.memoryUsage.rss();
+      this.logger.log(`recycled ${this.size} worker threads in ${(performance.now() - started).toFixed(0)} ms`);
+    }).catch((err: Error) => this.logger.error(`recycling worker threads: ${err.message}`));
   }
 
   async close(): Promise<void> {
@@ -139,16 +191,42 @@ export class WorkerPool {
     this.workers = [];
   }
 
+  /**
+   * Replaces each worker in turn with a fresh thread holding the given sessions (only current versions: batches
+   * still running on a replaced one finish on the old thread). Each old worker finishes the batches it holds
+   * before it is terminated; the others keep serving meanwhile.
+   */
+  private async recycle(sessions: HeldSession[]): Promise<void> {
+    for (let i = 0; i < this.workers.length && !this.closing; i++) {
+      const fresh = this.spawn();
+      await Promise.all(sessions.map(({ key, path }) => fresh.request({ op: 'load', key, path, intraOpThreads: this.intraOpThreads })));
+      const old = this.workers[i];
+      this.workers[i] = fresh;
+      await old.drained();
+      await old.thread.terminate();
+    }
+  }
+
+  private oneAtATime<T>(change: () => Promise<T>): Promise<T> {
+    const run = this.changes.then(change, change);
+    this.changes = run.catch(() => undefined);
+    return run;
+  }
+
   private spawn(): SessionWorker {
     const thread = new Worker(WORKER_FILE, { execArgv: WORKER_EXEC_ARGV });
     return new SessionWorker(thread, (worker, err) => this.replace(worker, err));
   }
 
+  /** A crashed worker's place goes to a fresh thread, which loads every current session again. */
   private replace(worker: SessionWorker, err: Error): void {
     worker.failAll(err);
     const index = this.workers.indexOf(worker);
     if (index < 0 || this.closing) return;
-    this.workers[index] = this.spawn();
-    this.onRespawn(index);
+    const fresh = this.spawn();
+    this.workers[index] = fresh;
+    for (const { key, path } of this.currentSessions()) {
+      fresh.request({ op: 'load', key, path, intraOpThreads: this.intraOpThreads }).catch((e: Error) => this.logger.error(`reloading ${key} into worker ${index}: ${e.message}`));
+    }
   }
 }
