@@ -1,29 +1,13 @@
 import { Queue } from 'bullmq';
 import { PendingRequests, QueueDepth } from '@bales/queue';
-import { HttpAnswer, TestGateway, getJson, post, sleep, startGateway, waitFor } from './support/gateway';
-import { scrape, sample } from './support/observability';
-import { TestRedis } from './support/redis-server';
-import { heavyModelsDir } from './support/models';
 import { EXAMPLE_INPUT } from './support/example-input';
+import { getJson, post, sleep, startGateway, statuses, waitFor } from './support/gateway';
+import { heavyModelsDir } from './support/models';
+import { scrape, sample } from './support/observability';
+import { expectRemovedAndNeverRun, jobsInRedis } from './support/queued-work';
+import { TestRedis } from './support/redis-server';
 
 const body = (extra: Record<string, unknown> = {}) => ({ model_id: 'stub_v1', priority: 2, payload: { input: EXAMPLE_INPUT }, ...extra });
-
-/** Jobs of the infer queue still in Redis, in any state, for the given prefix. */
-async function jobsInRedis(redisUrl: string, prefix: string): Promise<number> {
-  const queue = new Queue('infer', { connection: { url: redisUrl }, prefix });
-  try {
-    const counts = await queue.getJobCounts('wait', 'prioritized', 'active', 'delayed', 'paused', 'waiting-children');
-    return Object.values(counts).reduce((a, b) => a + b, 0);
-  } finally {
-    await queue.close();
-  }
-}
-
-async function processorStats(url: string): Promise<{ rows_run: number; rows_expired: number }> {
-  return (await getJson(`${url}/health`)).body.processor;
-}
-
-const statuses = (answers: HttpAnswer[]) => answers.reduce<Record<number, number>>((acc, a) => ({ ...acc, [a.status]: (acc[a.status] ?? 0) + 1 }), {});
 
 describe('faults (in-process gateways, real Redis, BullMQ and ONNX Runtime)', () => {
   let redis: TestRedis;
@@ -37,19 +21,6 @@ describe('faults (in-process gateways, real Redis, BullMQ and ONNX Runtime)', ()
     heavyDir = heavyModelsDir(1024);
   });
   afterAll(() => redis?.stop());
-
-  /** The queued work of `front` is gone from Redis and from the shared depth, and a processor started now runs none of it. */
-  async function expectRemovedAndNeverRun(front: TestGateway, p: string): Promise<void> {
-    await waitFor(async () => (await jobsInRedis(redis.url, p)) === 0, 3000);
-    await waitFor(() => Object.values(front.app.get(QueueDepth).snapshot().stub_v1 ?? {}).every((n) => n === 0), 3000);
-    const worker = await startGateway(redis.url, { QUEUE_PREFIX: p });
-    try {
-      await sleep(500);
-      expect(await processorStats(worker.url)).toMatchObject({ rows_run: 0 });
-    } finally {
-      await worker.close();
-    }
-  }
 
   describe('backpressure', () => {
     it('returns 429 with Retry-After past MAX_QUEUE_DEPTH, before anything is written to Redis, and never 5xx', async () => {
@@ -135,63 +106,6 @@ describe('faults (in-process gateways, real Redis, BullMQ and ONNX Runtime)', ()
     });
   });
 
-  describe('deadlines', () => {
-    let gw: TestGateway;
-    beforeAll(async () => {
-      gw = await startGateway(redis.url, { PROCESSOR_ENABLED: 'false', BATCHER_TIMEOUT_S: '2', QUEUE_PREFIX: prefix() });
-    });
-    afterAll(() => gw?.close());
-
-    it.each([0, -5, 1.5, '100', 2001, [], {}])('returns 400 naming timeout_ms when it is %p', async (timeout) => {
-      const res = await post(`${gw.url}/infer`, body({ timeout_ms: timeout }));
-      expect(res.status).toBe(400);
-      expect(res.body.message).toContain('timeout_ms');
-    });
-
-    it('returns 504 as soon as timeout_ms passes, removes the queued work, and never runs it', async () => {
-      const p = prefix();
-      const front = await startGateway(redis.url, { PROCESSOR_ENABLED: 'false', QUEUE_PREFIX: p });
-      try {
-        const answers = await Promise.all(Array.from({ length: 20 }, () => post(`${front.url}/infer`, body({ timeout_ms: 250 }))));
-        expect(statuses(answers)).toEqual({ 504: 20 });
-        for (const a of answers) expect(a.ms).toBeLessThan(1000);
-        await expectRemovedAndNeverRun(front, p);
-      } finally {
-        await front.close();
-      }
-    });
-
-    it('skips rows already fetched whose deadline passed while more urgent work ran: they answer 504 and never run', async () => {
-      const p = prefix();
-      // Every urgent row is in Redis before any runs, queued by a replica that does not process: the doomed rows can
-      // then only be fetched behind them, however fast this machine runs batches or the client sends requests.
-      const front = await startGateway(redis.url, { MODELS_DIR: heavyDir, PROCESSOR_ENABLED: 'false', BATCHER_TIMEOUT_S: '60', QUEUE_PREFIX: p });
-      let worker: TestGateway | undefined;
-      try {
-        const urgent = Array.from({ length: 320 }, () => post(`${front.url}/infer`, { model_id: 'heavy', priority: 1, payload: { input: EXAMPLE_INPUT } }));
-        await waitFor(async () => front.app.get(QueueDepth).snapshot().heavy?.[1] === 320);
-        // 320 urgent rows keep the one worker thread (one ONNX Runtime thread) busy for about 0.7 s on a fast machine,
-        // measured from when the doomed rows are sent: far past their 100 ms. With 160 rows and two threads it was about
-        // 0.3 s alone and, in a full run on a busy event loop, once in seven runs short enough for a doomed row to start.
-        worker = await startGateway(redis.url, { MODELS_DIR: heavyDir, THREAD_POOL_SIZE: '1', ORT_INTRA_OP_THREADS: '1', QUEUE_PREFIX: p });
-        await waitFor(async () => (await processorStats(worker!.url)).rows_run >= 4);
-        // Fetched once the urgent rows are (64 jobs may be in hand), then held behind them past their deadline.
-        const doomed = await Promise.all(
-          Array.from({ length: 20 }, () => post(`${front.url}/infer`, { model_id: 'heavy', priority: 3, timeout_ms: 100, payload: { input: EXAMPLE_INPUT } })),
-        );
-        expect(statuses(doomed)).toEqual({ 504: 20 });
-        expect(statuses(await Promise.all(urgent))).toEqual({ 200: 320 });
-        await sleep(500);
-        const stats = await processorStats(worker.url);
-        // Not one of the 504s ran: removed from Redis if still there, skipped if already fetched.
-        expect(stats.rows_run).toBe(320);
-      } finally {
-        await worker?.close();
-        await front.close();
-      }
-    });
-  });
-
   describe('client disconnect', () => {
     it('removes the queued work of a client that closed the connection, so it is never run', async () => {
       const p = prefix();
@@ -208,42 +122,13 @@ describe('faults (in-process gateways, real Redis, BullMQ and ONNX Runtime)', ()
         for (const c of controllers) c.abort();
         expect(new Set(await Promise.all(sent))).toEqual(new Set(['AbortError']));
         await waitFor(async () => (await getJson(`${front.url}/health`)).body.pending_requests === 0, 2000);
-        await expectRemovedAndNeverRun(front, p);
+        await expectRemovedAndNeverRun(redis.url, front, p);
         // Counted apart from deadlines: an operator watching timeouts must not see clients that left.
         const metrics = await scrape(front.url);
         expect(sample(metrics, 'bales_rejected_total', { reason: 'client_closed' })).toBe(10);
         expect(sample(metrics, 'bales_rejected_total', { reason: 'timeout' })).toBe(0);
       } finally {
         await front.close();
-      }
-    });
-  });
-
-  describe('Redis outage', () => {
-    it('answers 503 within about a second, reports not ready naming Redis, holds nothing, and serves again when Redis returns', async () => {
-      const outage = await TestRedis.start();
-      const gw = await startGateway(outage.url);
-      try {
-        expect((await post(`${gw.url}/infer`, body())).status).toBe(200);
-        await outage.stop();
-        const during = await Promise.all(Array.from({ length: 200 }, () => post(`${gw.url}/infer`, body())));
-        expect(statuses(during)).toEqual({ 503: 200 });
-        for (const a of during) expect(a.ms).toBeLessThan(1500);
-        const ready = await getJson(`${gw.url}/health/ready`);
-        expect(ready.status).toBe(503);
-        expect(ready.body.error.redis).toMatchObject({ status: 'down' });
-        expect((await getJson(`${gw.url}/health`)).body.pending_requests).toBe(0);
-
-        await outage.resume();
-        const back = performance.now();
-        await waitFor(async () => (await post(`${gw.url}/infer`, body())).status === 200, 10000);
-        const recoveredMs = performance.now() - back;
-        console.log(`Redis outage: serving again ${recoveredMs.toFixed(0)} ms after redis-server answered`);
-        expect(recoveredMs).toBeLessThan(5000);
-        await waitFor(async () => (await getJson(`${gw.url}/health/ready`)).status === 200, 5000);
-      } finally {
-        await gw.close();
-        await outage.stop();
       }
     });
   });

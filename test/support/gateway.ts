@@ -95,6 +95,12 @@ export interface HttpAnswer {
   ms: number;
 }
 
+/** How many answers came with each status, e.g. { 200: 18, 429: 2 }. */
+export const statuses = (answers: HttpAnswer[]) => answers.reduce<Record<number, number>>((acc, a) => ({ ...acc, [a.status]: (acc[a.status] ?? 0) + 1 }), {});
+
+/** A request_id as the gateway makes them. */
+export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
 /** POSTs a JSON body (or a raw string) and returns status, parsed body and time taken. */
 export async function post(url: string, body: unknown, headers: Record<string, string> = {}): Promise<HttpAnswer> {
   const started = performance.now();
