@@ -11,7 +11,8 @@ const run = (script: string, args: string[]) =>
   promisify(execFile)(process.execPath, ['-r', '@swc-node/register', join(__dirname, script), ...args], { cwd: ROOT, timeout: 150_000, maxBuffer: 16 * 1024 * 1024 });
 
 const BODY = JSON.stringify({ model_id: 'stub_v1', payload: { input: [0.5, 1] } });
-/** Answers 200 on /ok only to a POST of exactly BODY as application/json (400 otherwise), and 503 on /busy. */
+const ANSWER_DELAY_MS = 20;
+/** Answers 200 on /ok only to a POST of exactly BODY as application/json (400 otherwise), and 503 on /busy, each after ANSWER_DELAY_MS. */
 const CHECKING_SERVER = `
 const body = ${JSON.stringify(BODY)};
 const server = require('node:http').createServer((req, res) => {
@@ -20,7 +21,7 @@ const server = require('node:http').createServer((req, res) => {
   req.on('end', () => {
     const sent = req.method === 'POST' && req.headers['content-type'] === 'application/json' && got === body;
     res.statusCode = !sent ? 400 : req.url === '/ok' ? 200 : 503;
-    res.end('{}');
+    setTimeout(() => res.end('{}'), ${ANSWER_DELAY_MS});
   });
 });
 server.listen(0, '127.0.0.1', () => console.log(server.address().port));`;
@@ -117,11 +118,13 @@ describe('benchmarks', () => {
       expect(r.requests).toBeGreaterThan(50);
       expect(r.errors).toBe(0);
       expect(r.throughput).toBeGreaterThan(50);
-      // autocannon reports whole milliseconds, so a fast answer's p50 can be 0; NaN would mean wrk's output was misread.
+      // Every answer takes ANSWER_DELAY_MS, and none the whole run: a percentile misread from wrk's output (NaN) or
+      // read in the wrong unit (a factor of 1,000) falls outside these bounds, under any load.
       expect(Number.isFinite(r.p99)).toBe(true);
-      expect(r.p50).toBeGreaterThanOrEqual(0);
+      expect(r.p50).toBeGreaterThanOrEqual(ANSWER_DELAY_MS / 2);
       expect(r.p50).toBeLessThanOrEqual(r.p90);
       expect(r.p90).toBeLessThanOrEqual(r.p99);
+      expect(r.p99).toBeLessThan(r.seconds * 1000);
     });
 
     it('counts non-2xx answers as errors, not throughput', async () => {
