@@ -5,7 +5,7 @@ import { dirname } from 'node:path';
 
 describe('dependencies', () => {
   it("runs Nest's Fastify adapter on the project's own Fastify 5.12+, whose body parser builds no deprecation wrappers per request", () => {
-    // @nestjs/platform-fastify 11 pins Fastify 5.11.3; package.json overrides it (see the README, Development).
+    // @nestjs/platform-fastify 11 pins Fastify 5.11.3; package.json overrides it (see docs/architecture.md).
     const adapterDir = dirname(require.resolve('@nestjs/platform-fastify/package.json'));
     const seenByAdapter = require.resolve('fastify/package.json', { paths: [adapterDir] });
     expect(seenByAdapter).toBe(require.resolve('fastify/package.json'));

@@ -80,7 +80,7 @@ describe('deployment files', () => {
       expect(copies).toEqual(expect.arrayContaining(['--from=deps /app/node_modules ./node_modules', '--from=build /app/dist ./dist', 'models ./models']));
       expect(runtime.instructions.some((i) => i.op === 'RUN' && i.args.includes('npm '))).toBe(false);
       expect(dockerEnv(runtime).MODELS_DIR).toBe('/app/models');
-      // Bounds the native memory released ONNX sessions leave behind (README, Serving your own models).
+      // Bounds the native memory released ONNX sessions leave behind (docs/operations.md, Memory).
       expect(productionMallocEnv()).toEqual({ MALLOC_ARENA_MAX: '2', MALLOC_MMAP_THRESHOLD_: '1048576', MALLOC_TRIM_THRESHOLD_: '33554432' });
       expect(dockerEnv(runtime)).toMatchObject(productionMallocEnv());
       expect(runtime.instructions.find((i) => i.op === 'WORKDIR')!.args).toBe('/app');
@@ -90,7 +90,7 @@ describe('deployment files', () => {
     it('starts the entry point nest build writes, from the build stage that runs it', () => {
       const nest = JSON.parse(read('nest-cli.json'));
       const entry = `dist/${nest.projects.gateway.entryFile}.js`;
-      // The image, start:prod and npm start run node with the same V8 flags: the young generation (README, Memory).
+      // The image, start:prod and npm start run node with the same V8 flags: the young generation (docs/operations.md, Memory).
       expect(productionNodeFlags()).toEqual(['--max-semi-space-size=64']);
       expect(JSON.parse(inRuntime('CMD')[0].args)).toEqual(['node', ...productionNodeFlags(), entry]);
       expect(stages[0].instructions.map((i) => i.args)).toContain('npx nest build');

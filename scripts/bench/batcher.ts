@@ -183,7 +183,7 @@ async function main(): Promise<void> {
   };
 
   // Warm-up, not counted: JIT, worker threads, ONNX Runtime arenas. Throughput climbed for about 3 s of load (90,000
-  // to 200,000 req/s in 0.3 s runs, BENCHMARKS.md), so a fixed few thousand requests measured the warm-up instead.
+  // to 200,000 req/s in 0.3 s runs, docs/benchmarks.md), so a fixed few thousand requests measured the warm-up instead.
   const warmupStarted = performance.now();
   let warmupRequests = 0;
   do warmupRequests += (await closedLoop(Math.min(2000, requests))).requests;

@@ -151,7 +151,7 @@ async function main(): Promise<void> {
     }
 
     // The least the parts below the HTTP stack cost alone, beside the Nest stack's cost from this run: the best
-    // gateway / ceiling ratio a gateway built this way could reach (BENCHMARKS.md). The ratio target is the stub's.
+    // gateway / ceiling ratio a gateway built this way could reach (docs/benchmarks.md). The ratio target is the stub's.
     let floor: (Floor & { totalUs: number; bestRatio: number; gatewayUsRatio: number }) | undefined;
     if (model.choice === 'stub') {
       log('floor: the queue hop alone (bench:queue) and the batcher alone (bench:batcher), each in its own process');

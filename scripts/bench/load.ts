@@ -41,7 +41,7 @@ export const hasWrk = (): boolean => spawnSync('wrk', ['--version']).error === u
 
 /**
  * wrk when it is installed: written in C, it leaves the shared cores to the servers (0.04 to 0.26 of a core in
- * these runs), where autocannon, running in this Node process, takes 0.13 to 0.62 (BENCHMARKS.md).
+ * these runs), where autocannon, running in this Node process, takes 0.13 to 0.62 (docs/benchmarks.md).
  */
 export const defaultClient = (): ClosedLoopClient => (hasWrk() ? 'wrk' : 'autocannon');
 

@@ -15,7 +15,7 @@ export interface Server {
 
 /**
  * Starts a Node server script and waits until `probe` succeeds against it. Every server gets the glibc malloc
- * settings and the V8 flags the gateway runs with in production (README, Memory), so the baselines differ from it
+ * settings and the V8 flags the gateway runs with in production (docs/operations.md, Memory), so the baselines differ from it
  * in code only.
  */
 async function startNode(name: string, args: string[], env: Record<string, string>, probe: (url: string) => Promise<boolean>): Promise<Server> {

@@ -5,7 +5,7 @@
  * decoding and BullMQ's completion) through a throwaway redis-server, producer and consumer in one process, with
  * no HTTP, no batcher and no model. For each number of rows per job it reports the event-loop thread's CPU per
  * row: the least any gateway built on BullMQ jobs that carry their rows spends per request, whatever else it does.
- * Set against the gateway benchmark's Nest stack and ceiling (BENCHMARKS.md), it bounds the gateway / ceiling ratio.
+ * Set against the gateway benchmark's Nest stack and ceiling (docs/benchmarks.md), it bounds the gateway / ceiling ratio.
  */
 import { randomUUID } from 'node:crypto';
 import { Queue } from 'bullmq';

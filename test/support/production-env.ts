@@ -1,7 +1,7 @@
 import { scripts } from '../../package.json';
 
 /**
- * The glibc malloc settings `npm start`, `npm run start:prod` and the image run the gateway with (README, Memory),
+ * The glibc malloc settings `npm start`, `npm run start:prod` and the image run the gateway with (docs/operations.md, Memory),
  * read from the start:prod script; test/deploy.spec.ts checks that the others carry the same.
  */
 export function productionMallocEnv(): Record<string, string> {
@@ -9,7 +9,7 @@ export function productionMallocEnv(): Record<string, string> {
 }
 
 /**
- * The V8 flags the gateway runs with in production (README, Memory: a young generation of 64 MB per semi-space),
+ * The V8 flags the gateway runs with in production (docs/operations.md, Memory: a young generation of 64 MB per semi-space),
  * read from the start:prod script, between `node` and the entry point; test/deploy.spec.ts checks the others.
  */
 export function productionNodeFlags(): string[] {
