@@ -47,7 +47,7 @@ describe('faults across real processes: signals, replica loss, priority under sa
   });
 
   it('serves priority 1 ahead of a saturating flood of priority 3: its median latency is a small fraction of theirs', async () => {
-    // 1,500 rows of 10 to 40 ms each (by machine and load) keep the one worker thread busy for 15 to 60 s.
+    // 1,500 heavy rows keep the one worker thread busy for many seconds: a backlog long enough to show the overtaking.
     const gw = await spawn({ QUEUE_PREFIX: `p${++prefixes}`, BATCHER_TIMEOUT_S: '100' });
     const low = Array.from({ length: 1500 }, () => post(`${gw.url}/infer`, heavy({ priority: 3 })));
     await waitFor(async () => (await pendingOn(gw)) > 1000, 30000);
@@ -116,7 +116,7 @@ describe('faults across real processes: signals, replica loss, priority under sa
   it('skips fetched rows of clients that closed the connection while more urgent work ran', async () => {
     // The urgent rows take seconds on a slow or loaded machine: their timeout is not what is tested.
     const gw = await spawn({ QUEUE_PREFIX: `p${++prefixes}`, BATCHER_TIMEOUT_S: '60' });
-    // 320 urgent rows keep the one worker thread busy for 700 ms or more (batches of 32, 70 ms or more each).
+    // 320 urgent rows keep the one worker thread busy for well past the 60 ms the others wait before they leave.
     const URGENT = 320;
     const urgent = Array.from({ length: URGENT }, () => post(`${gw.url}/infer`, heavy({ priority: 1 })));
     // Every urgent request is accepted before the others are sent: on a loaded machine a late urgent request could
@@ -195,8 +195,8 @@ describe('faults across real processes: signals, replica loss, priority under sa
     expect(rerun).toBeDefined();
     const detectedMs = Date.parse(JSON.parse(rerun!).time) - killedAtWall;
     console.log(`replica loss: dead replica's jobs re-queued ${detectedMs} ms after kill -9; all 500 of the survivor's clients answered after ${allAnsweredMs.toFixed(0)} ms`);
-    // At most lockDuration (3 s) after the dead replica's last renewal plus one stalled check (1 s), and the
-    // survivor's busy event loop on a loaded 2-core machine (measured 2.4-4.3 s); BullMQ's default is 30 s + 30 s.
+    // At most lockDuration (3 s) after the dead replica's last renewal plus one stalled check (1 s), plus the delay of
+    // the survivor's busy event loop; BullMQ's default is 30 s + 30 s.
     expect(detectedMs).toBeLessThan(6500);
     expect(allAnsweredMs).toBeLessThan(15000);
     // Results for the dead replica's clients went to a channel nobody listens on: nothing is held for them.

@@ -40,10 +40,10 @@ describe('faults (in-process gateways, real Redis, BullMQ and ONNX Runtime)', ()
 
         const answers = await Promise.all(sent);
         expect(statuses(answers)).toEqual({ 429: 160, 504: 40 });
-        const refused = await fetch(`${gw.url}/infer`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body()) });
+        const afterExpiry = await fetch(`${gw.url}/infer`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body()) });
         // The 40 expired rows were removed from Redis and from the count, so room is back at once: the request is
         // accepted, and with nothing processing it answers 504 at its deadline, not 429.
-        expect(refused.status).toBe(504);
+        expect(afterExpiry.status).toBe(504);
         const full = answers.find((a) => a.status === 429)!;
         expect(full.body).toMatchObject({ statusCode: 429, error: 'Too Many Requests', request_id: expect.any(String) });
       } finally {

@@ -6,7 +6,7 @@ import { getJson, ownGateway } from './support/gateway';
 
 const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 
-// One gateway for the file: each boot and shutdown costs seconds on a shared machine.
+// One gateway for the file: each boot and shutdown costs seconds.
 const own = ownGateway();
 
 describe('OpenAPI document at /docs-json', () => {

@@ -182,14 +182,14 @@ async function main(): Promise<void> {
     return summarise(latencies, performance.now() - started, stats);
   };
 
-  // Warm-up, not counted: JIT, worker threads, ONNX Runtime arenas. Throughput climbed for about 3 s of load (90,000
-  // to 200,000 req/s in 0.3 s runs, docs/benchmarks.md), so a fixed few thousand requests measured the warm-up instead.
+  // Warm-up, not counted: JIT, worker threads, ONNX Runtime arenas. Throughput keeps climbing over the first seconds
+  // of load (docs/benchmarks.md), so a fixed few thousand requests would measure the warm-up instead.
   const warmupStarted = performance.now();
   let warmupRequests = 0;
   do warmupRequests += (await closedLoop(Math.min(2000, requests))).requests;
   while (performance.now() - warmupStarted < warmupS * 1000);
   const warmup = { seconds: round((performance.now() - warmupStarted) / 1000, 2), requests: warmupRequests };
-  // The machine is shared and a run lasts a fraction of a second, so one run is noise: report the median run.
+  // A run lasts a fraction of a second on cores other work may share, so one run is noise: report the median run.
   const runs: PhaseResult[] = [];
   for (let i = 0; i < repeats; i++) runs.push(await closedLoop(requests));
   const saturation = medianRun(runs);

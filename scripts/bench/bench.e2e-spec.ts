@@ -44,7 +44,7 @@ describe('benchmarks', () => {
     // The event-loop thread's own CPU per request, read from the kernel, is printed and kept.
     expect(stdout).toMatch(/Event-loop thread CPU per request \(median\): \d+\.\d\d us/);
     expect(result.saturation.mainThreadUsPerRequest).toBeGreaterThan(0);
-    // Measured runs start only after 3 s of load: throughput was still climbing for that long.
+    // Measured runs start only after at least 3 s of load, while throughput still climbs.
     expect(stdout).toMatch(/Warm-up, not counted: \d+\.\d s, [\d,]+ requests/);
     expect(result.warmup.seconds).toBeGreaterThanOrEqual(3);
   }, 150_000);
@@ -136,7 +136,7 @@ describe('benchmarks', () => {
   });
 
   it('open loop: times only what follows its lead-in, so a cold start is not measured as the tail', async () => {
-    // The first 60 answers take 300 ms (as new connections and cold code did), the rest come at once.
+    // The first 60 answers take 300 ms, as new connections and cold code can; the rest come at once.
     const slowStart = `
 let n = 0;
 const server = require('node:http').createServer((req, res) => {

@@ -40,8 +40,8 @@ export const CLOSED_LOOP_CLIENTS: readonly ClosedLoopClient[] = ['wrk', 'autocan
 export const hasWrk = (): boolean => spawnSync('wrk', ['--version']).error === undefined;
 
 /**
- * wrk when it is installed: written in C, it leaves the shared cores to the servers (0.04 to 0.26 of a core in
- * these runs), where autocannon, running in this Node process, takes 0.13 to 0.62 (docs/benchmarks.md).
+ * wrk when it is installed: written in C, it takes far less of the cores the servers share with it than autocannon,
+ * which runs in this Node process (docs/benchmarks.md).
  */
 export const defaultClient = (): ClosedLoopClient => (hasWrk() ? 'wrk' : 'autocannon');
 
@@ -91,9 +91,9 @@ function wrk(url: string, body: string, connections: number, seconds: number): L
 }
 
 /**
- * Untimed lead-in of each open-loop run, at its rate on its connections. Without it the first 100 ms or so of a
- * run measured the client rather than the server: new connections and cold client code answered 60 to 97 ms late
- * while the gateway's own latency_ms was 3 to 20 ms. At 1,000 req/s that is the slowest 2% on its own, the P99.
+ * Untimed lead-in of each open-loop run, at its rate on its connections. Without it the start of a run measures the
+ * client rather than the server: new connections and cold client code answer late, enough at the target rate to set
+ * the P99 on their own (docs/benchmarks.md).
  */
 export const OPEN_LOOP_WARMUP_S = 1;
 
