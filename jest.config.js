@@ -20,9 +20,6 @@ const swc = {
 const WITH_SERVICES = [
   'libs/model-registry/src/model-registry.spec.ts',
   'libs/model-registry/src/worker-pool.spec.ts',
-  'libs/queue/src/batching-worker.spec.ts',
-  'libs/queue/src/queue-depth.spec.ts',
-  'libs/queue/src/result-router.spec.ts',
 ];
 
 const shared = {
