@@ -1,9 +1,9 @@
 import { Job, Queue } from 'bullmq';
 import IORedis from 'ioredis';
-import { TestRedis } from '../../../test/support/redis-server';
-import { BatchingWorker } from './batching-worker';
+import { BatchingWorker } from '@bales/queue';
+import { TestRedis } from './support/redis-server';
 
-/** The BullMQ worker behind the processor, against a real Redis, with a processor each test controls. */
+/** The BullMQ worker behind the consumer, against a real Redis, with a processor each test controls. */
 describe('BatchingWorker', () => {
   let redis: TestRedis;
   let queue: Queue;

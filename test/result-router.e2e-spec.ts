@@ -1,11 +1,11 @@
 import IORedis from 'ioredis';
 import { Server, Socket, createConnection, createServer } from 'node:net';
 import { loadConfig } from '@bales/config';
-import { sleep, waitFor } from '../../../test/support/gateway';
-import { TestRedis } from '../../../test/support/redis-server';
-import { PendingRequests } from './pending-requests';
-import { RedisConnections } from './redis-connections';
-import { ResultRouter } from './result-router';
+import { PendingRequests } from '@bales/queue';
+import { RedisConnections } from '../libs/queue/src/redis-connections';
+import { ResultRouter } from '../libs/queue/src/result-router';
+import { sleep, waitFor } from './support/gateway';
+import { TestRedis } from './support/redis-server';
 
 /**
  * A TCP relay to Redis. Once `holdAfterInfo` is set, each new connection's replies are held back from the moment
