@@ -1,0 +1,254 @@
+import type { Queue } from 'bullmq';
+import { loadConfig } from '@bales/config';
+import { BalesError, ErrorCode } from '@bales/errors';
+import type { EncodedRow } from '@bales/model-registry';
+import { AbandonedJobs } from './abandoned-jobs';
+import { InferenceQueue, InferSubmission } from './inference-queue';
+import type { InferJobData } from './job-codec';
+import { InferOutcome, PendingRequests, ResultMessage } from './pending-requests';
+import type { QueueConnection } from './queue-connection';
+import { DEPTH_REFRESH_MS, QueueDepth } from './queue-depth';
+import type { RedisConnections } from './redis-connections';
+import type { ResultRouter } from './result-router';
+
+const HERE = 'replica-a';
+const ROW: EncodedRow = { buffers: [Buffer.alloc(512)], dims: [[128]] };
+
+/** BullMQ's Queue as the producer uses it: each add() waits until the test answers it. */
+class FakeQueue {
+  readonly added: { data: InferJobData; priority: number; written: (id: string) => void; failed: (err: Error) => void }[] = [];
+  readonly removed: string[] = [];
+  /** What remove() answers: 1 removed, 0 when a worker holds the job. */
+  removes = 1;
+
+  add(_name: string, data: InferJobData, opts: { priority: number }): Promise<{ id: string }> {
+    return new Promise((resolve, reject) => this.added.push({ data, priority: opts.priority, written: (id) => resolve({ id }), failed: reject }));
+  }
+
+  async remove(id: string): Promise<number> {
+    this.removed.push(id);
+    return this.removes;
+  }
+
+  /** The request ids of each job written so far. */
+  get jobs(): string[][] {
+    return this.added.map((a) => a.data.r.map((r) => r[0]));
+  }
+}
+
+function setup(env: Record<string, string> = {}) {
+  const config = loadConfig({ MAX_QUEUE_DEPTH: '4', MAX_BATCH_SIZE: '2', ...env });
+  const queue = new FakeQueue();
+  const pending = new PendingRequests();
+  const redis = { instanceId: HERE, logError: jest.fn() };
+  const router = { cancel: jest.fn() };
+  const connection = { connected: true, client: undefined };
+  const depth = new QueueDepth(config, connection as unknown as QueueConnection);
+  const bull = queue as unknown as Queue;
+  const abandoned = new AbandonedJobs(bull, pending, depth, redis as unknown as RedisConnections);
+  const producer = new InferenceQueue(bull, config, pending, redis as unknown as RedisConnections, router as unknown as ResultRouter, connection as unknown as QueueConnection, depth, abandoned);
+  /** Client-gone listeners, per request, for a test to call as the HTTP layer would. */
+  const leave = new Map<string, () => void>();
+  const submit = (requestId: string, extra: Partial<InferSubmission> = {}) =>
+    settled(producer.submit({ requestId, modelId: 'stub_v1', priority: 2, row: ROW, timeoutMs: 5000, onClientGone: (l) => leave.set(requestId, l), ...extra }));
+  return { config, queue, pending, redis, router, connection, depth, producer, submit, leave };
+}
+
+/** How a submission ended, once it has: its outcome or the error code it was refused with. */
+function settled(p: Promise<InferOutcome>) {
+  return p.then(
+    (outcome) => ({ outcome }),
+    (err: BalesError) => ({ code: err.code, message: err.message }),
+  );
+}
+
+const result = (id: string): ResultMessage => ({ id, ok: true, model_id: 'stub_v1', model_version: '1', result: { values: [1] }, batch_size: 1, queued_ms: 0 });
+const endOfTick = () => new Promise((r) => setImmediate(r));
+
+describe('InferenceQueue', () => {
+  // Deadline timers of requests a test leaves waiting end with it.
+  beforeEach(() => jest.useFakeTimers({ doNotFake: ['performance', 'setImmediate', 'nextTick', 'queueMicrotask'] }));
+  afterEach(() => jest.useRealTimers());
+
+  it('writes the requests of one model and priority arriving in one tick as one job, naming this replica as their origin', async () => {
+    const { queue, submit } = setup();
+    void submit('a');
+    void submit('b');
+    expect(queue.added).toHaveLength(0);
+    await endOfTick();
+    expect(queue.jobs).toEqual([['a', 'b']]);
+    expect(queue.added[0]).toMatchObject({ priority: 2, data: { m: 'stub_v1', o: HERE } });
+  });
+
+  it('writes separate jobs per model and per priority, none bigger than MAX_BATCH_SIZE', async () => {
+    const { queue, submit } = setup({ MAX_QUEUE_DEPTH: '100' });
+    for (const id of ['a', 'b', 'c']) void submit(id);
+    void submit('urgent', { priority: 1 });
+    void submit('other', { modelId: 'other' });
+    await endOfTick();
+    expect(queue.jobs).toEqual([['a', 'b'], ['c'], ['urgent'], ['other']]);
+    expect(queue.added.map((a) => [a.data.m, a.priority])).toEqual([
+      ['stub_v1', 2],
+      ['stub_v1', 2],
+      ['stub_v1', 1],
+      ['other', 2],
+    ]);
+  });
+
+  it('resolves each request with its own result', async () => {
+    const { pending, submit } = setup();
+    const [a, b] = [submit('a'), submit('b')];
+    pending.settle(result('b'));
+    pending.settle(result('a'));
+    expect(await a).toEqual({ outcome: result('a') });
+    expect(await b).toEqual({ outcome: result('b') });
+  });
+
+  it('keeps one write in flight: requests arriving meanwhile share the next one', async () => {
+    const { queue, submit } = setup();
+    void submit('a');
+    await endOfTick();
+    void submit('b');
+    await endOfTick();
+    void submit('c');
+    await endOfTick();
+    expect(queue.jobs).toEqual([['a']]);
+    queue.added[0].written('1');
+    await endOfTick();
+    expect(queue.jobs).toEqual([['a'], ['b', 'c']]);
+  });
+
+  it('writes the requests gathered so far before each depth read, even while a write is in flight', async () => {
+    jest.useFakeTimers({ doNotFake: ['performance', 'nextTick', 'queueMicrotask'] });
+    const { queue, submit, depth } = setup();
+    const writtenAtRead: string[][][] = [];
+    jest.spyOn(depth, 'refresh').mockImplementation(async () => void writtenAtRead.push(queue.jobs));
+    depth.onModuleInit();
+    void submit('a');
+    jest.advanceTimersByTime(0);
+    void submit('b');
+    jest.advanceTimersByTime(1);
+    expect(queue.jobs).toEqual([['a']]);
+    jest.advanceTimersByTime(DEPTH_REFRESH_MS);
+    expect(writtenAtRead).toEqual([[['a'], ['b']]]);
+    depth.beforeApplicationShutdown();
+  });
+
+  it('refuses with QUEUE_FULL once MAX_QUEUE_DEPTH requests are queued for the model, counting those of the same tick, and writes none of them', async () => {
+    const { queue, submit } = setup();
+    for (const id of ['a', 'b', 'c', 'd']) void submit(id);
+    expect(await submit('e')).toEqual({ code: ErrorCode.QUEUE_FULL, message: "model 'stub_v1' has 4 or more requests queued; retry shortly" });
+    void submit('other', { modelId: 'other' });
+    await endOfTick();
+    expect(queue.jobs.flat()).toEqual(['a', 'b', 'c', 'd', 'other']);
+  });
+
+  it('refuses with SHUTTING_DOWN once shutdown began, and still answers the requests accepted before', async () => {
+    const { pending, queue, submit } = setup();
+    const accepted = submit('a');
+    pending.beginShutdown();
+    expect(await submit('b')).toEqual({ code: ErrorCode.SHUTTING_DOWN, message: 'this replica is shutting down; retry on another' });
+    await endOfTick();
+    expect(queue.jobs).toEqual([['a']]);
+    pending.settle(result('a'));
+    expect(await accepted).toEqual({ outcome: result('a') });
+  });
+
+  it('refuses with QUEUE_UNAVAILABLE while Redis is unreachable, writing nothing', async () => {
+    const { connection, queue, submit } = setup();
+    connection.connected = false;
+    expect(await submit('a')).toEqual({ code: ErrorCode.QUEUE_UNAVAILABLE, message: 'the queue (Redis) is unreachable; retry shortly' });
+    await endOfTick();
+    expect(queue.added).toEqual([]);
+  });
+
+  it('fails a job\'s requests with QUEUE_UNAVAILABLE when its write fails, and gives their rows back to the depth', async () => {
+    const { queue, submit, depth, redis } = setup();
+    const [a, b] = [submit('a'), submit('b')];
+    const other = submit('c', { priority: 1 });
+    await endOfTick();
+    expect(depth.total('stub_v1')).toBe(3);
+    queue.added[0].failed(new Error('Connection is closed.'));
+    expect(await a).toMatchObject({ code: ErrorCode.QUEUE_UNAVAILABLE });
+    expect(await b).toMatchObject({ code: ErrorCode.QUEUE_UNAVAILABLE });
+    expect(depth.total('stub_v1')).toBe(1);
+    expect(redis.logError).toHaveBeenCalledWith(expect.objectContaining({ message: 'Connection is closed.' }));
+    // The other job was written: its request still waits for its result.
+    queue.added[1].written('2');
+    await endOfTick();
+    expect(await Promise.race([other, endOfTick().then(() => 'waiting')])).toBe('waiting');
+  });
+
+  it('fails with QUEUE_UNAVAILABLE a write Redis has not confirmed within a second', async () => {
+    const { submit } = setup();
+    const a = submit('a');
+    await endOfTick();
+    jest.advanceTimersByTime(999);
+    expect(await Promise.race([a, endOfTick().then(() => 'waiting')])).toBe('waiting');
+    jest.advanceTimersByTime(1);
+    expect(await a).toMatchObject({ code: ErrorCode.QUEUE_UNAVAILABLE });
+  });
+
+  it('does not write a request whose client left within its tick, and tells the other replicas it is cancelled', async () => {
+    const { queue, router, submit, leave } = setup();
+    const a = submit('a', { timeoutMs: 3000 });
+    leave.get('a')!();
+    expect(await a).toEqual({ code: ErrorCode.CLIENT_CLOSED, message: 'the client closed the connection' });
+    expect(router.cancel).toHaveBeenCalledWith('a', expect.any(Number));
+    await endOfTick();
+    expect(queue.added).toEqual([]);
+  });
+
+  it('removes a written job once every one of its clients left, giving its rows back to the depth', async () => {
+    const { queue, submit, leave, depth } = setup();
+    void submit('a');
+    void submit('b');
+    await endOfTick();
+    queue.added[0].written('7');
+    await endOfTick();
+    leave.get('a')!();
+    expect(queue.removed).toEqual([]);
+    leave.get('b')!();
+    await endOfTick();
+    expect(queue.removed).toEqual(['7']);
+    expect(depth.total('stub_v1')).toBe(0);
+  });
+
+  it('removes a job whose requests all timed out while it was being written, once the write returns', async () => {
+    const { queue, submit } = setup();
+    const a = submit('a', { timeoutMs: 500 });
+    await endOfTick();
+    jest.advanceTimersByTime(500);
+    expect(await a).toMatchObject({ code: ErrorCode.TIMEOUT });
+    expect(queue.removed).toEqual([]);
+    queue.added[0].written('7');
+    await endOfTick();
+    expect(queue.removed).toEqual(['7']);
+  });
+
+  it('leaves a job in the queue when any of its requests got a result', async () => {
+    const { queue, pending, submit, leave } = setup();
+    void submit('a');
+    void submit('b');
+    await endOfTick();
+    queue.added[0].written('7');
+    await endOfTick();
+    pending.settle(result('a'));
+    leave.get('b')!();
+    await endOfTick();
+    expect(queue.removed).toEqual([]);
+  });
+
+  it('keeps the rows on the depth when a worker holds the job and BullMQ refuses to remove it', async () => {
+    const { queue, submit, leave, depth } = setup();
+    queue.removes = 0;
+    void submit('a');
+    await endOfTick();
+    queue.added[0].written('7');
+    await endOfTick();
+    leave.get('a')!();
+    await endOfTick();
+    expect(queue.removed).toEqual(['7']);
+    expect(depth.total('stub_v1')).toBe(1);
+  });
+});

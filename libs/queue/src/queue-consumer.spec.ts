@@ -1,0 +1,141 @@
+import type { Job } from 'bullmq';
+import { loadConfig } from '@bales/config';
+import { ErrorCode } from '@bales/errors';
+import type { EncodedRow, ModelRegistry } from '@bales/model-registry';
+import type { BalesMetrics } from '@bales/observability';
+import { FakeModelRegistry } from '../../../test/support/fake-model-registry';
+import { BatchRunner } from './batch-runner';
+import { epochNow } from './clock';
+import { InferJobData, encodeRow } from './job-codec';
+import { PendingRequests, ResultMessage } from './pending-requests';
+import { QueueConsumer } from './queue-consumer';
+import type { QueueConnection } from './queue-connection';
+import type { QueueDepth } from './queue-depth';
+import type { RedisConnections } from './redis-connections';
+import type { ResultRouter } from './result-router';
+
+// Rows come from another replica, so none needs a pending request here to count as wanted.
+const ORIGIN = 'replica-b';
+
+function stubRow(label: number, width = 128): EncodedRow {
+  const values = new Float32Array(width);
+  values[label] = 1;
+  return { buffers: [Buffer.from(values.buffer)], dims: [[width]] };
+}
+
+/** A job as the BullMQ worker hands it over, its rows written by ORIGIN. */
+function job(rows: { id: string; row?: EncodedRow; deadline?: number }[], extra: { modelId?: string; stalledCounter?: number } = {}): Job {
+  const now = epochNow();
+  const data: InferJobData = { m: extra.modelId ?? 'stub_v1', o: ORIGIN, r: rows.map((r, i) => encodeRow(r.id, now, r.deadline ?? now + 5000, r.row ?? stubRow(i))) };
+  return { data, opts: { priority: 2 }, stalledCounter: extra.stalledCounter ?? 0 } as unknown as Job;
+}
+
+function setup() {
+  const config = loadConfig({ MAX_BATCH_SIZE: '8', BATCH_WINDOW_MS: '5' });
+  const registry = new FakeModelRegistry([{ id: 'stub_v1' }], { slots: 1 });
+  const delivered: ResultMessage[] = [];
+  const router = { instanceId: 'replica-a', isCancelled: () => false, deliver: (r: { message: ResultMessage }[]) => delivered.push(...r.map((d) => d.message)) };
+  const metrics = { batch: () => undefined, queued: () => undefined };
+  const runner = new BatchRunner(metrics as unknown as BalesMetrics, registry as unknown as ModelRegistry, router as unknown as ResultRouter, new PendingRequests());
+  const depth = { removeTaken: jest.fn() };
+  const connection = { connected: true };
+  const consumer = new QueueConsumer(config, registry as unknown as ModelRegistry, runner, {} as RedisConnections, connection as QueueConnection, depth as unknown as QueueDepth);
+  return { registry, delivered, depth, consumer };
+}
+
+/** Holds every batch until `release()` lets the oldest one held finish. */
+function holdBatches(registry: FakeModelRegistry) {
+  const held: (() => void)[] = [];
+  registry.beforeRun = () => new Promise<void>((resolve) => held.push(resolve));
+  return { release: () => held.shift()?.() };
+}
+
+const settled = async (p: Promise<unknown>) => {
+  let done = false;
+  void p.then(() => (done = true));
+  await new Promise((r) => setImmediate(r));
+  return done;
+};
+
+describe('QueueConsumer', () => {
+  it('runs a job\'s rows and completes the job only once every row is answered', async () => {
+    const { consumer, registry, delivered } = setup();
+    // One row per batch: the job's two rows run one after the other.
+    registry.add({ id: 'stub_v1', maxBatchSize: 1 });
+    const gate = holdBatches(registry);
+    const processed = consumer.process(job([{ id: 'a' }, { id: 'b' }]));
+    expect(await settled(processed)).toBe(false);
+    gate.release();
+    expect(await settled(processed)).toBe(false);
+    gate.release();
+    await processed;
+    expect(delivered.map((m) => [m.id, m.ok])).toEqual([
+      ['a', true],
+      ['b', true],
+    ]);
+  });
+
+  it('reports the rows it takes to the shared depth with their model, priority and deadlines', async () => {
+    const { consumer, depth } = setup();
+    const deadline = epochNow() + 4000;
+    await consumer.process(job([{ id: 'a', deadline }, { id: 'b', deadline }]));
+    expect(depth.removeTaken).toHaveBeenCalledTimes(1);
+    expect(depth.removeTaken).toHaveBeenCalledWith('stub_v1', 2, [deadline, deadline]);
+  });
+
+  it('does not report a job run again after a stall: the replica that first took it already did', async () => {
+    const { consumer, depth, delivered } = setup();
+    await consumer.process(job([{ id: 'a' }], { stalledCounter: 1 }));
+    expect(depth.removeTaken).not.toHaveBeenCalled();
+    expect(delivered.map((m) => m.id)).toEqual(['a']);
+  });
+
+  it('fails a job whose payload from Redis is malformed, running and reporting nothing', async () => {
+    const { consumer, registry, depth, delivered } = setup();
+    const bad = { data: { m: 'stub_v1', o: ORIGIN, r: [['a', 'not a time', 0, [], []]] }, opts: { priority: 2 }, stalledCounter: 0 } as unknown as Job;
+    await expect(consumer.process(bad)).rejects.toThrow('malformed infer job row 0: id or times');
+    await expect(consumer.process({ data: { m: 'stub_v1' }, opts: {} } as unknown as Job)).rejects.toThrow('malformed infer job');
+    expect(registry.batches).toEqual([]);
+    expect(depth.removeTaken).not.toHaveBeenCalled();
+    expect(delivered).toEqual([]);
+  });
+
+  it('answers MODEL_NOT_FOUND for the rows of a model this replica does not serve', async () => {
+    const { consumer, registry, delivered } = setup();
+    await consumer.process(job([{ id: 'a' }, { id: 'b' }], { modelId: 'gone' }));
+    expect(registry.batches).toEqual([]);
+    expect(delivered).toEqual([
+      { id: 'a', ok: false, code: ErrorCode.MODEL_NOT_FOUND, message: "model 'gone' is not registered" },
+      { id: 'b', ok: false, code: ErrorCode.MODEL_NOT_FOUND, message: "model 'gone' is not registered" },
+    ]);
+  });
+
+  it('answers INVALID_INPUT for a row that does not fit the model, and runs the others', async () => {
+    const { consumer, registry, delivered } = setup();
+    await consumer.process(job([{ id: 'short', row: stubRow(0, 64) }, { id: 'fits' }]));
+    expect(delivered.find((m) => m.id === 'short')).toEqual(expect.objectContaining({ ok: false, code: ErrorCode.INVALID_INPUT }));
+    expect(delivered.find((m) => m.id === 'fits')).toEqual(expect.objectContaining({ ok: true }));
+    expect(registry.batches.map((b) => b.rows.length)).toEqual([1]);
+  });
+
+  it('skips rows whose deadline passed before they were taken, and completes the job at once', async () => {
+    const { consumer, registry, delivered } = setup();
+    await consumer.process(job([{ id: 'late', deadline: epochNow() - 1 }]));
+    expect(registry.batches).toEqual([]);
+    expect(delivered).toEqual([]);
+  });
+
+  it('batches the rows of jobs that wait together into one batch', async () => {
+    const { consumer, registry } = setup();
+    const gate = holdBatches(registry);
+    const first = consumer.process(job([{ id: 'a' }]));
+    // The one slot is busy with the first job: the next two wait, and leave together once it is free.
+    const rest = [consumer.process(job([{ id: 'b' }])), consumer.process(job([{ id: 'c' }, { id: 'd' }]))];
+    gate.release();
+    await first;
+    await new Promise((r) => setImmediate(r));
+    gate.release();
+    await Promise.all(rest);
+    expect(registry.batches.map((b) => b.rows.length)).toEqual([1, 3]);
+  });
+});
