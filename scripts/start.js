@@ -9,6 +9,8 @@ const { join } = require('node:path');
 
 if (existsSync('.env')) process.loadEnvFile('.env');
 const redisUrl = process.env.REDIS_URL || 'redis://localhost:6379/0';
+// Printed with its credentials masked, as the gateway logs it.
+const shownUrl = redisUrl.replace(/\/\/[^@]*@/, '//***@');
 
 function answers(host, port) {
   return new Promise((resolve) => {
@@ -36,13 +38,13 @@ async function ensureRedis() {
   const local = ['localhost', '127.0.0.1', '::1'].includes(host);
   const installed = spawnSync('redis-server', ['--version'], { stdio: 'ignore' }).status === 0;
   if (!local || !installed) {
-    console.error(`BALES: no Redis answers at REDIS_URL=${redisUrl}. Start one (redis-server --save "" --appendonly no, or docker compose up redis) or point REDIS_URL at yours.`);
+    console.error(`BALES: no Redis answers at REDIS_URL=${shownUrl}. Start one (redis-server --save "" --appendonly no, or docker compose up redis) or point REDIS_URL at yours.`);
     process.exit(1);
   }
   const redis = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
   process.on('exit', () => redis.kill());
   for (let i = 0; i < 50 && !(await answers('127.0.0.1', port)); i++) await new Promise((r) => setTimeout(r, 100));
-  console.log(`BALES: no Redis answered at ${redisUrl}, so started a throwaway redis-server on 127.0.0.1:${port} (pid ${redis.pid}, nothing saved); it stops with the gateway.`);
+  console.log(`BALES: no Redis answered at ${shownUrl}, so started a throwaway redis-server on 127.0.0.1:${port} (pid ${redis.pid}, nothing saved); it stops with the gateway.`);
 }
 
 ensureRedis().then(() => require(join(__dirname, '..', 'dist', 'apps', 'gateway', 'src', 'main.js')));
