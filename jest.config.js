@@ -24,10 +24,7 @@ const WITH_SERVICES = [
 
 const shared = {
   rootDir: __dirname,
-  transform: { '^.+\\.ts$': ['@swc/jest', swc], '/node_modules/content-disposition/.+\\.js$': ['@swc/jest', swc] },
-  // @fastify/static (Swagger UI's assets) needs content-disposition 3, which ships only as ESM: Node 20.19+ can
-  // require() it, jest's CommonJS runtime cannot, so swc turns that one package into CommonJS.
-  transformIgnorePatterns: ['/node_modules/(?!content-disposition/)'],
+  transform: { '^.+\\.ts$': ['@swc/jest', swc] },
   moduleNameMapper: { '^@bales/(.*)$': '<rootDir>/libs/$1/src' },
   testEnvironment: '<rootDir>/test/support/jest-environment.js',
 };

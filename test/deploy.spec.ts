@@ -70,7 +70,7 @@ describe('deployment files', () => {
 
     it('is multi-stage: builds with dev dependencies, ships production ones only, never downloads CUDA, and carries the models', () => {
       expect(stages.map((s) => s.name)).toEqual(['build', 'deps', 'runtime']);
-      for (const s of stages) expect(s.instructions[0].args).toMatch(/^node:20-[a-z]+-slim AS /);
+      for (const s of stages) expect(s.instructions[0].args).toMatch(/^node:24-[a-z]+-slim AS /);
       for (const s of stages.filter((st) => st.instructions.some((i) => i.op === 'RUN' && i.args.includes('npm ci')))) {
         expect(dockerEnv(s).ONNXRUNTIME_NODE_INSTALL).toBe('skip');
       }
