@@ -3,10 +3,8 @@ import { PrometheusModule } from '@willsoto/nestjs-prometheus';
 import { LoggerModule } from 'nestjs-pino';
 import type { Logger } from 'pino';
 import { BalesConfig } from '@bales/config';
-import { ModelRegistryModule } from '@bales/model-registry';
 import { BalesMetrics } from './metrics';
 import { MetricsController } from './metrics.controller';
-import { InferRequestMetrics } from './request-metrics';
 
 @Global()
 @Module({})
@@ -21,8 +19,8 @@ export class ObservabilityModule {
     const prometheus = config.ENABLE_PROMETHEUS ? [PrometheusModule.register({ controller: MetricsController, defaultMetrics: { enabled: false } })] : [];
     return {
       module: ObservabilityModule,
-      imports: [LoggerModule.forRoot({ pinoHttp: { logger }, useExisting: true, forRoutes: [] }), ModelRegistryModule, ...prometheus],
-      providers: [BalesMetrics, InferRequestMetrics],
+      imports: [LoggerModule.forRoot({ pinoHttp: { logger }, useExisting: true, forRoutes: [] }), ...prometheus],
+      providers: [BalesMetrics],
       exports: [BalesMetrics],
     };
   }

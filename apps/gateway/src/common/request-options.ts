@@ -3,6 +3,9 @@ import { BalesError, ErrorCode } from '@bales/errors';
 
 const DEFAULT_PRIORITY = 2;
 
+/** The model a request is for: the one it names, else DEFAULT_MODEL_ID. */
+export const requestedModel = (config: BalesConfig, named: string | undefined): string => named ?? config.DEFAULT_MODEL_ID;
+
 /**
  * A request's priority and deadline, with the same rules for every endpoint: priority 1..PRIORITY_LEVELS
  * (default 2), timeout_ms 1..BATCHER_TIMEOUT_S (default BATCHER_TIMEOUT_S). `prefix` names where the

@@ -4,7 +4,7 @@ import { BalesError, ErrorCode } from '@bales/errors';
 import { ModelRegistry } from '@bales/model-registry';
 import { InferenceQueue } from '@bales/queue';
 import type { InferenceCall } from '../common/inference-call.decorator';
-import { requestOptions } from '../common/request-options';
+import { requestOptions, requestedModel } from '../common/request-options';
 import { InferRequestDto } from './dto/infer-request.dto';
 import { InferResponseDto } from './dto/infer-response.dto';
 
@@ -20,28 +20,23 @@ export class InferService {
 
   /** Validates the request against its model, queues it, and answers with its own row of the batch. */
   async infer(req: InferRequestDto, { requestId, receivedAt, onClientGone }: InferenceCall): Promise<InferResponseDto> {
-    try {
-      const modelId = req.model_id ?? this.config.DEFAULT_MODEL_ID;
-      const { priority, timeoutMs } = requestOptions(this.config, req.priority, req.timeout_ms);
-      // Counted until answered, so unloading the model waits for this request.
-      const { model, row, release } = this.registry.admit(modelId, req.payload);
-      if (req.model_type !== undefined && req.model_type !== model.task) {
-        release();
-        throw new BalesError(ErrorCode.INVALID_INPUT, `model_type '${req.model_type}' does not match model '${modelId}', a ${model.task} model`);
-      }
-      const out = await this.queue.submit({ requestId, modelId, priority, row, timeoutMs, onClientGone }).finally(release);
-      return {
-        request_id: requestId,
-        model_id: out.model_id,
-        model_version: out.model_version,
-        result: out.result,
-        latency_ms: round3(performance.now() - receivedAt),
-        batch_size: out.batch_size,
-        queued_ms: out.queued_ms,
-      };
-    } catch (err) {
-      if (err instanceof BalesError) err.requestId ??= requestId;
-      throw err;
+    const modelId = requestedModel(this.config, req.model_id);
+    const { priority, timeoutMs } = requestOptions(this.config, req.priority, req.timeout_ms);
+    // Counted until answered, so unloading the model waits for this request.
+    const { model, row, release } = this.registry.admit(modelId, req.payload);
+    if (req.model_type !== undefined && req.model_type !== model.task) {
+      release();
+      throw new BalesError(ErrorCode.INVALID_INPUT, `model_type '${req.model_type}' does not match model '${modelId}', a ${model.task} model`);
     }
+    const out = await this.queue.submit({ requestId, modelId, priority, row, timeoutMs, onClientGone }).finally(release);
+    return {
+      request_id: requestId,
+      model_id: out.model_id,
+      model_version: out.model_version,
+      result: out.result,
+      latency_ms: round3(performance.now() - receivedAt),
+      batch_size: out.batch_size,
+      queued_ms: out.queued_ms,
+    };
   }
 }

@@ -3,7 +3,8 @@ import { HttpAdapterHost } from '@nestjs/core';
 import type { FastifyInstance } from 'fastify';
 import { BalesConfig } from '@bales/config';
 import { ModelRegistry } from '@bales/model-registry';
-import { BalesMetrics } from './metrics';
+import { BalesMetrics } from '@bales/observability';
+import { requestedModel } from './request-options';
 
 // Only models the registry knows become label values: a client naming made-up models cannot grow the series.
 const UNKNOWN_MODEL = 'unknown';
@@ -12,8 +13,9 @@ const INFER = '/infer';
 const V2_INFER = new Set(['/v2/models/:name/infer', '/v2/models/:name/versions/:version/infer']);
 
 /**
- * Counts every answered inference request (POST /infer and the V2 infer routes) with its final status, whichever layer answered it (validation, the error
- * filter, a timeout or success), from Fastify's onResponse hook: after the reply went out, off the request's path.
+ * Counts every answered inference request (POST /infer and the V2 infer routes) with its final status, whichever
+ * layer answered it (validation, the error filter, a timeout or success), from Fastify's onResponse hook: after
+ * the reply went out, off the request's path.
  */
 @Injectable()
 export class InferRequestMetrics implements OnModuleInit {
@@ -35,8 +37,10 @@ export class InferRequestMetrics implements OnModuleInit {
   }
 
   private modelLabel(named: unknown): string {
-    const id = named ?? this.config.DEFAULT_MODEL_ID;
-    return typeof id === 'string' && this.registry.has(id) ? id : UNKNOWN_MODEL;
+    // Read before validation: the body may name anything, or nothing.
+    if (named !== undefined && typeof named !== 'string') return UNKNOWN_MODEL;
+    const id = requestedModel(this.config, named);
+    return this.registry.has(id) ? id : UNKNOWN_MODEL;
   }
 }
 
