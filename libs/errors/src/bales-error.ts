@@ -24,8 +24,6 @@ export class BalesError extends Error {
   constructor(
     readonly code: ErrorCode,
     message: string,
-    /** Set by whoever first knows which request failed. */
-    public requestId?: string,
   ) {
     super(message);
   }

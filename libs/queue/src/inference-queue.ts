@@ -76,14 +76,14 @@ export class InferenceQueue {
    */
   submit(req: InferSubmission): Promise<InferOutcome> {
     if (!this.pending.accepting) {
-      return Promise.reject(new BalesError(ErrorCode.SHUTTING_DOWN, 'this replica is shutting down; retry on another', req.requestId));
+      return Promise.reject(new BalesError(ErrorCode.SHUTTING_DOWN, 'this replica is shutting down; retry on another'));
     }
     if (!this.connection.connected) {
-      return Promise.reject(new BalesError(ErrorCode.QUEUE_UNAVAILABLE, 'the queue (Redis) is unreachable; retry shortly', req.requestId));
+      return Promise.reject(new BalesError(ErrorCode.QUEUE_UNAVAILABLE, 'the queue (Redis) is unreachable; retry shortly'));
     }
     const limit = this.config.MAX_QUEUE_DEPTH;
     if (this.depth.total(req.modelId) >= limit) {
-      return Promise.reject(new BalesError(ErrorCode.QUEUE_FULL, `model '${req.modelId}' has ${limit} or more requests queued; retry shortly`, req.requestId));
+      return Promise.reject(new BalesError(ErrorCode.QUEUE_FULL, `model '${req.modelId}' has ${limit} or more requests queued; retry shortly`));
     }
     this.depth.addAccepted(req.modelId);
     const now = epochNow();
@@ -101,7 +101,7 @@ export class InferenceQueue {
       if (!this.writing) setImmediate(() => this.flushScheduled && !this.writing && this.flush());
     }
     req.onClientGone?.(() => {
-      if (this.pending.fail(req.requestId, new BalesError(ErrorCode.CLIENT_CLOSED, 'the client closed the connection', req.requestId))) {
+      if (this.pending.fail(req.requestId, new BalesError(ErrorCode.CLIENT_CLOSED, 'the client closed the connection'))) {
         this.router.cancel(req.requestId, now + req.timeoutMs);
       }
     });
@@ -155,7 +155,7 @@ export class InferenceQueue {
       this.redis.logError(err as Error);
       this.depth.removeUnrun(watched.modelId, watched.priority, watched.deadlines);
       for (const row of job.rows) {
-        this.pending.fail(row[0], new BalesError(ErrorCode.QUEUE_UNAVAILABLE, 'the queue (Redis) is unreachable; retry shortly', row[0]));
+        this.pending.fail(row[0], new BalesError(ErrorCode.QUEUE_UNAVAILABLE, 'the queue (Redis) is unreachable; retry shortly'));
       }
     } finally {
       clearTimeout(timer);

@@ -56,7 +56,7 @@ export class PendingRequests {
   /** Registers a request; its promise rejects with TIMEOUT after timeoutMs unless settled first. */
   add(id: string, timeoutMs: number): Promise<InferOutcome> {
     return new Promise<InferOutcome>((resolve, reject) => {
-      const timer = setTimeout(() => this.fail(id, new BalesError(ErrorCode.TIMEOUT, `not served within ${timeoutMs} ms`, id)), timeoutMs);
+      const timer = setTimeout(() => this.fail(id, new BalesError(ErrorCode.TIMEOUT, `not served within ${timeoutMs} ms`)), timeoutMs);
       this.pending.set(id, { resolve, reject, timer });
     });
   }
@@ -65,7 +65,7 @@ export class PendingRequests {
   settle(msg: ResultMessage): boolean {
     const p = this.take(msg.id, true);
     if (msg.ok) p?.resolve(msg);
-    else p?.reject(new BalesError(msg.code, msg.message, msg.id));
+    else p?.reject(new BalesError(msg.code, msg.message));
     return p !== undefined;
   }
 

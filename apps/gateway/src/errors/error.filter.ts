@@ -33,7 +33,6 @@ export interface ErrorBody {
   statusCode: number;
   error: string;
   message: string;
-  request_id?: string;
 }
 
 /**
@@ -53,7 +52,7 @@ export function errorBody(exception: unknown, logError: (message: string) => voi
   if (exception instanceof BalesError) {
     const statusCode = STATUS_BY_CODE[exception.code];
     if (statusCode >= 500 && statusCode !== 503 && statusCode !== 504) logError(`${exception.code}: ${exception.message}`);
-    return { statusCode, error: statusText(statusCode), message: exception.message, ...(exception.requestId ? { request_id: exception.requestId } : {}) };
+    return { statusCode, error: statusText(statusCode), message: exception.message };
   }
   if (exception instanceof HttpException) {
     const statusCode = exception.getStatus();
@@ -90,6 +89,7 @@ export class ErrorFilter implements ExceptionFilter {
     if (exception instanceof BalesError && RETRY_LATER.has(exception.code)) reply.header('retry-after', '1');
     // The Open Inference Protocol has its own error body; the status codes are the same.
     const v2 = request.url.startsWith('/v2');
-    reply.status(body.statusCode).send(v2 ? { error: body.message } : body);
+    // Every request has its id from Fastify (see fastifyLogging), so every error answer names it.
+    reply.status(body.statusCode).send(v2 ? { error: body.message } : { ...body, request_id: request.id });
   }
 }
