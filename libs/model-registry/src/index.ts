@@ -2,7 +2,7 @@ export { ModelRegistryModule } from './model-registry.module';
 export { ModelRegistry } from './model-registry';
 export { ModelState } from './model-types';
 export type { Admission, BatchOutcome, ModelInfo, RegisterRequest, ReloadOutcome, TensorAdmission, UnloadOutcome } from './model-types';
-export { MODEL_ID_PATTERN } from './model-repository';
+export { MODEL_ID_PATTERN, MODEL_ID_RULE } from './model-repository';
 export type { EncodedRow, TensorInput } from './input-encoder';
 export { TASKS } from './protocol';
 export type { RowResult, Signature, Task, TensorSpec } from './protocol';

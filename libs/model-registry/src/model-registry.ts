@@ -3,7 +3,7 @@ import { BalesConfig } from '@bales/config';
 import { BalesError, ErrorCode } from '@bales/errors';
 import { EncodedRow, TensorInput, checkRow, encodePayload, encodeTensors } from './input-encoder';
 import { ModelLifecycle } from './model-lifecycle';
-import { MODEL_ID_PATTERN, ModelRepository } from './model-repository';
+import { MODEL_ID_PATTERN, MODEL_ID_RULE, ModelRepository } from './model-repository';
 import type { Admission, BatchOutcome, ModelInfo, RegisterRequest, ReloadOutcome, TensorAdmission, UnloadOutcome } from './model-types';
 import { WorkerPool } from './worker-pool';
 
@@ -102,7 +102,7 @@ export class ModelRegistry implements OnModuleInit, OnApplicationShutdown {
 
   /** Loads a model from a file inside MODELS_DIR under a new id, at runtime, beside the others. */
   async register(req: RegisterRequest): Promise<ModelInfo> {
-    if (!MODEL_ID_PATTERN.test(req.id)) throw new BalesError(ErrorCode.INVALID_REQUEST, 'model_id must be 1-128 letters, digits, _ . or -');
+    if (!MODEL_ID_PATTERN.test(req.id)) throw new BalesError(ErrorCode.INVALID_REQUEST, MODEL_ID_RULE);
     return this.lifecycle.register(req);
   }
 

@@ -5,6 +5,8 @@ import { TASKS, type Task } from './protocol';
 
 /** A model id: what a model folder, a URL segment and a Prometheus label value can all hold. */
 export const MODEL_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
+/** MODEL_ID_PATTERN in words, for error messages. */
+export const MODEL_ID_RULE = 'model_id must be 1-128 letters, digits, _ . or -';
 
 /** A model as the repository describes it: where its weights are and how to serve them. */
 export interface ModelSource {

@@ -1,12 +1,12 @@
 import { Body, Controller, Delete, Get, HttpCode, Param, Post, UseGuards } from '@nestjs/common';
 import { ApiBearerAuth, ApiCreatedResponse, ApiOkResponse, ApiOperation, ApiParam, ApiTags } from '@nestjs/swagger';
-import { ModelInfo, ModelRegistry } from '@bales/model-registry';
-import { BalesMetrics } from '@bales/observability';
+import type { ModelInfo } from '@bales/model-registry';
 import { ApiErrors } from '../errors/error-response.dto';
 import { AdminTokenGuard } from './admin-token.guard';
-import { ModelInfoDto, ReloadOutcomeDto, UnloadOutcomeDto } from './dto/model-info.dto';
+import { ModelInfoDto, ReloadOutcomeDto, UnloadOutcomeDto, toReloadOutcomeDto, toUnloadOutcomeDto } from './dto/model-info.dto';
 import { RegisterModelDto } from './dto/register-model.dto';
 import { ReloadModelDto } from './dto/reload-model.dto';
+import { ModelsService } from './models.service';
 
 /** The management API: list, register, hot-swap and unload models at runtime. */
 const MODEL_ID = ApiParam({ name: 'id', example: 'stub_v1' });
@@ -17,16 +17,13 @@ const ADMIN_ACCESS = `${ADMIN}; answered only from loopback while it is not`;
 @ApiTags('models')
 @Controller('models')
 export class ModelsController {
-  constructor(
-    private readonly registry: ModelRegistry,
-    private readonly metrics: BalesMetrics,
-  ) {}
+  constructor(private readonly models: ModelsService) {}
 
   @Get()
   @ApiOperation({ summary: 'List the served models' })
   @ApiOkResponse({ type: [ModelInfoDto] })
   list(): ModelInfo[] {
-    return this.registry.list();
+    return this.models.list();
   }
 
   @Get(':id')
@@ -35,7 +32,7 @@ export class ModelsController {
   @ApiOkResponse({ type: ModelInfoDto })
   @ApiErrors({ 404: "model 'made_up' is not registered" })
   get(@Param('id') id: string): ModelInfo {
-    return this.registry.get(id);
+    return this.models.get(id);
   }
 
   @Post()
@@ -46,7 +43,7 @@ export class ModelsController {
   @ApiCreatedResponse({ type: ModelInfoDto })
   @ApiErrors({ 400: 'weights_path must lie inside MODELS_DIR', 401: ADMIN, 403: LOOPBACK_ONLY, 404: 'weights_path does not exist', 409: "model 'stub_v1' is already registered", 422: 'not a loadable ONNX model' })
   register(@Body() body: RegisterModelDto): Promise<ModelInfo> {
-    return this.registry.register({ id: body.model_id, weightsPath: body.weights_path, task: body.task, labels: body.labels, maxBatchSize: body.max_batch_size });
+    return this.models.register(body);
   }
 
   /** Hot swap: loads the new weights beside the old, then switches with no request dropped. */
@@ -59,16 +56,7 @@ export class ModelsController {
   @ApiOkResponse({ type: ReloadOutcomeDto })
   @ApiErrors({ 400: 'weights_path must lie inside MODELS_DIR', 401: ADMIN, 403: LOOPBACK_ONLY, 404: "model 'made_up' is not registered", 409: 'signature change refused, or a reload is already running', 422: 'not a loadable ONNX model' })
   async reload(@Param('id') id: string, @Body() body: ReloadModelDto): Promise<ReloadOutcomeDto> {
-    // Only registered ids become label values, so made-up ids cannot grow the series.
-    const label = this.registry.has(id) ? id : 'unknown';
-    try {
-      const outcome = await this.registry.reload(id, body.weights_path, body.allow_signature_change ?? false);
-      this.metrics.reload(label, 'ok');
-      return { model_id: outcome.modelId, old_version: outcome.oldVersion, new_version: outcome.newVersion, load_ms: outcome.loadMs };
-    } catch (err) {
-      this.metrics.reload(label, 'failed');
-      throw err;
-    }
+    return toReloadOutcomeDto(await this.models.reload(id, body));
   }
 
   /** Stops taking requests for the model, finishes those already accepted, then releases its sessions. */
@@ -80,7 +68,6 @@ export class ModelsController {
   @ApiOkResponse({ type: UnloadOutcomeDto })
   @ApiErrors({ 401: ADMIN, 403: LOOPBACK_ONLY, 404: "model 'made_up' is not registered" })
   async unregister(@Param('id') id: string): Promise<UnloadOutcomeDto> {
-    const outcome = await this.registry.unregister(id);
-    return { model_id: outcome.modelId, version: outcome.version, drained_requests: outcome.drainedRequests, drain_ms: outcome.drainMs };
+    return toUnloadOutcomeDto(await this.models.unregister(id));
   }
 }

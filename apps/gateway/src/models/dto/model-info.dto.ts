@@ -1,5 +1,5 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
-import { TASKS, type Task } from '@bales/model-registry';
+import { TASKS, type ReloadOutcome, type Task, type UnloadOutcome } from '@bales/model-registry';
 
 export class TensorSpecDto {
   @ApiProperty({ example: 'input' })
@@ -80,3 +80,7 @@ export class UnloadOutcomeDto {
   @ApiProperty({ example: 3.2 })
   drain_ms: number;
 }
+
+export const toReloadOutcomeDto = (o: ReloadOutcome): ReloadOutcomeDto => ({ model_id: o.modelId, old_version: o.oldVersion, new_version: o.newVersion, load_ms: o.loadMs });
+
+export const toUnloadOutcomeDto = (o: UnloadOutcome): UnloadOutcomeDto => ({ model_id: o.modelId, version: o.version, drained_requests: o.drainedRequests, drain_ms: o.drainMs });

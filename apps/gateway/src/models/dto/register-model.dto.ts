@@ -1,12 +1,12 @@
 import { ArrayMaxSize, IsArray, IsIn, IsInt, IsNotEmpty, IsOptional, IsString, Matches, Max, MaxLength, Min } from 'class-validator';
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
-import { TASKS, type Task } from '@bales/model-registry';
+import { MODEL_ID_PATTERN, MODEL_ID_RULE, TASKS, type Task } from '@bales/model-registry';
 
 /** POST /models: serve another ONNX file from MODELS_DIR under a new id. */
 export class RegisterModelDto {
-  @ApiProperty({ example: 'stub_v2', pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$' })
+  @ApiProperty({ example: 'stub_v2', pattern: MODEL_ID_PATTERN.source })
   @IsString({ message: 'model_id must be a string' })
-  @Matches(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/, { message: 'model_id must be 1-128 letters, digits, _ . or -' })
+  @Matches(MODEL_ID_PATTERN, { message: MODEL_ID_RULE })
   model_id: string;
 
   /** An ONNX file inside MODELS_DIR. */
