@@ -1,2 +1,4 @@
-/** The example row the tests and benchmarks send to the stub: 128 floats, as its input takes (the API docs show the same). */
-export const EXAMPLE_INPUT = Array.from({ length: 128 }, (_, i) => Math.round(Math.sin(i) * 1000) / 1000);
+import { STUB_EXAMPLE_INPUT } from '../../apps/gateway/src/common/stub-example';
+
+/** The example row the tests and benchmarks send to the stub: the one the API docs show. */
+export const EXAMPLE_INPUT = [...STUB_EXAMPLE_INPUT];

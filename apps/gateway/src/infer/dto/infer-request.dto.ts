@@ -1,19 +1,17 @@
 import { IsDefined, IsIn, IsInt, IsObject, IsOptional, IsString, Matches, Min } from 'class-validator';
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
-import { TASKS, type Task } from '@bales/model-registry';
+import { MODEL_ID_PATTERN, MODEL_ID_RULE, TASKS, type Task } from '@bales/model-registry';
 import { FlatDto } from '../../common/body-validation.pipe';
-
-/** 128 floats: exactly what the shipped stub model takes, so the documented example runs as is. */
-const STUB_INPUT = Array.from({ length: 128 }, (_, i) => Math.round(Math.sin(i) * 1000) / 1000);
+import { STUB_EXAMPLE_INPUT } from '../../common/stub-example';
 
 /** POST /infer, the original BALES contract. */
 @FlatDto()
 export class InferRequestDto {
   /** Defaults to DEFAULT_MODEL_ID. */
-  @ApiPropertyOptional({ example: 'stub_v1', description: 'Defaults to DEFAULT_MODEL_ID', pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$' })
+  @ApiPropertyOptional({ example: 'stub_v1', description: 'Defaults to DEFAULT_MODEL_ID', pattern: MODEL_ID_PATTERN.source })
   @IsOptional()
   @IsString()
-  @Matches(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/, { message: 'model_id must be 1-128 letters, digits, _ . or -' })
+  @Matches(MODEL_ID_PATTERN, { message: MODEL_ID_RULE })
   model_id?: string;
 
   /** Must match the model's task when given. */
@@ -41,7 +39,7 @@ export class InferRequestDto {
     type: 'object',
     additionalProperties: true,
     description: "{input: number[]} for single-input models (flat or nested), one key per input name otherwise; checked against the model's signature",
-    example: { input: STUB_INPUT },
+    example: { input: STUB_EXAMPLE_INPUT },
   })
   @IsDefined({ message: 'payload is required' })
   @IsObject({ message: 'payload must be an object' })

@@ -1,12 +1,11 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { Type } from 'class-transformer';
 import { ArrayMaxSize, ArrayMinSize, IsArray, IsDefined, IsIn, IsInt, IsObject, IsOptional, IsString, MaxLength, Min, ValidateNested } from 'class-validator';
+import { STUB_EXAMPLE_INPUT } from '../../common/stub-example';
 
 /** The Open Inference Protocol datatypes BALES accepts. */
 export const V2_DATATYPES = ['BOOL', 'UINT8', 'INT8', 'INT32', 'INT64', 'FP32', 'FP64'] as const;
 export type V2Datatype = (typeof V2_DATATYPES)[number];
-
-const STUB_EXAMPLE = Array.from({ length: 128 }, (_, i) => Math.round(Math.sin(i) * 1000) / 1000);
 
 export class V2InputTensorDto {
   @ApiProperty({ example: 'input' })
@@ -31,7 +30,7 @@ export class V2InputTensorDto {
   @IsObject()
   parameters?: Record<string, unknown>;
 
-  @ApiProperty({ type: [Number], example: STUB_EXAMPLE, description: 'Flat in row-major order, or nested to the shape' })
+  @ApiProperty({ type: [Number], example: STUB_EXAMPLE_INPUT, description: 'Flat in row-major order, or nested to the shape' })
   @IsDefined({ message: 'inputs[].data is required' })
   @IsArray({ message: 'inputs[].data must be an array' })
   data: unknown[];
