@@ -34,9 +34,8 @@ const isDebug = (log: FastifyBaseLogger) => (log as Logger).isLevelEnabled('debu
 
 /**
  * A request's logger: the process logger with the request's bindings (its request_id), made on the request's first
- * line. Fastify otherwise calls pino's child() for every request, which serialises the bindings at once: 2.1 us
- * against 0.4 for this in a microbenchmark, 2.5 % of the Nest stack's event-loop CPU in a profile. Most requests
- * never log a line.
+ * line. Fastify otherwise calls pino's child() for every request, which serialises the bindings at once, and most
+ * requests never log a line (docs/benchmarks.md, Measurements behind design choices).
  */
 class RequestLogger {
   private bound?: Logger;

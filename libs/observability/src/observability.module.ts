@@ -13,7 +13,7 @@ export class ObservabilityModule {
    * Metrics for every module, GET /metrics when ENABLE_PROMETHEUS, and Nest's logger on the process's pino logger.
    * Request lines carry request_id through Fastify's per-request child logger (see fastifyLogging). nestjs-pino's
    * request-context middleware is left off (forRoutes: []): its AsyncLocalStorage puts a hook on every promise in
-   * the process, measured at about 10 % more CPU per /infer request on Node 20.
+   * the process, a cost every request pays (docs/benchmarks.md, Measurements behind design choices).
    */
   static forRoot(config: BalesConfig, logger: Logger): DynamicModule {
     const prometheus = config.ENABLE_PROMETHEUS ? [PrometheusModule.register({ controller: MetricsController, defaultMetrics: { enabled: false } })] : [];
