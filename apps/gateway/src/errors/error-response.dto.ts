@@ -1,5 +1,5 @@
 import { applyDecorators } from '@nestjs/common';
-import { ApiProperty, ApiPropertyOptional, ApiResponse } from '@nestjs/swagger';
+import { ApiProperty, ApiResponse } from '@nestjs/swagger';
 import { STATUS_CODES } from 'node:http';
 
 /** The body of every error answer (see ErrorBody in error.filter.ts). */
@@ -13,8 +13,8 @@ export class ErrorResponseDto {
   @ApiProperty({ description: 'What was wrong, naming the field or the expected shape', example: 'payload.input: expected float32[128] (128 values), got 3 values' })
   message: string;
 
-  @ApiPropertyOptional({ format: 'uuid', description: 'Set once the request got an id (POST /infer)' })
-  request_id?: string;
+  @ApiProperty({ format: 'uuid', description: 'The id of the request, as its log lines carry it' })
+  request_id: string;
 }
 
 /** Documents the error answers of an endpoint: for each status, when it happens, with an example body. */
