@@ -37,7 +37,7 @@ class BareModule {}
 async function main(): Promise<void> {
   const config = loadConfig({ LOG_LEVEL: 'warn', ENABLE_PROMETHEUS: 'false' });
   const app = await NestFactory.create<NestFastifyApplication>(BareModule, gatewayAdapter(config, createLogger(config.LOG_LEVEL)), { logger: false });
-  useGatewayPipeline(app, new BalesMetrics(config));
+  useGatewayPipeline(app, new BalesMetrics(config), config);
   await app.listen({ port: Number(process.env.PORT ?? 0), host: process.env.HOST ?? '127.0.0.1' });
 }
 

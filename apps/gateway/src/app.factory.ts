@@ -25,9 +25,9 @@ export function gatewayAdapter(config: BalesConfig, logger: PinoLogger): Fastify
  * What every route goes through: JSON body parsing, error mapping and body validation. The JSON parser is the only
  * one: Nest then registers none of its own, so a form-encoded body is refused (415) like any other non-JSON one.
  */
-export function useGatewayPipeline(app: NestFastifyApplication, metrics: BalesMetrics): void {
+export function useGatewayPipeline(app: NestFastifyApplication, metrics: BalesMetrics, config: BalesConfig): void {
   app.useBodyParser('application/json', {}, parseJsonBody);
-  app.useGlobalFilters(new ErrorFilter(metrics));
+  app.useGlobalFilters(new ErrorFilter(metrics, config.MAX_BODY_BYTES));
   app.useGlobalPipes(new BodyValidationPipe());
 }
 
@@ -43,7 +43,7 @@ export async function createGatewayApp(env: Record<string, string | undefined>):
     abortOnError: false,
   });
   app.useLogger(app.get(Logger));
-  useGatewayPipeline(app, app.get(BalesMetrics));
+  useGatewayPipeline(app, app.get(BalesMetrics), config);
   const openApi = new DocumentBuilder().setTitle('BALES').setDescription('Batched, prioritized ONNX inference behind one HTTP endpoint.').setVersion(BUILD_VERSION).addBearerAuth().build();
   SwaggerModule.setup('docs', app, () => SwaggerModule.createDocument(app, openApi), { jsonDocumentUrl: 'docs-json' });
   // Signals are handled by main.ts (exitGracefullyOnSignals), which bounds the shutdown; app.close() runs the hooks.

@@ -2,7 +2,7 @@ import { availableParallelism } from 'node:os';
 import { ConfigError, loadConfig } from './bales-config';
 
 describe('loadConfig', () => {
-  it('keeps every default of the original BALES but THREAD_POOL_SIZE', () => {
+  it('keeps every default of the original BALES but THREAD_POOL_SIZE and MAX_BODY_BYTES', () => {
     expect(loadConfig({})).toMatchObject({
       REDIS_URL: 'redis://localhost:6379/0',
       MAX_BATCH_SIZE: 32,
@@ -15,8 +15,11 @@ describe('loadConfig', () => {
       ENABLE_PROMETHEUS: true,
       MODELS_DIR: './models',
       PRIORITY_LEVELS: 3,
-      MAX_BODY_BYTES: 1048576,
     });
+  });
+
+  it('admits a 3x224x224 float32 image as JSON by default: 8 MiB of body, not the original 1 MiB', () => {
+    expect(loadConfig({}).MAX_BODY_BYTES).toBe(8 * 1024 * 1024);
   });
 
   it('runs one worker thread per core unless THREAD_POOL_SIZE says otherwise', () => {

@@ -77,9 +77,12 @@ export class BalesConfig {
   @Transform(toNumber) @IsInt({ message: 'must be an integer from 1 to 10' }) @Min(1, { message: 'must be an integer from 1 to 10' }) @Max(10, { message: 'must be an integer from 1 to 10' })
   PRIORITY_LEVELS = 3;
 
-  /** Largest accepted request body, in bytes. */
+  /**
+   * Largest accepted request body, in bytes: 8 MiB, so a 3x224x224 float32 image fits as JSON (about 3 MB at
+   * full precision); the original's 1 MiB refused it.
+   */
   @Transform(toNumber) @IsInt({ message: 'must be a byte count from 1024 to 104857600' }) @Min(1024, { message: 'must be a byte count from 1024 to 104857600' }) @Max(104857600, { message: 'must be a byte count from 1024 to 104857600' })
-  MAX_BODY_BYTES = 1048576;
+  MAX_BODY_BYTES = 8388608;
 
   /** Prefix of every Redis key and channel, so several deployments can share one Redis. */
   @Matches(/^[A-Za-z0-9_.{}-]+$/, { message: 'must be letters, digits, _ . - { }' })

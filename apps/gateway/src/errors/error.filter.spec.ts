@@ -146,7 +146,7 @@ describe('ErrorFilter', () => {
 
   function setup() {
     const metrics = new BalesMetrics(loadConfig({ ENABLE_PROMETHEUS: 'false' }));
-    const filter = new ErrorFilter(metrics);
+    const filter = new ErrorFilter(metrics, 65536);
     const answer = (exception: unknown, url = '/infer', headers?: Record<string, string>) => {
       const x = exchange(url, headers);
       filter.catch(exception, x.host);
@@ -161,6 +161,15 @@ describe('ErrorFilter', () => {
     const { reply } = answer(new BalesError(ErrorCode.MODEL_NOT_FOUND, "model 'x' is not registered"));
     expect(reply.statusCode).toBe(404);
     expect(reply.body).toEqual({ statusCode: 404, error: 'Not Found', message: "model 'x' is not registered", request_id: 'req-9' });
+  });
+
+  it('answers a body over the limit with 413 naming MAX_BODY_BYTES and the size that came', () => {
+    const { answer } = setup();
+    const sized = answer(new errorCodes.FST_ERR_CTP_BODY_TOO_LARGE(), '/infer', { 'content-length': '3145728' }).reply;
+    expect(sized.statusCode).toBe(413);
+    expect(sized.body).toMatchObject({ message: 'the request body is too large: 3,145,728 bytes, over MAX_BODY_BYTES=65536' });
+    const chunked = answer(new errorCodes.FST_ERR_CTP_BODY_TOO_LARGE(), '/v2/models/stub_v1/infer').reply;
+    expect(chunked.body).toEqual({ error: 'the request body is too large: more bytes, over MAX_BODY_BYTES=65536' });
   });
 
   it('answers the Open Inference Protocol routes with its own body, {error}, and the same status', () => {

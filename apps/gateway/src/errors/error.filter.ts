@@ -69,6 +69,15 @@ export function errorBody(exception: unknown, logError: (message: string) => voi
   return { statusCode: HttpStatus.INTERNAL_SERVER_ERROR, error: 'Internal Server Error', message: 'internal error; see the gateway log' };
 }
 
+/**
+ * Fastify's 413 says only "Request body is too large": this names the limit's setting and what came, from the
+ * Content-Length when the client sent one (a chunked body is cut off at the limit, so only "more" is known).
+ */
+export function bodyTooLargeMessage(contentLength: string | undefined, maxBodyBytes: number): string {
+  const size = contentLength !== undefined && /^\d+$/.test(contentLength) ? `${Number(contentLength).toLocaleString('en-US')} bytes` : 'more bytes';
+  return `the request body is too large: ${size}, over MAX_BODY_BYTES=${maxBodyBytes}`;
+}
+
 /** bales_rejected_total's reason: the domain code when there is one, else the status text (bad_request, payload_too_large, ...). */
 export function rejectionReason(exception: unknown, body: ErrorBody): string {
   return exception instanceof BalesError ? exception.code.toLowerCase() : body.error.toLowerCase().replace(/[^a-z]+/g, '_');
@@ -76,12 +85,16 @@ export function rejectionReason(exception: unknown, body: ErrorBody): string {
 
 @Catch()
 export class ErrorFilter implements ExceptionFilter {
-  constructor(private readonly metrics: BalesMetrics) {}
+  constructor(
+    private readonly metrics: BalesMetrics,
+    private readonly maxBodyBytes: number,
+  ) {}
 
   catch(exception: unknown, host: ArgumentsHost): void {
     const request = host.switchToHttp().getRequest<FastifyRequest>();
     // The request's own child logger: the line carries its request_id.
     const body = errorBody(exception, (message) => request.log.error({ context: 'Errors' }, message), request.headers['content-type']);
+    if (body.statusCode === 413) body.message = bodyTooLargeMessage(request.headers['content-length'], this.maxBodyBytes);
     // Every error answer is counted here, the one place they all pass.
     this.metrics.rejected(rejectionReason(exception, body));
     const reply = host.switchToHttp().getResponse<FastifyReply>();
