@@ -222,3 +222,77 @@ export function mlpClassifier(name: string, sizes: number[], seed: number): Grap
     nodes,
   };
 }
+
+/** He-uniform weights for a convolution [outChannels, inChannels, ...kernel], suited to the Relu after it. */
+export function convWeights(rand: () => number, outChannels: number, inChannels: number, kernel: number[]): Float32Array {
+  const fanIn = inChannels * kernel.reduce((a, b) => a * b, 1);
+  const limit = Math.sqrt(6 / fanIn);
+  const w = new Float32Array(outChannels * fanIn);
+  for (let i = 0; i < w.length; i++) w[i] = (rand() * 2 - 1) * limit;
+  return w;
+}
+
+/** One convolution of a ConvNet: square in every spatial dimension, padded by `pad` on each side. */
+export interface ConvLayer {
+  channels: number;
+  kernel: number;
+  stride: number;
+  pad: number;
+}
+
+export interface ConvNetSpec {
+  /** The shape of one row as the model takes it, e.g. [3, 48, 192] for an image or [16000] for audio samples. */
+  input: number[];
+  /** [channels, ...spatial] the row is reshaped to before the first convolution, when `input` has no channel dimension. */
+  reshape?: number[];
+  convs: ConvLayer[];
+  classes: number;
+}
+
+/**
+ * A small convolutional classifier: (Reshape), then Conv + Relu per layer, GlobalAveragePool, Flatten, Gemm and
+ * Softmax. Works in 1, 2 or 3 spatial dimensions. Input `input` [batch, ...spec.input], output
+ * `probabilities` [batch, spec.classes].
+ */
+export function convClassifier(name: string, spec: ConvNetSpec, seed: number): GraphSpec {
+  const rand = seededRandom(seed);
+  const initializers: Initializer[] = [];
+  const nodes: NodeSpec[] = [];
+  const shape = spec.reshape ?? spec.input;
+  let current = 'input';
+  if (spec.reshape) {
+    // 0 keeps the batch dimension as it comes.
+    initializers.push({ name: 'reshape_to', dims: [shape.length + 1], values: BigInt64Array.from([0, ...shape].map(BigInt)) });
+    nodes.push({ op: 'Reshape', inputs: ['input', 'reshape_to'], outputs: ['reshaped'] });
+    current = 'reshaped';
+  }
+  const spatial = shape.length - 1;
+  let channels = shape[0];
+  spec.convs.forEach((conv, layer) => {
+    const kernel = Array<number>(spatial).fill(conv.kernel);
+    initializers.push({ name: `conv${layer}_w`, dims: [conv.channels, channels, ...kernel], values: convWeights(rand, conv.channels, channels, kernel) });
+    initializers.push({ name: `conv${layer}_b`, dims: [conv.channels], values: new Float32Array(conv.channels).map(() => (rand() - 0.5) * 0.1) });
+    nodes.push({
+      op: 'Conv',
+      inputs: [current, `conv${layer}_w`, `conv${layer}_b`],
+      outputs: [`conv${layer}`],
+      attributes: { kernel_shape: { ints: kernel }, strides: { ints: Array<number>(spatial).fill(conv.stride) }, pads: { ints: Array<number>(2 * spatial).fill(conv.pad) } },
+    });
+    nodes.push({ op: 'Relu', inputs: [`conv${layer}`], outputs: [`conv${layer}_relu`] });
+    current = `conv${layer}_relu`;
+    channels = conv.channels;
+  });
+  nodes.push({ op: 'GlobalAveragePool', inputs: [current], outputs: ['pooled'] });
+  nodes.push({ op: 'Flatten', inputs: ['pooled'], outputs: ['features'], attributes: { axis: { int: 1 } } });
+  initializers.push({ name: 'fc_w', dims: [channels, spec.classes], values: denseWeights(rand, channels, spec.classes) });
+  initializers.push({ name: 'fc_b', dims: [spec.classes], values: new Float32Array(spec.classes).map(() => (rand() - 0.5) * 0.1) });
+  nodes.push({ op: 'Gemm', inputs: ['features', 'fc_w', 'fc_b'], outputs: ['logits'] });
+  nodes.push({ op: 'Softmax', inputs: ['logits'], outputs: ['probabilities'], attributes: { axis: { int: -1 } } });
+  return {
+    name,
+    inputs: [{ name: 'input', elemType: ElemType.FLOAT, shape: ['batch', ...spec.input] }],
+    outputs: [{ name: 'probabilities', elemType: ElemType.FLOAT, shape: ['batch', spec.classes] }],
+    initializers,
+    nodes,
+  };
+}
