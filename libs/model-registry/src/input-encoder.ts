@@ -125,12 +125,36 @@ function encodeOne(spec: TensorSpec, value: unknown, where: string): { buffer: B
 export interface TensorInput {
   name: string;
   shape: number[];
+  /** Values, flat in row-major order or nested; or a Buffer of the element type's little-endian bytes (binary tensor data). */
   data: unknown;
 }
 
+/** Checks binary tensor data against the shape and element type; its bytes are the rows' bytes as they are. */
+function rawBytes(type: ElementType, shape: number[], data: Buffer, where: string): Buffer {
+  const size = shape.reduce((a, b) => a * b, 1);
+  const width = TYPED_ARRAYS[type].BYTES_PER_ELEMENT;
+  if (data.byteLength !== size * width) fail(`${where}: shape [${shape.join(', ')}] needs ${size * width} bytes of ${type}, binary data has ${data.byteLength}`);
+  if (type === 'bool') {
+    const i = data.findIndex((b) => b > 1);
+    if (i >= 0) fail(`${where}[${i}]: expected a boolean (byte 0 or 1), got ${data[i]}`);
+  }
+  return data;
+}
+
+/** Checks a tensor's values (flat or nested) against the shape and element type, and writes them as bytes. */
+function arrayBytes(type: ElementType, shape: number[], data: unknown, where: string): Buffer {
+  if (!Array.isArray(data)) fail(`${where}: data must be an array`);
+  const nested = shapeOf(data, where);
+  if (nested.length > 1 && nested.join(',') !== shape.join(',')) fail(`${where}: nested data of shape [${nested.join(', ')}] does not match shape [${shape.join(', ')}]`);
+  const flat: unknown[] = nested.length > 1 ? (data as unknown[]).flat(nested.length - 1) : (data as unknown[]);
+  const size = shape.reduce((a, b) => a * b, 1);
+  if (flat.length !== size) fail(`${where}: shape [${shape.join(', ')}] needs ${size} values, data has ${flat.length}`);
+  return toBytes(type, flat, where);
+}
+
 /**
- * Encodes a whole tensor whose first dimension is the batch, given flat in row-major order or nested,
- * into one buffer per row. Throws INVALID_INPUT naming what is wrong.
+ * Encodes a whole tensor whose first dimension is the batch, given flat in row-major order, nested or as
+ * binary tensor data, into one buffer per row. Throws INVALID_INPUT naming what is wrong.
  */
 function encodeTensorRows(spec: TensorSpec, shape: number[], data: unknown, where: string): { rows: Buffer[]; itemDims: number[] } {
   const type = elementType(spec, where);
@@ -144,13 +168,7 @@ function encodeTensorRows(spec: TensorSpec, shape: number[], data: unknown, wher
     const wanted = [batchDim, ...expected].map((d) => (typeof d === 'number' && d >= 0 ? d : -1));
     fail(`${where}: shape [${shape.join(', ')}] does not fit input ${spec.name} of shape [${wanted.join(', ')}] (-1: any size)`);
   }
-  if (!Array.isArray(data)) fail(`${where}: data must be an array`);
-  const nested = shapeOf(data, where);
-  if (nested.length > 1 && nested.join(',') !== shape.join(',')) fail(`${where}: nested data of shape [${nested.join(', ')}] does not match shape [${shape.join(', ')}]`);
-  const flat: unknown[] = nested.length > 1 ? (data as unknown[]).flat(nested.length - 1) : (data as unknown[]);
-  const size = shape.reduce((a, b) => a * b, 1);
-  if (flat.length !== size) fail(`${where}: shape [${shape.join(', ')}] needs ${size} values, data has ${flat.length}`);
-  const bytes = toBytes(type, flat, where);
+  const bytes = Buffer.isBuffer(data) ? rawBytes(type, shape, data, where) : arrayBytes(type, shape, data, where);
   const rowBytes = bytes.byteLength / shape[0];
   return { rows: Array.from({ length: shape[0] }, (_, r) => bytes.subarray(r * rowBytes, (r + 1) * rowBytes)), itemDims };
 }
