@@ -1,4 +1,5 @@
 import { BalesError, ErrorCode } from '@bales/errors';
+import { claimedDims, packNested } from './packed-values';
 import { TYPED_ARRAYS, type ElementType, type TensorSpec } from './protocol';
 
 /** One request's inputs, ready to stack into a batch: bytes and item shape per model input, in signature order. */
@@ -112,9 +113,23 @@ function elementType(spec: TensorSpec, where: string): ElementType {
   return spec.type as ElementType;
 }
 
+/** resolveDims as a yes or no, for the fast path. */
+function fits(spec: TensorSpec, dims: number[], count: number): number[] | undefined {
+  try {
+    return resolveDims(spec, dims, count, '');
+  } catch {
+    return undefined;
+  }
+}
+
 function encodeOne(spec: TensorSpec, value: unknown, where: string): { buffer: Buffer; dims: number[] } {
   const type = elementType(spec, where);
   if (!Array.isArray(value)) fail(`${where}: expected ${formatItemSpec(spec)} as an array, got ${value === null ? 'null' : typeof value}`);
+  const claimed = claimedDims(value);
+  const fastDims = fits(spec, claimed, claimed.reduce((a, b) => a * b, 1));
+  const fast = fastDims && packNested(type, value, claimed);
+  if (fastDims && fast) return { buffer: fast, dims: fastDims };
+  // Something is wrong: the checked path below finds it and says what.
   const given = shapeOf(value, where);
   const flat: unknown[] = given.length > 1 ? (value as unknown[]).flat(given.length - 1) : (value as unknown[]);
   const dims = resolveDims(spec, given, flat.length, where);
@@ -144,10 +159,14 @@ function rawBytes(type: ElementType, shape: number[], data: Buffer, where: strin
 /** Checks a tensor's values (flat or nested) against the shape and element type, and writes them as bytes. */
 function arrayBytes(type: ElementType, shape: number[], data: unknown, where: string): Buffer {
   if (!Array.isArray(data)) fail(`${where}: data must be an array`);
+  const claimed = claimedDims(data);
+  const size = shape.reduce((a, b) => a * b, 1);
+  const fast = claimed.length === 1 ? packNested(type, data, [size]) : claimed.join(',') === shape.join(',') ? packNested(type, data, shape) : undefined;
+  if (fast) return fast;
+  // Something is wrong: the checked path below finds it and says what.
   const nested = shapeOf(data, where);
   if (nested.length > 1 && nested.join(',') !== shape.join(',')) fail(`${where}: nested data of shape [${nested.join(', ')}] does not match shape [${shape.join(', ')}]`);
   const flat: unknown[] = nested.length > 1 ? (data as unknown[]).flat(nested.length - 1) : (data as unknown[]);
-  const size = shape.reduce((a, b) => a * b, 1);
   if (flat.length !== size) fail(`${where}: shape [${shape.join(', ')}] needs ${size} values, data has ${flat.length}`);
   return toBytes(type, flat, where);
 }
