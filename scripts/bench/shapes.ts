@@ -1,0 +1,285 @@
+/**
+ * npm run bench:shapes [-- --model image|audio --seconds 5 --repeats 3 --connections 16 --batches 1,8,16,32 --client wrk|autocannon]
+ *
+ * Real input shapes, in one run on the same cores:
+ * - the limit: ONNX Runtime called directly in this process, one session with as many intra-op threads as cores,
+ *   at the best of the batch sizes tried;
+ * - the gateway (its own process, a throwaway Redis) closed loop through POST /infer with nested JSON,
+ *   POST /v2/models/{m}/infer with flat JSON, and, when the gateway takes it, the V2 binary tensor extension;
+ * each path's rows/s as a ratio to the limit. Paths are interleaved `repeats` times and medians reported.
+ * Writes bench-results/shapes-<model>.json.
+ */
+import autocannon from 'autocannon';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { InferenceSession, Tensor } from 'onnxruntime-node';
+import { TestRedis } from '../../test/support/redis-server';
+import { SHAPE_MODELS, ShapeModelChoice, writeShapeModel } from '../generate-models';
+import { seededRandom } from '../onnx/onnx-writer';
+import { ROOT, argValue, machine, median, percentile, round, thousands, writeResult } from './common';
+import { CLOSED_LOOP_CLIENTS, ClosedLoopClient, LoadResult, closedLoop, defaultClient, hasWrk } from './load';
+import { Server, cpuSeconds, startGateway } from './processes';
+
+type GatewayPath = 'inferJson' | 'v2Json' | 'v2Binary';
+
+const PATH_NAMES: Record<GatewayPath, string> = {
+  inferJson: 'POST /infer, JSON',
+  v2Json: 'POST /v2/.../infer, JSON',
+  v2Binary: 'POST /v2/.../infer, binary',
+};
+
+interface PathRun {
+  rowsPerSecond: number;
+  p50: number;
+  p99: number;
+  errors: number;
+  /** CPU time of the gateway's event-loop thread per answered request, in ms (gateway paths only). */
+  mainThreadMsPerRow?: number;
+}
+
+const log = (line: string) => console.log(`[${new Date().toISOString().slice(11, 19)}] ${line}`);
+const pad = (s: string | number, n: number) => String(s).padStart(n);
+const fmtMs = (n: number | undefined) => (n !== undefined && Number.isFinite(n) ? n.toFixed(2) : '-');
+const kb = (bytes: number) => `${thousands(bytes / 1024)} KB`;
+
+function shapeArg(): ShapeModelChoice {
+  const model = argValue('model') ?? 'image';
+  if (!(model in SHAPE_MODELS)) throw new Error(`--model must be one of ${Object.keys(SHAPE_MODELS).join(', ')}, not ${model}`);
+  return model as ShapeModelChoice;
+}
+
+/**
+ * One row of input: seeded values in [0, 1) to 5 decimals, as a client would send normalised pixels or samples;
+ * as numbers for the JSON bodies and as the float32 the gateway makes of them.
+ */
+function sampleRow(size: number): { values: number[]; float32: Float32Array } {
+  const rand = seededRandom(2024);
+  const values = Array.from({ length: size }, () => Math.round(rand() * 1e5) / 1e5);
+  return { values, float32: Float32Array.from(values) };
+}
+
+/**
+ * Waits until the gateway has finished the requests a closed-loop run left in flight (its CPU falls near idle),
+ * so they do not run into the next measurement. Gives up after 20 s.
+ */
+async function settle(pid: number): Promise<void> {
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    const before = cpuSeconds(pid);
+    await new Promise((r) => setTimeout(r, 250));
+    if (cpuSeconds(pid) - before < 0.025 || Date.now() > deadline) return;
+  }
+}
+
+/** Row-major values nested to `shape`, as `/infer` clients usually send an image. */
+export function nest(values: number[], shape: number[]): unknown[] {
+  if (shape.length === 1) return values;
+  const step = values.length / shape[0];
+  return Array.from({ length: shape[0] }, (_, i) => nest(values.slice(i * step, (i + 1) * step), shape.slice(1)));
+}
+
+/** A V2 binary-extension request: the JSON header, then the row's raw little-endian float32 bytes. */
+export function binaryRequest(row: Float32Array, shape: number[]): { body: Buffer; headerLength: number } {
+  const header = Buffer.from(JSON.stringify({ inputs: [{ name: 'input', shape: [1, ...shape], datatype: 'FP32', parameters: { binary_data_size: row.byteLength } }] }));
+  return { body: Buffer.concat([header, Buffer.from(row.buffer, row.byteOffset, row.byteLength)]), headerLength: header.length };
+}
+
+/** Closed loop with a binary body and extra headers, on the same client as the JSON paths. */
+export async function closedLoopRaw(url: string, body: Buffer, headers: Record<string, string>, connections: number, seconds: number, client: ClosedLoopClient): Promise<LoadResult> {
+  if (client === 'autocannon') {
+    const r = await autocannon({ url, method: 'POST', body, headers, connections, duration: seconds });
+    return { client, seconds: r.duration, requests: r['2xx'] + r.non2xx, throughput: round(r['2xx'] / r.duration, 0), p50: r.latency.p50, p90: r.latency.p90, p99: r.latency.p99, errors: r.non2xx + r.errors };
+  }
+  // wrk takes a body only from Lua; a binary one is read from a file, and done() prints the figures as JSON.
+  const dir = mkdtempSync(join(tmpdir(), 'bales-wrk-'));
+  writeFileSync(join(dir, 'body.bin'), body);
+  const setHeaders = Object.entries(headers).map(([k, v]) => `wrk.headers[${JSON.stringify(k)}] = ${JSON.stringify(v)}`);
+  const script = [
+    'wrk.method = "POST"',
+    ...setHeaders,
+    `local f = assert(io.open(${JSON.stringify(join(dir, 'body.bin'))}, "rb"))`,
+    'wrk.body = f:read("*a")',
+    'f:close()',
+    'done = function(s, latency)',
+    '  local e = s.errors',
+    '  io.write(string.format("\\nRESULT {\\"requests\\":%d,\\"status\\":%d,\\"socket\\":%d,\\"us\\":%d,\\"p50\\":%d,\\"p90\\":%d,\\"p99\\":%d}\\n",',
+    '    s.requests, e.status, e.connect + e.read + e.write + e.timeout, s.duration, latency:percentile(50), latency:percentile(90), latency:percentile(99)))',
+    'end',
+  ].join('\n');
+  writeFileSync(join(dir, 'post.lua'), script);
+  const out = execFileSync('wrk', ['-t', '2', '-c', String(connections), '-d', `${seconds}s`, '-s', join(dir, 'post.lua'), url], { encoding: 'utf8' });
+  const r = JSON.parse(/^RESULT (.*)$/m.exec(out)![1]) as { requests: number; status: number; socket: number; us: number; p50: number; p90: number; p99: number };
+  const secs = r.us / 1e6;
+  return { client: 'wrk', seconds: round(secs, 2), requests: r.requests, throughput: round((r.requests - r.status) / secs, 0), p50: r.p50 / 1000, p90: r.p90 / 1000, p99: r.p99 / 1000, errors: r.status + r.socket };
+}
+
+/** Runs the session on one batch for `seconds`, back to back: rows/s, and each run's latency. */
+async function direct(session: InferenceSession, row: Float32Array, shape: number[], batch: number, seconds: number): Promise<PathRun> {
+  const data = new Float32Array(batch * row.length);
+  for (let b = 0; b < batch; b++) data.set(row, b * row.length);
+  const feeds = { input: new Tensor('float32', data, [batch, ...shape]) };
+  for (let i = 0; i < 2; i++) await session.run(feeds);
+  const times: number[] = [];
+  const started = performance.now();
+  while (performance.now() - started < seconds * 1000) {
+    const t = performance.now();
+    await session.run(feeds);
+    times.push(performance.now() - t);
+  }
+  const elapsed = (performance.now() - started) / 1000;
+  const sorted = Float64Array.from(times).sort();
+  return { rowsPerSecond: round((times.length * batch) / elapsed, 0), p50: round(percentile(sorted, 50), 2), p99: round(percentile(sorted, 99), 2), errors: 0 };
+}
+
+function commit(): string {
+  try {
+    // -dirty when the working tree differs from the commit.
+    return execFileSync('git', ['--no-optional-locks', 'describe', '--always', '--dirty', '--abbrev=7'], { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+  } catch {
+    return 'unknown';
+  }
+}
+
+async function main(): Promise<void> {
+  const choice = shapeArg();
+  const model = SHAPE_MODELS[choice];
+  const seconds = Number(argValue('seconds') ?? 5);
+  const repeats = Number(argValue('repeats') ?? 3);
+  const connections = Number(argValue('connections') ?? 16);
+  const batches = (argValue('batches') ?? '1,8,16,32').split(',').map(Number);
+  const client = (argValue('client') ?? defaultClient()) as ClosedLoopClient;
+  if (!CLOSED_LOOP_CLIENTS.includes(client)) throw new Error(`--client must be one of ${CLOSED_LOOP_CLIENTS.join(', ')}`);
+  if (client === 'wrk' && !hasWrk()) throw new Error('--client wrk: wrk is not installed (Debian: apt-get install wrk)');
+  const { cores } = machine();
+
+  const modelsDir = join(tmpdir(), `bales-bench-${choice}`);
+  writeShapeModel(modelsDir, choice);
+  const shape = model.spec.input;
+  const { values, float32: row } = sampleRow(shape.reduce((a, b) => a * b, 1));
+  const bodies = {
+    inferJson: JSON.stringify({ model_id: model.id, payload: { input: nest(values, shape) } }),
+    v2Json: JSON.stringify({ inputs: [{ name: 'input', shape: [1, ...shape], datatype: 'FP32', data: values }] }),
+    v2Binary: binaryRequest(row, shape),
+  };
+  const input = `[N, ${shape.join(', ')}] float32 (${thousands(row.length)} values a row)`;
+  log(`model ${model.id}, input ${input}; /infer body ${kb(bodies.inferJson.length)} nested JSON, V2 ${kb(bodies.v2Json.length)} JSON or ${kb(bodies.v2Binary.body.length)} binary; ${cores} cores shared with the client (${client})`);
+
+  // The limit: nothing between the caller and ONNX Runtime, with the whole machine's cores for one session.
+  const session = await InferenceSession.create(join(modelsDir, model.id, 'model.onnx'), { intraOpNumThreads: cores, interOpNumThreads: 1, executionMode: 'sequential', graphOptimizationLevel: 'all' });
+  const redis = await TestRedis.start();
+  let gateway: Server | undefined;
+  try {
+    log('starting the gateway');
+    gateway = await startGateway('gateway', { REDIS_URL: redis.url, MODELS_DIR: modelsDir, DEFAULT_MODEL_ID: model.id, MAX_BODY_BYTES: '8388608', QUEUE_PREFIX: 'bench-shapes' }, bodies.inferJson);
+    const gw = gateway;
+    const v2Url = `${gw.url}/v2/models/${model.id}/infer`;
+    const binaryHeaders = { 'content-type': 'application/octet-stream', 'inference-header-content-length': String(bodies.v2Binary.headerLength) };
+
+    const v2 = await fetch(v2Url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: bodies.v2Json });
+    if (v2.status !== 200) throw new Error(`V2 JSON answered ${v2.status}: ${await v2.text()}`);
+    await v2.arrayBuffer();
+    // The binary extension is measured only where the gateway has it: one request decides.
+    const probe = await fetch(v2Url, { method: 'POST', headers: binaryHeaders, body: bodies.v2Binary.body });
+    const probeText = await probe.text();
+    let binaryNote: string | undefined;
+    if (probe.status !== 200) binaryNote = `V2 binary not measured: the gateway answered ${probe.status} (${probeText.slice(0, 200)})`;
+    else if ((JSON.parse(probeText) as { outputs?: { data?: unknown[] }[] }).outputs?.[0]?.data?.length !== model.spec.classes) binaryNote = `V2 binary not measured: unexpected answer ${probeText.slice(0, 200)}`;
+    if (binaryNote) log(binaryNote);
+
+    const gatewayPaths: GatewayPath[] = ['inferJson', 'v2Json', ...(binaryNote ? [] : ['v2Binary' as const])];
+    const measure = async (path: GatewayPath, secs: number): Promise<PathRun> => {
+      const pid = gw.proc.pid!;
+      const before = cpuSeconds(pid, pid);
+      const r =
+        path === 'inferJson'
+          ? await closedLoop(`${gw.url}/infer`, bodies.inferJson, connections, secs, client)
+          : path === 'v2Json'
+            ? await closedLoop(v2Url, bodies.v2Json, connections, secs, client)
+            : await closedLoopRaw(v2Url, bodies.v2Binary.body, binaryHeaders, connections, secs, client);
+      const mainThread = cpuSeconds(pid, pid) - before;
+      await settle(pid);
+      return { rowsPerSecond: r.throughput, p50: r.p50, p99: r.p99, errors: r.errors, mainThreadMsPerRow: r.throughput > 0 ? round((mainThread * 1000) / (r.throughput * r.seconds), 3) : undefined };
+    };
+
+    log(`warm-up: ${Math.min(2, seconds)} s closed loop on each gateway path`);
+    for (const path of gatewayPaths) await measure(path, Math.min(2, seconds));
+    // Each repeat tries every batch size directly, then each gateway path, so a neighbour's load at one moment
+    // moves neither the choice of batch nor the ratios much.
+    const directRuns: Record<number, PathRun[]> = Object.fromEntries(batches.map((b) => [b, []]));
+    const runs = Object.fromEntries(gatewayPaths.map((p) => [p, [] as PathRun[]])) as Record<GatewayPath, PathRun[]>;
+    const line = (run: PathRun) =>
+      `${thousands(run.rowsPerSecond)} rows/s, p50 ${fmtMs(run.p50)} p99 ${fmtMs(run.p99)} ms, errors ${run.errors}${run.mainThreadMsPerRow !== undefined ? `, gateway main thread ${run.mainThreadMsPerRow} ms/row` : ''}`;
+    for (let r = 1; r <= repeats; r++) {
+      for (const batch of batches) {
+        const run = await direct(session, row, shape, batch, Math.max(0.5, seconds / 2));
+        directRuns[batch].push(run);
+        log(`${r}/${repeats} direct ONNX Runtime, batch ${batch}: ${line(run)}`);
+      }
+      for (const path of gatewayPaths) {
+        const run = await measure(path, seconds);
+        runs[path].push(run);
+        log(`${r}/${repeats} ${PATH_NAMES[path]}: ${line(run)}`);
+      }
+    }
+
+    const summarise = (list: PathRun[]) => {
+      const mainThread = list.map((x) => x.mainThreadMsPerRow).filter((x): x is number => x !== undefined);
+      return {
+        rowsPerSecond: median(list.map((x) => x.rowsPerSecond)),
+        p50: median(list.map((x) => x.p50)),
+        p99: median(list.map((x) => x.p99)),
+        errors: list.reduce((n, x) => n + x.errors, 0),
+        mainThreadMsPerRow: mainThread.length ? median(mainThread) : undefined,
+      };
+    };
+    const directByBatch = Object.fromEntries(batches.map((b) => [b, summarise(directRuns[b])]));
+    const bestBatch = batches.reduce((best, b) => (directByBatch[b].rowsPerSecond > directByBatch[best].rowsPerSecond ? b : best));
+    const limit = directByBatch[bestBatch].rowsPerSecond;
+    const results = [
+      { path: 'direct', name: `direct ONNX Runtime, batch ${bestBatch}`, ...directByBatch[bestBatch], ratio: 1 },
+      ...gatewayPaths.map((path) => {
+        const s = summarise(runs[path]);
+        return { path, name: PATH_NAMES[path], ...s, ratio: limit > 0 ? round(s.rowsPerSecond / limit, 3) : NaN };
+      }),
+    ];
+
+    const info = { date: new Date().toISOString(), commit: commit(), machine: machine() };
+    console.log(`\n=== Real shapes: ${model.id}, input ${input}, ${connections} connections, median of ${repeats} x ${seconds} s ===`);
+    console.log(`${'path'.padEnd(32)}${pad('rows/s', 9)}${pad('p50 ms', 9)}${pad('p99 ms', 9)}${pad('errors', 8)}${pad('main thread ms/row', 20)}${pad('ratio', 8)}`);
+    for (const r of results) {
+      console.log(`${r.name.padEnd(32)}${pad(thousands(r.rowsPerSecond), 9)}${pad(fmtMs(r.p50), 9)}${pad(fmtMs(r.p99), 9)}${pad(r.errors, 8)}${pad(fmtMs(r.mainThreadMsPerRow), 20)}${pad(r.ratio.toFixed(2), 8)}`);
+    }
+    if (binaryNote) console.log(binaryNote);
+    console.log(`direct, by batch (rows/s): ${batches.map((b) => `${b}: ${thousands(directByBatch[b].rowsPerSecond)}`).join(', ')}; its latency is per run of ${bestBatch} rows`);
+    console.log(`gateway paths: one row a request, client ${client} on the same cores`);
+    console.log(`${info.date.slice(0, 10)}, commit ${info.commit}, ${info.machine.cores} cores ${info.machine.cpu}, Node ${info.machine.node}, ${info.machine.platform}`);
+
+    const file = writeResult(`shapes-${choice}.json`, {
+      benchmark: 'shapes',
+      ...info,
+      model: { id: model.id, input: [-1, ...shape], classes: model.spec.classes },
+      bodyBytes: { inferJson: bodies.inferJson.length, v2Json: bodies.v2Json.length, v2Binary: bodies.v2Binary.body.length },
+      settings: { seconds, repeats, connections, client, batches },
+      bestBatch,
+      limitRowsPerSecond: limit,
+      results,
+      directByBatch,
+      binaryNote,
+      runs: { direct: directRuns, ...runs },
+    });
+    console.log(`\nwrote ${file}`);
+  } finally {
+    await gateway?.stop();
+    await redis.stop();
+    await session.release();
+  }
+}
+
+if (require.main === module) {
+  main().catch((err: unknown) => {
+    console.error(err);
+    process.exit(1);
+  });
+}
