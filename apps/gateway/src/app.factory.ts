@@ -10,6 +10,7 @@ import { BUILD_VERSION } from './health/build-version';
 import { BodyValidationPipe } from './common/body-validation.pipe';
 import { parseJsonBody } from './common/json-body.parser';
 import { ErrorFilter } from './errors/error.filter';
+import { useBinaryTensorBodies } from './v2/binary-tensor-body';
 
 /** Fastify as the gateway runs it: body limit, JSON logs with request ids, JSON bodies only. */
 export function gatewayAdapter(config: BalesConfig, logger: PinoLogger): FastifyAdapter {
@@ -23,10 +24,12 @@ export function gatewayAdapter(config: BalesConfig, logger: PinoLogger): Fastify
 
 /**
  * What every route goes through: JSON body parsing, error mapping and body validation. The JSON parser is the only
- * one: Nest then registers none of its own, so a form-encoded body is refused (415) like any other non-JSON one.
+ * one besides binary tensor data on the V2 infer routes: Nest then registers none of its own, so a form-encoded
+ * body is refused (415) like any other non-JSON one.
  */
 export function useGatewayPipeline(app: NestFastifyApplication, metrics: BalesMetrics, config: BalesConfig): void {
   app.useBodyParser('application/json', {}, parseJsonBody);
+  useBinaryTensorBodies(app);
   app.useGlobalFilters(new ErrorFilter(metrics, config.MAX_BODY_BYTES));
   app.useGlobalPipes(new BodyValidationPipe());
 }

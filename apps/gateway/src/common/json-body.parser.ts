@@ -2,7 +2,7 @@ import type { FastifyRequest } from 'fastify';
 import { parse } from 'secure-json-parse';
 
 /** A 400 carried the way Fastify carries its own body errors: the error filter answers with its message. */
-class BodyError extends Error {
+export class BodyError extends Error {
   readonly statusCode = 400;
 }
 
@@ -10,28 +10,34 @@ class BodyError extends Error {
 const MAX_MESSAGE = 200;
 
 /**
- * Parses JSON request bodies as Fastify does, refusing a `__proto__` key or a `constructor` key holding
- * `prototype` (prototype poisoning), but says what is wrong: Fastify's own parser answers "Body is not valid
- * JSON" to all of it, valid JSON included. It is also one function for every request, where the parser Nest
- * registers builds Fastify's parser anew per request.
+ * Parses JSON as Fastify does, refusing a `__proto__` key or a `constructor` key holding `prototype` (prototype
+ * poisoning), but says what is wrong. `what` names the text in the message. Throws a BodyError (400).
  */
-export function parseJsonBody(_req: FastifyRequest, body: Buffer, done: (err: Error | null, value?: unknown) => void): void {
-  if (body.length === 0) {
-    done(new BodyError('the request body is empty; send a JSON object'));
-    return;
-  }
-  let value: unknown;
+export function parseJson(text: Buffer, what = 'the request body'): unknown {
+  if (text.length === 0) throw new BodyError(`${what} is empty; send a JSON object`);
   try {
-    value = parse(body.toString('utf8'), undefined, { protoAction: 'error', constructorAction: 'error' });
+    return parse(text.toString('utf8'), undefined, { protoAction: 'error', constructorAction: 'error' });
   } catch (err) {
     const reason = (err as Error).message;
-    done(
-      new BodyError(
-        reason.startsWith('Object contains forbidden prototype property')
-          ? 'the request body must not hold a __proto__ key, nor a constructor key holding prototype'
-          : `the request body is not valid JSON: ${reason}`.slice(0, MAX_MESSAGE),
-      ),
+    throw new BodyError(
+      reason.startsWith('Object contains forbidden prototype property')
+        ? `${what} must not hold a __proto__ key, nor a constructor key holding prototype`
+        : `${what} is not valid JSON: ${reason}`.slice(0, MAX_MESSAGE),
     );
+  }
+}
+
+/**
+ * Parses JSON request bodies with parseJson: Fastify's own parser answers "Body is not valid JSON" to all of it,
+ * valid JSON included. It is also one function for every request, where the parser Nest registers builds
+ * Fastify's parser anew per request.
+ */
+export function parseJsonBody(_req: FastifyRequest, body: Buffer, done: (err: Error | null, value?: unknown) => void): void {
+  let value: unknown;
+  try {
+    value = parseJson(body);
+  } catch (err) {
+    done(err as Error);
     return;
   }
   done(null, value);

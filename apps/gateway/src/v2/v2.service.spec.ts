@@ -23,15 +23,30 @@ const TWO_HEADS = {
   },
 };
 
+/** A bool input, and an output of a type the protocol has no binary form for here. */
+const FLAGS = {
+  id: 'flags',
+  task: 'raw' as const,
+  signature: {
+    inputs: [{ name: 'f', type: 'bool', shape: [-1, 3] }],
+    outputs: [
+      { name: 'half', type: 'float16', shape: [-1, 3] },
+      { name: 'same', type: 'bool', shape: [-1, 3] },
+    ],
+  },
+};
+
 function setup(env: Record<string, string> = {}) {
-  const registry = new FakeModelRegistry([{ id: 'stub_v1' }, TWO_HEADS]);
+  const registry = new FakeModelRegistry([{ id: 'stub_v1' }, TWO_HEADS, FLAGS]);
   const queue = new FakeInferenceQueue(registry);
   const service = new V2Service(loadConfig(env), registry as unknown as ModelRegistry, queue as unknown as InferenceQueue);
   const call: InferenceCall = { requestId: 'req-1', receivedAt: performance.now(), onClientGone: () => undefined };
   const infer = (name: string, req: Partial<V2InferRequestDto>, version?: string) =>
-    service.infer(name, version, { inputs: [stubTensor(1)], ...req } as V2InferRequestDto, call);
+    service.infer(name, version, { inputs: [stubTensor(1)], ...req } as V2InferRequestDto, call).then((answer) => answer.response);
   const pending = (id = 'stub_v1') => registry.get(id).requestsPending;
-  return { registry, queue, service, call, infer, pending };
+  /** The whole answer, for a request with binary tensor data (`tensorData`, the bytes after its JSON header) or not. */
+  const answer = (name: string, req: Partial<V2InferRequestDto>, tensorData?: Buffer) => service.infer(name, undefined, req as V2InferRequestDto, call, tensorData);
+  return { registry, queue, service, call, infer, answer, pending };
 }
 
 /** `rows` copies of the example input as one FP32 tensor for the stub. */
@@ -220,6 +235,55 @@ describe('V2Service', () => {
       await infer('stub_v1', { inputs: [stubTensor(2)] });
       // One admission covers the whole tensor.
       expect(seen).toEqual([1, 1]);
+      expect(pending()).toBe(0);
+    });
+  });
+
+  describe('binary tensor data', () => {
+    const binary = (name: string, datatype: string, shape: number[], bytes: Buffer) => ({ name, datatype, shape, parameters: { binary_data_size: bytes.length } }) as unknown as V2InputTensorDto;
+    const f32 = Buffer.from(new Float32Array(EXAMPLE_INPUT).buffer);
+
+    it('queues a binary input’s bytes as the rows, as its JSON form would be', async () => {
+      const { answer, queue } = setup();
+      const two = Buffer.concat([f32, f32]);
+      const { response, tensors } = await answer('stub_v1', { inputs: [binary('input', 'FP32', [2, 128], two)] }, two);
+      expect(queue.submitted.map((s) => s.row.buffers)).toEqual([[f32], [f32]]);
+      expect(tensors).toEqual([]);
+      expect(response.outputs[0]).toMatchObject({ name: 'probabilities', shape: [2, 10], data: expect.any(Array) });
+    });
+
+    it('answers the outputs asked for as binary data with their bytes, in output order, and their sizes in the response', async () => {
+      const { answer } = setup();
+      const x = Buffer.from(new BigInt64Array([1n, 2n, 3n, 4n]).buffer);
+      const { response, tensors } = await answer('two_heads', { parameters: { binary_data_output: true }, inputs: [binary('x', 'INT64', [1, 4], x)] }, x);
+      expect(response.outputs).toEqual([
+        { name: 'a', shape: [1, 2], datatype: 'FP32', parameters: { binary_data_size: 8 } },
+        { name: 'b', shape: [1, 3], datatype: 'INT64', parameters: { binary_data_size: 24 } },
+      ]);
+      expect(Array.from(new Float32Array(tensors[0].buffer.slice(tensors[0].byteOffset, tensors[0].byteOffset + 8)))).toEqual([1, 2]);
+      expect([0, 8, 16].map((at) => tensors[1].readBigInt64LE(at))).toEqual([1n, 2n, 3n]);
+    });
+
+    it('refuses a BOOL byte other than 0 or 1, naming its position, queueing nothing', async () => {
+      const { answer, queue } = setup();
+      const err = await rejection(answer('flags', { inputs: [binary('f', 'BOOL', [1, 3], Buffer.from([1, 0, 2]))] }, Buffer.from([1, 0, 2])));
+      expect([err.code, err.message]).toEqual([ErrorCode.INVALID_REQUEST, "input 'f'[2]: expected a boolean (byte 0 or 1), got 2"]);
+      expect(queue.submitted).toHaveLength(0);
+    });
+
+    it('refuses binary data for an output whose datatype has none, before queueing', async () => {
+      const { answer, queue } = setup();
+      const req = { inputs: [{ name: 'f', datatype: 'BOOL', shape: [1, 3], data: [true, false, true] }], outputs: [{ name: 'same' }, { name: 'half', parameters: { binary_data: true } }] } as Partial<V2InferRequestDto>;
+      const err = await rejection(answer('flags', req));
+      expect([err.code, err.message]).toEqual([ErrorCode.INVALID_REQUEST, "output 'half' is FLOAT16, which is sent only as JSON"]);
+      expect(queue.submitted).toHaveLength(0);
+    });
+
+    it('refuses sizes that do not add up before admitting anything', async () => {
+      const { answer, queue, pending } = setup();
+      const err = await rejection(answer('stub_v1', { inputs: [binary('input', 'FP32', [1, 128], f32)] }, Buffer.concat([f32, Buffer.alloc(1)])));
+      expect([err.code, err.message]).toEqual([ErrorCode.INVALID_REQUEST, "the inputs' parameters.binary_data_size add up to 512 bytes, but 513 bytes follow the JSON header"]);
+      expect(queue.submitted).toHaveLength(0);
       expect(pending()).toBe(0);
     });
   });

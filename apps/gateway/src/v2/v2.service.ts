@@ -5,19 +5,30 @@ import { ModelInfo, ModelRegistry, TensorSpec } from '@bales/model-registry';
 import { InferenceQueue, InferOutcome } from '@bales/queue';
 import type { InferenceCall } from '../common/inference-call.decorator';
 import { requestOptions } from '../common/request-options';
+import { binaryOutputs, binaryTensorInputs, isBinaryDatatype, tensorBytes } from './binary-tensor-data';
 import { V2Datatype, V2InferRequestDto } from './dto/v2-infer-request.dto';
 import { V2InferResponseDto, V2ModelMetadataDto, V2OutputTensorDto, V2TensorMetadataDto } from './dto/v2-responses.dto';
 
 /** ONNX Runtime element types as the Open Inference Protocol names them. */
 const V2_NAMES: Record<string, V2Datatype> = { bool: 'BOOL', uint8: 'UINT8', int8: 'INT8', int32: 'INT32', int64: 'INT64', float32: 'FP32', float64: 'FP64' };
 
+/** An element type as the protocol names it; one it has no name for, in capitals. */
+const v2Datatype = (type: string): string => V2_NAMES[type] ?? type.toUpperCase();
+
 const tensorMetadata = (spec: TensorSpec): V2TensorMetadataDto => ({
   name: spec.name,
-  datatype: V2_NAMES[spec.type] ?? spec.type.toUpperCase(),
+  datatype: v2Datatype(spec.type),
   shape: spec.shape.map((d) => (typeof d === 'number' && d >= 0 ? d : -1)),
 });
 
 type RawRow = { outputs: Record<string, { shape: number[]; data: (number | boolean)[] }> };
+
+/** An inference answer: the response, and the bytes of each output it sends as binary tensor data, in output order. */
+export interface V2InferAnswer {
+  response: V2InferResponseDto;
+  /** Empty when every output is in the JSON. */
+  tensors: Buffer[];
+}
 
 /**
  * The Open Inference Protocol (KServe V2) over the same queue, priorities, batcher and deadlines as
@@ -47,7 +58,8 @@ export class V2Service {
     return this.model(name, version).state === 'ready' && this.registry.ready;
   }
 
-  async infer(name: string, version: string | undefined, req: V2InferRequestDto, { requestId, onClientGone }: InferenceCall): Promise<V2InferResponseDto> {
+  /** `tensorData` is the bytes after the JSON header of a body with binary tensor data; undefined for a JSON body. */
+  async infer(name: string, version: string | undefined, req: V2InferRequestDto, { requestId, onClientGone }: InferenceCall, tensorData?: Buffer): Promise<V2InferAnswer> {
     const model = this.model(name, version);
     const { priority, timeoutMs } = requestOptions(this.config, req.parameters?.priority, req.parameters?.timeout_ms, 'parameters.');
     for (const input of req.inputs) {
@@ -59,10 +71,16 @@ export class V2Service {
     const outputs = req.outputs?.map((o) => o.name) ?? model.signature.outputs.map((o) => o.name);
     const unknown = outputs.find((o) => !model.signature.outputs.some((s) => s.name === o));
     if (unknown !== undefined) throw new BalesError(ErrorCode.INVALID_REQUEST, `unknown output '${unknown}'; model '${name}' has ${model.signature.outputs.map((s) => s.name).join(', ')}`);
+    const binary = binaryOutputs(req, outputs);
+    outputs.forEach((o, i) => {
+      const datatype = this.datatype(model, o);
+      if (binary[i] && !isBinaryDatatype(datatype)) throw new BalesError(ErrorCode.INVALID_REQUEST, `output '${o}' is ${datatype}, which is sent only as JSON`);
+    });
+    const inputs = binaryTensorInputs(req.inputs, tensorData);
 
     let admission;
     try {
-      admission = this.registry.admitTensors(name, req.inputs);
+      admission = this.registry.admitTensors(name, inputs);
     } catch (err) {
       // The protocol answers every tensor that does not fit with 400.
       if (err instanceof BalesError && err.code === ErrorCode.INVALID_INPUT) throw new BalesError(ErrorCode.INVALID_REQUEST, err.message);
@@ -75,17 +93,31 @@ export class V2Service {
       const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
       if (failed) throw failed.reason;
       const rows = settled.map((s) => (s as PromiseFulfilledResult<InferOutcome>).value);
-      return { model_name: name, model_version: rows[0].model_version, id: req.id ?? requestId, outputs: outputs.map((o) => this.stack(model, o, rows)) };
+      const tensors: Buffer[] = [];
+      const stacked = outputs.map((o, i) => this.stack(model, o, rows, binary[i] ? tensors : undefined));
+      return { response: { model_name: name, model_version: rows[0].model_version, id: req.id ?? requestId, outputs: stacked }, tensors };
     } finally {
       admission.release();
     }
   }
 
-  /** One output tensor of the response: every row's slice, stacked along the batch dimension. */
-  private stack(model: ModelInfo, name: string, rows: InferOutcome[]): V2OutputTensorDto {
+  /**
+   * One output tensor of the response: every row's slice, stacked along the batch dimension. With `binary`, its
+   * bytes join that list and the tensor names their size instead of holding the data.
+   */
+  private stack(model: ModelInfo, name: string, rows: InferOutcome[], binary?: Buffer[]): V2OutputTensorDto {
     const slices = rows.map((r) => (r.result as RawRow).outputs[name]);
-    const spec = model.signature.outputs.find((s) => s.name === name)!;
-    return { name, shape: [rows.length, ...slices[0].shape], datatype: V2_NAMES[spec.type] ?? spec.type.toUpperCase(), data: slices.flatMap((s) => s.data) };
+    const datatype = this.datatype(model, name);
+    const shape = [rows.length, ...slices[0].shape];
+    if (!binary) return { name, shape, datatype, data: slices.flatMap((s) => s.data) };
+    const bytes = tensorBytes(datatype as V2Datatype, slices.map((s) => s.data));
+    binary.push(bytes);
+    return { name, shape, datatype, parameters: { binary_data_size: bytes.length } };
+  }
+
+  /** An output's datatype as the protocol names it. */
+  private datatype(model: ModelInfo, output: string): string {
+    return v2Datatype(model.signature.outputs.find((s) => s.name === output)!.type);
   }
 
   /** The model, at the version asked for if any: only the version being served exists. */

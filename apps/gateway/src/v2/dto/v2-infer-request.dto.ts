@@ -1,6 +1,6 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { Type } from 'class-transformer';
-import { ArrayMaxSize, ArrayMinSize, IsArray, IsDefined, IsIn, IsInt, IsObject, IsOptional, IsString, MaxLength, Min, ValidateNested } from 'class-validator';
+import { ArrayMaxSize, ArrayMinSize, IsArray, IsBoolean, IsDefined, IsIn, IsInt, IsObject, IsOptional, IsString, MaxLength, Min, ValidateIf, ValidateNested } from 'class-validator';
 import { STUB_EXAMPLE_INPUT } from '../../common/stub-example';
 
 /** The Open Inference Protocol datatypes BALES accepts. */
@@ -22,15 +22,17 @@ export class V2InputTensorDto {
   shape: number[];
 
   @ApiProperty({ enum: V2_DATATYPES, example: 'FP32' })
-  @IsIn(V2_DATATYPES, { message: `inputs[].datatype must be one of ${V2_DATATYPES.join(', ')}` })
+  @IsIn(V2_DATATYPES, { message: ({ value }) => `inputs[].datatype must be one of ${V2_DATATYPES.join(', ')}; got ${(JSON.stringify(value) ?? String(value)).slice(0, 40)}` })
   datatype: V2Datatype;
 
-  @ApiPropertyOptional({ type: Object })
+  @ApiPropertyOptional({ type: Object, example: { binary_data_size: 512 }, description: "binary_data_size: the input's data is that many bytes of binary tensor data after the JSON (see Inference-Header-Content-Length)" })
   @IsOptional()
   @IsObject()
   parameters?: Record<string, unknown>;
 
-  @ApiProperty({ type: [Number], example: STUB_EXAMPLE_INPUT, description: 'Flat in row-major order, or nested to the shape' })
+  @ApiProperty({ type: [Number], example: STUB_EXAMPLE_INPUT, description: 'Flat in row-major order, or nested to the shape; absent when parameters.binary_data_size is given' })
+  // An input sent as binary tensor data has no data; one with both is refused where the binary data is read.
+  @ValidateIf((input: V2InputTensorDto) => input.data !== undefined || input.parameters?.binary_data_size === undefined)
   @IsDefined({ message: 'inputs[].data is required' })
   @IsArray({ message: 'inputs[].data must be an array' })
   data: unknown[];
@@ -41,13 +43,13 @@ export class V2RequestedOutputDto {
   @IsString({ message: 'outputs[].name must be a string' })
   name: string;
 
-  @ApiPropertyOptional({ type: Object })
+  @ApiPropertyOptional({ type: Object, example: { binary_data: true }, description: 'binary_data: true answers this output as binary tensor data, false as JSON, whatever parameters.binary_data_output says' })
   @IsOptional()
   @IsObject()
   parameters?: Record<string, unknown>;
 }
 
-/** Open Inference Protocol parameters BALES reads: the same priority and deadline as POST /infer. */
+/** Open Inference Protocol parameters BALES reads: the same priority and deadline as POST /infer, and binary outputs. */
 export class V2ParametersDto {
   @ApiPropertyOptional({ example: 2, description: '1 is most urgent; up to PRIORITY_LEVELS' })
   @IsOptional()
@@ -60,6 +62,11 @@ export class V2ParametersDto {
   @IsInt({ message: 'parameters.timeout_ms must be an integer' })
   @Min(1, { message: 'parameters.timeout_ms must be at least 1' })
   timeout_ms?: number;
+
+  @ApiPropertyOptional({ example: false, description: 'true answers every output as binary tensor data, unless its own parameters.binary_data says otherwise' })
+  @IsOptional()
+  @IsBoolean({ message: 'parameters.binary_data_output must be a boolean' })
+  binary_data_output?: boolean;
 }
 
 /** POST /v2/models/{name}/infer */

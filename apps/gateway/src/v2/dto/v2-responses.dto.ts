@@ -1,4 +1,4 @@
-import { ApiProperty } from '@nestjs/swagger';
+import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 
 export class V2TensorMetadataDto {
   @ApiProperty({ example: 'input' })
@@ -38,8 +38,11 @@ export class V2OutputTensorDto {
   @ApiProperty({ example: 'FP32' })
   datatype: string;
 
-  @ApiProperty({ type: [Number], description: 'Flat, row-major' })
-  data: (number | boolean)[];
+  @ApiPropertyOptional({ type: [Number], description: 'Flat, row-major; absent for an output sent as binary tensor data' })
+  data?: (number | boolean)[];
+
+  @ApiPropertyOptional({ type: Object, example: { binary_data_size: 40 }, description: "An output sent as binary tensor data: its bytes' length, after the JSON response" })
+  parameters?: { binary_data_size: number };
 }
 
 export class V2InferResponseDto {
