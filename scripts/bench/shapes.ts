@@ -14,13 +14,14 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import Redis from 'ioredis';
 import { InferenceSession, Tensor } from 'onnxruntime-node';
 import { TestRedis } from '../../test/support/redis-server';
 import { SHAPE_MODELS, ShapeModelChoice, writeShapeModel } from '../generate-models';
 import { seededRandom } from '../onnx/onnx-writer';
 import { ROOT, argValue, machine, median, percentile, round, thousands, writeResult } from './common';
 import { CLOSED_LOOP_CLIENTS, ClosedLoopClient, LoadResult, closedLoop, defaultClient, hasWrk } from './load';
-import { Server, cpuSeconds, startGateway } from './processes';
+import { Server, cpuSeconds, machineTicks, startGateway } from './processes';
 
 type GatewayPath = 'inferJson' | 'v2Json' | 'v2Binary';
 
@@ -37,7 +38,12 @@ interface PathRun {
   errors: number;
   /** CPU time of the gateway's event-loop thread per answered request, in ms (gateway paths only). */
   mainThreadMsPerRow?: number;
+  /** Cores that processes other than this benchmark's (this one, its client, the gateway, Redis) kept busy meanwhile. */
+  otherCores?: number;
 }
+
+/** Other processes' load (cores, median per path) above which the run says its figures are disturbed. */
+const BUSY_CORES = 0.2;
 
 const log = (line: string) => console.log(`[${new Date().toISOString().slice(11, 19)}] ${line}`);
 const pad = (s: string | number, n: number) => String(s).padStart(n);
@@ -188,6 +194,19 @@ async function main(): Promise<void> {
     else if ((JSON.parse(probeText) as { outputs?: { data?: unknown[] }[] }).outputs?.[0]?.data?.length !== model.spec.classes) binaryNote = `V2 binary not measured: unexpected answer ${probeText.slice(0, 200)}`;
     if (binaryNote) log(binaryNote);
 
+    // What else the machine ran meanwhile: the limit and the ratios are steadiest when that is near 0.
+    const redisInfo = new Redis(redis.url);
+    const redisPid = Number(/process_id:(\d+)/.exec(await redisInfo.info('server'))![1]);
+    redisInfo.disconnect();
+    const ours = () => cpuSeconds(process.pid, undefined, true) + cpuSeconds(gw.proc.pid!) + cpuSeconds(redisPid);
+    const watched = async (run: () => Promise<PathRun>): Promise<PathRun> => {
+      const [ticks, cpu, started] = [machineTicks(), ours(), performance.now()];
+      const result = await run();
+      const [ticksAfter, cpuAfter, elapsed] = [machineTicks(), ours(), (performance.now() - started) / 1000];
+      const busy = cores * (1 - (ticksAfter.idle - ticks.idle) / (ticksAfter.total - ticks.total));
+      return { ...result, otherCores: round(Math.max(0, busy - (cpuAfter - cpu) / elapsed), 2) };
+    };
+
     const gatewayPaths: GatewayPath[] = ['inferJson', 'v2Json', ...(binaryNote ? [] : ['v2Binary' as const])];
     const measure = async (path: GatewayPath, secs: number): Promise<PathRun> => {
       const pid = gw.proc.pid!;
@@ -199,26 +218,29 @@ async function main(): Promise<void> {
             ? await closedLoop(v2Url, bodies.v2Json, connections, secs, client)
             : await closedLoopRaw(v2Url, bodies.v2Binary.body, binaryHeaders, connections, secs, client);
       const mainThread = cpuSeconds(pid, pid) - before;
-      await settle(pid);
       return { rowsPerSecond: r.throughput, p50: r.p50, p99: r.p99, errors: r.errors, mainThreadMsPerRow: r.throughput > 0 ? round((mainThread * 1000) / (r.throughput * r.seconds), 3) : undefined };
     };
 
     log(`warm-up: ${Math.min(2, seconds)} s closed loop on each gateway path`);
-    for (const path of gatewayPaths) await measure(path, Math.min(2, seconds));
+    for (const path of gatewayPaths) {
+      await measure(path, Math.min(2, seconds));
+      await settle(gw.proc.pid!);
+    }
     // Each repeat tries every batch size directly, then each gateway path, so a neighbour's load at one moment
     // moves neither the choice of batch nor the ratios much.
     const directRuns: Record<number, PathRun[]> = Object.fromEntries(batches.map((b) => [b, []]));
     const runs = Object.fromEntries(gatewayPaths.map((p) => [p, [] as PathRun[]])) as Record<GatewayPath, PathRun[]>;
     const line = (run: PathRun) =>
-      `${thousands(run.rowsPerSecond)} rows/s, p50 ${fmtMs(run.p50)} p99 ${fmtMs(run.p99)} ms, errors ${run.errors}${run.mainThreadMsPerRow !== undefined ? `, gateway main thread ${run.mainThreadMsPerRow} ms/row` : ''}`;
+      `${thousands(run.rowsPerSecond)} rows/s, p50 ${fmtMs(run.p50)} p99 ${fmtMs(run.p99)} ms, errors ${run.errors}${run.mainThreadMsPerRow !== undefined ? `, gateway main thread ${run.mainThreadMsPerRow} ms/row` : ''}, other processes ${run.otherCores} cores`;
     for (let r = 1; r <= repeats; r++) {
       for (const batch of batches) {
-        const run = await direct(session, row, shape, batch, Math.max(0.5, seconds / 2));
+        const run = await watched(() => direct(session, row, shape, batch, Math.max(0.5, seconds / 2)));
         directRuns[batch].push(run);
         log(`${r}/${repeats} direct ONNX Runtime, batch ${batch}: ${line(run)}`);
       }
       for (const path of gatewayPaths) {
-        const run = await measure(path, seconds);
+        const run = await watched(() => measure(path, seconds));
+        await settle(gw.proc.pid!);
         runs[path].push(run);
         log(`${r}/${repeats} ${PATH_NAMES[path]}: ${line(run)}`);
       }
@@ -232,6 +254,7 @@ async function main(): Promise<void> {
         p99: median(list.map((x) => x.p99)),
         errors: list.reduce((n, x) => n + x.errors, 0),
         mainThreadMsPerRow: mainThread.length ? median(mainThread) : undefined,
+        otherCores: median(list.map((x) => x.otherCores ?? NaN)),
       };
     };
     const directByBatch = Object.fromEntries(batches.map((b) => [b, summarise(directRuns[b])]));
@@ -247,13 +270,15 @@ async function main(): Promise<void> {
 
     const info = { date: new Date().toISOString(), commit: commit(), machine: machine() };
     console.log(`\n=== Real shapes: ${model.id}, input ${input}, ${connections} connections, median of ${repeats} x ${seconds} s ===`);
-    console.log(`${'path'.padEnd(32)}${pad('rows/s', 9)}${pad('p50 ms', 9)}${pad('p99 ms', 9)}${pad('errors', 8)}${pad('main thread ms/row', 20)}${pad('ratio', 8)}`);
+    console.log(`${'path'.padEnd(32)}${pad('rows/s', 9)}${pad('p50 ms', 9)}${pad('p99 ms', 9)}${pad('errors', 8)}${pad('main thread ms/row', 20)}${pad('others', 8)}${pad('ratio', 8)}`);
     for (const r of results) {
-      console.log(`${r.name.padEnd(32)}${pad(thousands(r.rowsPerSecond), 9)}${pad(fmtMs(r.p50), 9)}${pad(fmtMs(r.p99), 9)}${pad(r.errors, 8)}${pad(fmtMs(r.mainThreadMsPerRow), 20)}${pad(r.ratio.toFixed(2), 8)}`);
+      console.log(`${r.name.padEnd(32)}${pad(thousands(r.rowsPerSecond), 9)}${pad(fmtMs(r.p50), 9)}${pad(fmtMs(r.p99), 9)}${pad(r.errors, 8)}${pad(fmtMs(r.mainThreadMsPerRow), 20)}${pad(fmtMs(r.otherCores), 8)}${pad(r.ratio.toFixed(2), 8)}`);
     }
     if (binaryNote) console.log(binaryNote);
+    const busiest = Math.max(...results.map((r) => r.otherCores));
+    if (busiest > BUSY_CORES) console.log(`the machine was busy: other processes kept up to ${busiest.toFixed(2)} cores busy (median per path), so the limit and the ratios are disturbed; rerun when it is quiet`);
     console.log(`direct, by batch (rows/s): ${batches.map((b) => `${b}: ${thousands(directByBatch[b].rowsPerSecond)}`).join(', ')}; its latency is per run of ${bestBatch} rows`);
-    console.log(`gateway paths: one row a request, client ${client} on the same cores`);
+    console.log(`gateway paths: one row a request, client ${client} on the same cores; others: cores busy with processes outside the benchmark`);
     console.log(`${info.date.slice(0, 10)}, commit ${info.commit}, ${info.machine.cores} cores ${info.machine.cpu}, Node ${info.machine.node}, ${info.machine.platform}`);
 
     const file = writeResult(`shapes-${choice}.json`, {
