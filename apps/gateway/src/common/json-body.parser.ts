@@ -16,7 +16,10 @@ const MAX_MESSAGE = 200;
 export function parseJson(text: Buffer, what = 'the request body'): unknown {
   if (text.length === 0) throw new BodyError(`${what} is empty; send a JSON object`);
   try {
-    return parse(text.toString('utf8'), undefined, { protoAction: 'error', constructorAction: 'error' });
+    // secure-json-parse scans the whole text with a regex; a body that holds neither key, nor any \u escape that
+    // could spell one, cannot poison a prototype, and the byte search that proves it is native.
+    const plain = text.indexOf('__proto__') < 0 && text.indexOf('constructor') < 0 && text.indexOf('\\u') < 0;
+    return plain ? JSON.parse(text.toString('utf8')) : parse(text.toString('utf8'), undefined, { protoAction: 'error', constructorAction: 'error' });
   } catch (err) {
     const reason = (err as Error).message;
     throw new BodyError(
