@@ -191,6 +191,13 @@ describe('Open Inference Protocol binary tensor data', () => {
     expect(res.json).toEqual({ error: expect.stringMatching(new RegExp(`over MAX_BODY_BYTES=${MAX_BODY_BYTES}`)) });
   });
 
+  it('reads a V2 body with neither the header nor a content type as JSON, as tritonclient sends an all-JSON request', async () => {
+    const body = Buffer.from(JSON.stringify({ inputs: [{ name: 'input', shape: [1, 128], datatype: 'FP32', data: EXAMPLE_INPUT }] }));
+    const res = await send(infer(), body, {});
+    expect(res).toMatchObject({ status: 200, json: { outputs: [{ name: 'probabilities', shape: [1, 10] }] } });
+    expect((await send(`${own.gw.url}/infer`, Buffer.from(JSON.stringify({ payload: { input: EXAMPLE_INPUT } })), {})).status).toBe(415);
+  });
+
   describe('leaves the other bodies as they were', () => {
     it('refuses a V2 body that is not JSON and has no Inference-Header-Content-Length with 415', async () => {
       const res = await send(infer(), f32(EXAMPLE_INPUT), { 'content-type': 'application/octet-stream' });

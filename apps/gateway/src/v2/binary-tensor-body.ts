@@ -12,21 +12,25 @@ const BINARY_TENSOR_BODY = 'application/vnd.bales.binary-tensor-data';
 /** The bytes after the JSON header, per request, until the handler takes them. */
 const tensorBytes = new WeakMap<object, Buffer>();
 
-const takesBinaryTensors = (request: Pick<FastifyRequest, 'headers' | 'routeOptions'>): boolean =>
-  request.headers[INFERENCE_HEADER_CONTENT_LENGTH] !== undefined && (request.routeOptions.config as { binaryTensorData?: boolean } | undefined)?.binaryTensorData === true;
+const onBinaryTensorRoute = (request: Pick<FastifyRequest, 'routeOptions'>): boolean => (request.routeOptions.config as { binaryTensorData?: boolean } | undefined)?.binaryTensorData === true;
+
+const takesBinaryTensors = (request: Pick<FastifyRequest, 'headers' | 'routeOptions'>): boolean => request.headers[INFERENCE_HEADER_CONTENT_LENGTH] !== undefined && onBinaryTensorRoute(request);
 
 /**
  * Bodies with binary tensor data on the routes marked BINARY_TENSOR_ROUTE: the JSON header becomes the body,
- * validated as any JSON body is, and the bytes after it are the handler's through @BinaryTensorData(). Every other
- * request keeps its parsers (and its 415 for a type that is not JSON). Within MAX_BODY_BYTES, as every body.
+ * validated as any JSON body is, and the bytes after it are the handler's through @BinaryTensorData(). A body
+ * there without the header or a Content-Type is JSON. Every other request keeps its parsers (and its 415 for a type
+ * that is not JSON). Within MAX_BODY_BYTES, as every body.
  */
 export function useBinaryTensorBodies(app: NestFastifyApplication): void {
-  // The header alone says how the body is framed: tritonclient sends application/octet-stream, or no type at all.
+  // The header alone says how the body is framed: tritonclient sends application/octet-stream, or no type at all,
+  // and no type for a request that is all JSON either.
   app
     .getHttpAdapter()
     .getInstance()
     .addHook('preParsing', (request, _reply, payload, done) => {
       if (takesBinaryTensors(request)) request.headers['content-type'] = BINARY_TENSOR_BODY;
+      else if (request.headers['content-type'] === undefined && onBinaryTensorRoute(request)) request.headers['content-type'] = 'application/json';
       done(null, payload);
     });
   app.useBodyParser(BINARY_TENSOR_BODY, {}, (request, body, done) => {
