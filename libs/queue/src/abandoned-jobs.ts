@@ -1,7 +1,7 @@
 import { InjectQueue } from '@nestjs/bullmq';
 import { Injectable } from '@nestjs/common';
 import type { Queue } from 'bullmq';
-import { INFER_QUEUE, JobRow } from './job-codec';
+import { INFER_QUEUE, OutgoingRow } from './job-codec';
 import { PendingRequests } from './pending-requests';
 import { QueueDepth } from './queue-depth';
 import { RedisConnections } from './redis-connections';
@@ -16,6 +16,8 @@ export interface WatchedJob {
   unsettled: number;
   /** Rows that got a result: the job was fetched, so there is nothing to remove. */
   served: number;
+  /** The key of the job's row bytes, when they are not inline: removed with the job. */
+  bytesKey?: string;
 }
 
 /**
@@ -32,10 +34,10 @@ export class AbandonedJobs {
   ) {}
 
   /** Follows a job's requests from before it is written; a request already settled counts at once. */
-  watch(modelId: string, priority: number, rows: JobRow[]): WatchedJob {
-    const job: WatchedJob = { modelId, priority, deadlines: rows.map((r) => r[2]), unsettled: rows.length, served: 0 };
+  watch(modelId: string, priority: number, rows: OutgoingRow[], bytesKey?: string): WatchedJob {
+    const job: WatchedJob = { modelId, priority, deadlines: rows.map((r) => r.deadline), unsettled: rows.length, served: 0, bytesKey };
     for (const row of rows) {
-      this.pending.onSettled(row[0], (served) => {
+      this.pending.onSettled(row.requestId, (served) => {
         job.unsettled--;
         if (served) job.served++;
         this.removeIfAbandoned(job);
@@ -57,9 +59,15 @@ export class AbandonedJobs {
     job.jobId = undefined;
     this.queue.remove(jobId).then(
       (removed) => {
-        if (removed === 1) this.depth.removeUnrun(job.modelId, job.priority, job.deadlines);
+        if (removed !== 1) return;
+        this.depth.removeUnrun(job.modelId, job.priority, job.deadlines);
+        if (job.bytesKey) this.dropBytes(job.bytesKey);
       },
       (err: Error) => this.redis.logError(err),
     );
+  }
+
+  private dropBytes(key: string): void {
+    this.queue.client.then((client) => client.del(key)).catch((err: Error) => this.redis.logError(err));
   }
 }

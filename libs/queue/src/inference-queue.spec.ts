@@ -251,4 +251,72 @@ describe('InferenceQueue', () => {
     expect(queue.removed).toEqual(['7']);
     expect(depth.total('stub_v1')).toBe(1);
   });
+
+  describe('rows too big to travel inline', () => {
+    const IMAGE: EncodedRow = { buffers: [Buffer.alloc(110_592, 1)], dims: [[3, 48, 192]] };
+
+    /** A Redis client that records what the producer sets and deletes, on the queue's connection. */
+    function withClient() {
+      const ctx = setup();
+      const log: string[] = [];
+      const sets: { key: string; value: Buffer; ttl: number }[] = [];
+      const client = {
+        set: async (key: string, value: Buffer, _px: string, ttl: number) => {
+          log.push(`set ${key}`);
+          sets.push({ key, value, ttl });
+          return 'OK';
+        },
+        del: async (key: string) => {
+          log.push(`del ${key}`);
+          return 1;
+        },
+      };
+      (ctx.connection as { client: unknown }).client = client;
+      (ctx.queue as unknown as { client: Promise<unknown> }).client = Promise.resolve(client);
+      const add = ctx.queue.add.bind(ctx.queue);
+      ctx.queue.add = (name, data, opts) => {
+        log.push(`add ${data.b}`);
+        return add(name, data, opts);
+      };
+      return { ...ctx, log, sets };
+    }
+
+    it('sets their bytes in a key under the queue prefix, before the job that names it, expiring after the deadlines', async () => {
+      const { queue, submit, log, sets } = withClient();
+      void submit('a', { row: IMAGE, timeoutMs: 3000 });
+      void submit('b', { row: IMAGE, timeoutMs: 4000 });
+      await endOfTick();
+      const key = queue.added[0].data.b!;
+      expect(key).toMatch(new RegExp(`^bales:infer:rows:${HERE}:\\d+$`));
+      expect(log).toEqual([`set ${key}`, `add ${key}`]);
+      expect(sets[0].value.byteLength).toBe(2 * 110_592);
+      expect(sets[0].ttl).toBeGreaterThanOrEqual(4000);
+      expect(queue.added[0].data.r.map((r) => [r[0], r[3], r[4]])).toEqual([
+        ['a', [110_592], [[3, 48, 192]]],
+        ['b', [110_592], [[3, 48, 192]]],
+      ]);
+    });
+
+    it('deletes the bytes with a job removed because its every request was abandoned', async () => {
+      const { queue, submit, leave, log } = withClient();
+      void submit('a', { row: IMAGE });
+      await endOfTick();
+      queue.added[0].written('7');
+      await endOfTick();
+      leave.get('a')!();
+      await endOfTick();
+      await endOfTick();
+      expect(queue.removed).toEqual(['7']);
+      expect(log).toEqual([`set ${queue.added[0].data.b}`, `add ${queue.added[0].data.b}`, `del ${queue.added[0].data.b}`]);
+    });
+
+    it('deletes the bytes of a job that could not be written, failing its requests', async () => {
+      const { queue, submit, log } = withClient();
+      const a = submit('a', { row: IMAGE });
+      await endOfTick();
+      queue.added[0].failed(new Error('Connection is closed.'));
+      expect(await a).toEqual(expect.objectContaining({ code: ErrorCode.QUEUE_UNAVAILABLE }));
+      expect(log[2]).toBe(`del ${queue.added[0].data.b}`);
+    });
+  });
 });

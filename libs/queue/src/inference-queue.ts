@@ -4,7 +4,7 @@ import type { Queue } from 'bullmq';
 import { BalesConfig } from '@bales/config';
 import { BalesError, ErrorCode } from '@bales/errors';
 import type { EncodedRow } from '@bales/model-registry';
-import { INFER_JOB, INFER_QUEUE, InferJobData, JobRow, encodeRow } from './job-codec';
+import { EncodedJob, INFER_JOB, INFER_QUEUE, OutgoingRow, encodeJob } from './job-codec';
 import { AbandonedJobs, WatchedJob } from './abandoned-jobs';
 import { epochNow } from './clock';
 import { InferOutcome, PendingRequests } from './pending-requests';
@@ -30,14 +30,14 @@ export interface InferSubmission {
 interface Group {
   modelId: string;
   priority: number;
-  rows: JobRow[];
+  rows: OutgoingRow[];
 }
 
 /** A job about to be written: its rows, its payload, and its requests followed until each is settled. */
 interface OutgoingJob {
   watched: WatchedJob;
-  rows: JobRow[];
-  data: InferJobData;
+  rows: OutgoingRow[];
+  encoded: EncodedJob;
 }
 
 // Past this a Redis write counts as failed, so a client gets 503 instead of waiting on a dead link.
@@ -53,6 +53,7 @@ export class InferenceQueue {
   private groups = new Map<string, Group>();
   private flushScheduled = false;
   private writing = false;
+  private bytesKeys = 0;
 
   constructor(
     @InjectQueue(INFER_QUEUE) private readonly queue: Queue,
@@ -94,7 +95,7 @@ export class InferenceQueue {
       group = { modelId: req.modelId, priority: req.priority, rows: [] };
       this.groups.set(key, group);
     }
-    group.rows.push(encodeRow(req.requestId, now, now + req.timeoutMs, req.row));
+    group.rows.push({ requestId: req.requestId, enqueuedAt: now, deadline: now + req.timeoutMs, row: req.row });
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       // While a write is in flight, requests gather for the next one instead (see flush).
@@ -119,12 +120,15 @@ export class InferenceQueue {
     this.groups = new Map();
     const max = this.config.MAX_BATCH_SIZE;
     const live: OutgoingJob[] = [];
+    const now = epochNow();
+    const newKey = () => `${this.config.QUEUE_PREFIX}:${INFER_QUEUE}:rows:${this.redis.instanceId}:${this.bytesKeys++}`;
     for (const g of groups) {
       for (let i = 0; i < g.rows.length; i += max) {
         const rows = g.rows.slice(i, i + max);
         // Requests settled (timed out, client gone) before their job was written are not written at all.
-        if (!rows.some((r) => this.pending.has(r[0]))) continue;
-        live.push({ watched: this.abandoned.watch(g.modelId, g.priority, rows), rows, data: { m: g.modelId, o: this.redis.instanceId, r: rows } });
+        if (!rows.some((r) => this.pending.has(r.requestId))) continue;
+        const encoded = encodeJob(g.modelId, this.redis.instanceId, rows, newKey, now);
+        live.push({ watched: this.abandoned.watch(g.modelId, g.priority, rows, encoded.data.b), rows, encoded });
       }
     }
     if (live.length === 0) return;
@@ -140,12 +144,14 @@ export class InferenceQueue {
    * Writes one job, counting its rows into the shared depth (reported with the next read). Each job is added on
    * its own with `Queue.add`, never `addBulk`: the ioredis pipeline `addBulk` builds copies every BullMQ Lua script
    * onto itself per write (docs/benchmarks.md), and jobs share nothing that needs them written together. A job
-   * that cannot be written fails its own requests only.
+   * that cannot be written fails its own requests only. Row bytes kept apart are set just before, on the same
+   * connection, so any replica that takes the job finds them.
    */
   private async write(job: OutgoingJob): Promise<void> {
-    const { watched } = job;
+    const { watched, encoded } = job;
     this.depth.addWritten(watched.modelId, watched.priority, watched.deadlines);
-    const written = this.queue.add(INFER_JOB, job.data, { priority: watched.priority });
+    if (encoded.bytes) this.writeBytes(encoded.bytes);
+    const written = this.queue.add(INFER_JOB, encoded.data, { priority: watched.priority });
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('enqueue timed out')), ENQUEUE_TIMEOUT_MS).unref()));
     try {
@@ -154,11 +160,22 @@ export class InferenceQueue {
     } catch (err) {
       this.redis.logError(err as Error);
       this.depth.removeUnrun(watched.modelId, watched.priority, watched.deadlines);
+      if (encoded.bytes) this.connection.client?.del(encoded.bytes.key).catch(() => undefined);
       for (const row of job.rows) {
-        this.pending.fail(row[0], new BalesError(ErrorCode.QUEUE_UNAVAILABLE, 'the queue (Redis) is unreachable; retry shortly'));
+        this.pending.fail(row.requestId, new BalesError(ErrorCode.QUEUE_UNAVAILABLE, 'the queue (Redis) is unreachable; retry shortly'));
       }
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  /**
+   * Stores a job's row bytes with a TTL past its rows' deadlines, so a job lost on the way leaks nothing for long.
+   * A failure is only logged: the job's consumer then answers its rows with the missing bytes' error.
+   */
+  private writeBytes(bytes: NonNullable<EncodedJob['bytes']>): void {
+    const client = this.connection.client;
+    if (!client) return;
+    client.set(bytes.key, bytes.value, 'PX', bytes.ttlMs).catch((err: Error) => this.redis.logError(err));
   }
 }

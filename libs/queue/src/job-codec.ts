@@ -4,11 +4,20 @@ export const INFER_QUEUE = 'infer';
 export const INFER_JOB = 'infer';
 
 /**
- * One queued row, kept compact because every byte crosses Redis twice:
- * [request_id, enqueued at (epoch ms), deadline (epoch ms), base64 bytes per input, item shape per input],
- * plus a trailing 1 when the row wants every output tensor rather than the task's result.
+ * Jobs whose rows carry fewer bytes than this keep them inline as base64; bigger ones keep them in a Redis key of
+ * their own, since base64 inside JSON costs the event loop more than the extra command (docs/benchmarks.md).
  */
-export type JobRow = [string, number, number, string[], number[][]] | [string, number, number, string[], number[][], 1];
+export const INLINE_ROW_BYTES = 8192;
+/** A key of row bytes outlives its rows' latest deadline by this much, in case its job is lost. */
+export const ROW_BYTES_GRACE_MS = 10_000;
+
+/**
+ * One queued row, kept compact because every byte crosses Redis twice:
+ * [request_id, enqueued at (epoch ms), deadline (epoch ms), inputs, item shape per input], plus a trailing 1 when
+ * the row wants every output tensor rather than the task's result. Inputs are base64 strings inline, or each
+ * input's byte length when the job's bytes are in its own key.
+ */
+export type JobRow = [string, number, number, string[] | number[], number[][]] | [string, number, number, string[] | number[], number[][], 1];
 
 /** One BullMQ job: the concurrent requests of one model and priority from one replica. */
 export interface InferJobData {
@@ -17,6 +26,22 @@ export interface InferJobData {
   /** instance id of the replica holding the clients' connections */
   o: string;
   r: JobRow[];
+  /** the Redis key holding every row's input bytes back to back, in row then input order, when not inline */
+  b?: string;
+}
+
+/** A row as the producer holds it until its job is written. */
+export interface OutgoingRow {
+  requestId: string;
+  enqueuedAt: number;
+  deadline: number;
+  row: EncodedRow;
+}
+
+/** A job ready to write: its data, and the bytes to store under `data.b` first when it has one. */
+export interface EncodedJob {
+  data: InferJobData;
+  bytes?: { key: string; value: Buffer; ttlMs: number };
 }
 
 /** A row decoded by the consumer, with everything the batch runner needs. */
@@ -30,36 +55,82 @@ export interface QueuedRow {
   row: EncodedRow;
 }
 
+/** A job as the consumer reads it: its rows, and where their bytes are when not inline. */
+export interface DecodedJob {
+  rows: QueuedRow[];
+  /** Set when the rows' bytes are in a key of their own: `attachRowBytes` fills each row's buffers from it. */
+  bytesKey?: string;
+  /** Each row's input byte lengths, as the job declares them, when the bytes are in their own key. */
+  lengths?: number[][];
+}
+
+/** A row in the inline layout: its input bytes as base64. */
 export function encodeRow(requestId: string, enqueuedAt: number, deadline: number, row: EncodedRow): JobRow {
   const base: JobRow = [requestId, enqueuedAt, deadline, row.buffers.map((b) => b.toString('base64')), row.dims];
   return row.raw ? [...base, 1] : base;
 }
 
+/**
+ * Encodes one job's rows: inline below INLINE_ROW_BYTES, otherwise their bytes concatenated under a key of their
+ * own (named by `newKey`) that expires ROW_BYTES_GRACE_MS after the latest deadline, the job keeping byte lengths.
+ */
+export function encodeJob(modelId: string, origin: string, rows: OutgoingRow[], newKey: () => string, now: number, inlineBelow = INLINE_ROW_BYTES): EncodedJob {
+  let total = 0;
+  for (const r of rows) for (const b of r.row.buffers) total += b.byteLength;
+  if (total < inlineBelow) return { data: { m: modelId, o: origin, r: rows.map((r) => encodeRow(r.requestId, r.enqueuedAt, r.deadline, r.row)) } };
+  const buffers: Buffer[] = [];
+  let latest = now;
+  const jobRows = rows.map((r): JobRow => {
+    buffers.push(...r.row.buffers);
+    latest = Math.max(latest, r.deadline);
+    const base: JobRow = [r.requestId, r.enqueuedAt, r.deadline, r.row.buffers.map((b) => b.byteLength), r.row.dims];
+    return r.row.raw ? [...base, 1] : base;
+  });
+  const key = newKey();
+  return { data: { m: modelId, o: origin, r: jobRows, b: key }, bytes: { key, value: Buffer.concat(buffers, total), ttlMs: Math.ceil(latest - now + ROW_BYTES_GRACE_MS) } };
+}
+
 const isNumberArray = (v: unknown): v is number[] => Array.isArray(v) && v.every((n) => Number.isInteger(n) && n > 0);
+const isLength = (n: unknown): n is number => Number.isInteger(n) && (n as number) >= 0;
 
 /**
  * Validates a job read back from Redis: Redis is outside the HTTP validation, so nothing in it is trusted.
- * Throws with the reason when the job is malformed.
+ * Throws with the reason when the job is malformed. Rows of a job whose bytes are in their own key come back
+ * with empty buffers until `attachRowBytes` fills them.
  */
-export function decodeJob(data: unknown, priority: number): QueuedRow[] {
+export function decodeJob(data: unknown, priority: number): DecodedJob {
   const job = data as Partial<InferJobData> | null;
   if (!job || typeof job !== 'object' || typeof job.m !== 'string' || typeof job.o !== 'string' || !Array.isArray(job.r)) {
     throw new Error('malformed infer job: expected {m, o, r[]}');
   }
-  return job.r.map((r, i) => {
+  if (job.b !== undefined && (typeof job.b !== 'string' || job.b === '')) throw new Error('malformed infer job: bytes key');
+  const binary = job.b !== undefined;
+  const rows = job.r.map((r, i): QueuedRow => {
     if (!Array.isArray(r) || r.length < 5 || r.length > 6 || (r.length === 6 && r[5] !== 1)) throw new Error(`malformed infer job row ${i}`);
     const [requestId, enqueuedAt, deadline, inputs, dims] = r;
     if (typeof requestId !== 'string' || !Number.isFinite(enqueuedAt) || !Number.isFinite(deadline)) throw new Error(`malformed infer job row ${i}: id or times`);
-    if (!Array.isArray(inputs) || !inputs.every((s) => typeof s === 'string')) throw new Error(`malformed infer job row ${i}: inputs`);
+    if (!Array.isArray(inputs) || !(inputs as unknown[]).every(binary ? isLength : (s) => typeof s === 'string')) throw new Error(`malformed infer job row ${i}: inputs`);
     if (!Array.isArray(dims) || dims.length !== inputs.length || !dims.every(isNumberArray)) throw new Error(`malformed infer job row ${i}: dims`);
-    return {
-      requestId,
-      modelId: job.m!,
-      origin: job.o!,
-      priority,
-      enqueuedAt,
-      deadline,
-      row: { buffers: inputs.map((s) => Buffer.from(s, 'base64')), dims, ...(r.length === 6 ? { raw: true } : {}) },
-    };
+    const buffers = binary ? [] : (inputs as string[]).map((s) => Buffer.from(s, 'base64'));
+    const row: QueuedRow = { requestId, modelId: job.m!, origin: job.o!, priority, enqueuedAt, deadline, row: { buffers, dims, ...(r.length === 6 ? { raw: true } : {}) } };
+    return row;
   });
+  return binary ? { rows, bytesKey: job.b, lengths: job.r.map((r) => r[3] as number[]) } : { rows };
+}
+
+/**
+ * Fills the buffers of a binary job's rows from the bytes read from its key, as views without a copy. Returns the
+ * problem when the bytes are missing or do not add up to the lengths the job declares; the model's own check
+ * (dims x element size) follows as for inline rows.
+ */
+export function attachRowBytes(job: DecodedJob, bytes: Buffer | null): string | undefined {
+  if (!bytes) return "the rows' input bytes are no longer in Redis (expired or removed)";
+  const lengths = job.lengths ?? [];
+  const declared = lengths.reduce((sum, ls) => ls.reduce((a, n) => a + n, sum), 0);
+  if (declared !== bytes.byteLength) return `the rows' input bytes in Redis are ${bytes.byteLength} bytes, the job declares ${declared}`;
+  let offset = 0;
+  job.rows.forEach((r, i) => {
+    r.row.buffers = lengths[i].map((n) => bytes.subarray(offset, (offset += n)));
+  });
+  return undefined;
 }

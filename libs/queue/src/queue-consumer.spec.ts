@@ -6,13 +6,15 @@ import type { BalesMetrics } from '@bales/observability';
 import { FakeModelRegistry } from '../../../test/support/fake-model-registry';
 import { BatchRunner } from './batch-runner';
 import { epochNow } from './clock';
-import { InferJobData, encodeRow } from './job-codec';
+import { InferJobData, encodeJob, encodeRow } from './job-codec';
 import { PendingRequests, ResultMessage } from './pending-requests';
-import { QueueConsumer } from './queue-consumer';
+import { QueueConsumer, RowBytesStore } from './queue-consumer';
 import type { QueueConnection } from './queue-connection';
 import type { QueueDepth } from './queue-depth';
 import type { RedisConnections } from './redis-connections';
 import type { ResultRouter } from './result-router';
+
+const NOW_BAD = 'not a time';
 
 // Rows come from another replica, so none needs a pending request here to count as wanted.
 const ORIGIN = 'replica-b';
@@ -137,5 +139,104 @@ describe('QueueConsumer', () => {
     gate.release();
     await Promise.all(rest);
     expect(registry.batches.map((b) => b.rows.length)).toEqual([1, 3]);
+  });
+
+  describe('rows whose bytes are in a key of their own', () => {
+    /** A job in the binary layout, its bytes stored in `store` unless told otherwise. */
+    function binaryJob(store: Map<string, Buffer>, rows: { id: string; row?: EncodedRow }[], bytes?: (b: Buffer) => Buffer | undefined): Job {
+      const now = epochNow();
+      const encoded = encodeJob('stub_v1', ORIGIN, rows.map((r, i) => ({ requestId: r.id, enqueuedAt: now, deadline: now + 5000, row: r.row ?? stubRow(i) })), () => `k${store.size}`, now, 0);
+      const value = bytes ? bytes(encoded.bytes!.value) : encoded.bytes!.value;
+      if (value) store.set(encoded.bytes!.key, value);
+      return { data: encoded.data, opts: { priority: 2 }, stalledCounter: 0 } as unknown as Job;
+    }
+
+    function withStore() {
+      const ctx = setup();
+      const store = new Map<string, Buffer>();
+      const deleted: string[] = [];
+      const rowBytes: RowBytesStore = {
+        getBuffer: async (key) => store.get(key) ?? null,
+        del: async (key) => {
+          deleted.push(key);
+          return store.delete(key) ? 1 : 0;
+        },
+      };
+      ctx.consumer.rowBytes = rowBytes;
+      return { ...ctx, store, deleted };
+    }
+
+    it('reads them, runs the rows, and deletes the key once the job is done', async () => {
+      const { consumer, registry, delivered, store, deleted } = withStore();
+      const gate = holdBatches(registry);
+      const processed = consumer.process(binaryJob(store, [{ id: 'a' }, { id: 'b' }]));
+      await new Promise((r) => setImmediate(r));
+      expect(deleted).toEqual([]);
+      gate.release();
+      await processed;
+      expect(delivered.map((m) => [m.id, m.ok])).toEqual([
+        ['a', true],
+        ['b', true],
+      ]);
+      expect(registry.batches[0].rows.map((r) => r.buffers[0].equals(stubRow(registry.batches[0].rows.indexOf(r)).buffers[0]))).toEqual([true, true]);
+      expect(deleted).toEqual(['k0']);
+      expect(store.size).toBe(0);
+    });
+
+    it('answers QUEUE_UNAVAILABLE for every row when the key is gone, running nothing', async () => {
+      const { consumer, registry, delivered, store } = withStore();
+      await consumer.process(binaryJob(store, [{ id: 'a' }, { id: 'b' }], () => undefined));
+      expect(registry.batches).toEqual([]);
+      expect(delivered.map((m) => [m.id, m.ok, m.ok ? '' : m.code])).toEqual([
+        ['a', false, ErrorCode.QUEUE_UNAVAILABLE],
+        ['b', false, ErrorCode.QUEUE_UNAVAILABLE],
+      ]);
+    });
+
+    it('answers QUEUE_UNAVAILABLE when the key cannot be read, and stays up', async () => {
+      const { consumer, registry, delivered, store } = withStore();
+      consumer.rowBytes = { getBuffer: () => Promise.reject(new Error('Connection is closed.')), del: () => Promise.reject(new Error('Connection is closed.')) };
+      (consumer as unknown as { redis: { logError: () => void } }).redis = { logError: jest.fn() };
+      await consumer.process(binaryJob(store, [{ id: 'a' }]));
+      expect(registry.batches).toEqual([]);
+      expect(delivered).toEqual([expect.objectContaining({ id: 'a', ok: false, code: ErrorCode.QUEUE_UNAVAILABLE })]);
+    });
+
+    it('answers INVALID_INPUT for every row when the bytes do not add up to what the job declares', async () => {
+      const { consumer, registry, delivered, store, deleted } = withStore();
+      await consumer.process(binaryJob(store, [{ id: 'a' }, { id: 'b' }], (b) => b.subarray(1)));
+      expect(registry.batches).toEqual([]);
+      expect(delivered).toEqual([
+        expect.objectContaining({ id: 'a', ok: false, code: ErrorCode.INVALID_INPUT, message: "the rows' input bytes in Redis are 1023 bytes, the job declares 1024" }),
+        expect.objectContaining({ id: 'b', ok: false, code: ErrorCode.INVALID_INPUT }),
+      ]);
+      expect(deleted).toEqual(['k0']);
+    });
+
+    it('answers INVALID_INPUT for a row whose bytes do not fit its shape and the model, and runs the others', async () => {
+      const { consumer, registry, delivered, store } = withStore();
+      await consumer.process(binaryJob(store, [{ id: 'short', row: stubRow(0, 64) }, { id: 'fits' }]));
+      expect(delivered.find((m) => m.id === 'short')).toEqual(expect.objectContaining({ ok: false, code: ErrorCode.INVALID_INPUT }));
+      expect(delivered.find((m) => m.id === 'fits')).toEqual(expect.objectContaining({ ok: true }));
+      expect(registry.batches.map((b) => b.rows.length)).toEqual([1]);
+    });
+
+    it('does not read the bytes of rows that expired, and deletes them', async () => {
+      const { consumer, registry, store, deleted } = withStore();
+      const job = binaryJob(store, [{ id: 'late' }]);
+      (job.data as InferJobData).r[0][2] = epochNow() - 1;
+      const read = jest.spyOn(consumer.rowBytes!, 'getBuffer');
+      await consumer.process(job);
+      expect(read).not.toHaveBeenCalled();
+      expect(registry.batches).toEqual([]);
+      expect(deleted).toEqual(['k0']);
+    });
+
+    it('fails a malformed job with a bytes key, deleting the key', async () => {
+      const { consumer, deleted } = withStore();
+      const bad = { data: { m: 'stub_v1', o: ORIGIN, r: [['a', NOW_BAD, 0, ['x'], [[1]]]], b: 'k9' }, opts: { priority: 2 }, stalledCounter: 0 } as unknown as Job;
+      await expect(consumer.process(bad)).rejects.toThrow('malformed infer job row 0: id or times');
+      expect(deleted).toEqual(['k9']);
+    });
   });
 });

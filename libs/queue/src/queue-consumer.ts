@@ -1,12 +1,13 @@
 import { BeforeApplicationShutdown, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
 import { Job } from 'bullmq';
+import type { Redis } from 'ioredis';
 import { BalesConfig } from '@bales/config';
 import { BalesError, ErrorCode } from '@bales/errors';
 import { ModelRegistry } from '@bales/model-registry';
 import { BatchRunner } from './batch-runner';
 import { BatchingWorker } from './batching-worker';
 import { DynamicBatcher } from './dynamic-batcher';
-import { INFER_QUEUE, QueuedRow, decodeJob } from './job-codec';
+import { DecodedJob, INFER_QUEUE, QueuedRow, attachRowBytes, decodeJob } from './job-codec';
 import { QueueConnection } from './queue-connection';
 import { QueueDepth } from './queue-depth';
 import { INFER_WORKER_SETTINGS } from './queue-settings';
@@ -15,6 +16,12 @@ import { RedisConnections, keepErrorSinks } from './redis-connections';
 type BatchItem = QueuedRow & { done: () => void };
 
 const READY_WAIT_MS = 2000;
+
+/** Where the consumer reads and deletes jobs' row bytes: the worker's own connection. */
+export interface RowBytesStore {
+  getBuffer(key: string): Promise<Buffer | null>;
+  del(key: string): Promise<number>;
+}
 
 /**
  * The consumer: takes jobs from the queue, checks them, and feeds their rows to the dynamic batcher,
@@ -26,6 +33,8 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
   readonly batcher: DynamicBatcher<BatchItem>;
   private worker?: BatchingWorker;
   private largestRecentJobRows: number;
+  /** Set once the worker is built; jobs whose rows' bytes are apart need it. */
+  rowBytes?: RowBytesStore;
 
   constructor(
     private readonly config: BalesConfig,
@@ -58,6 +67,10 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
       },
       () => this.jobsWanted(),
     );
+    const worker = this.worker;
+    // BullMQ types its connection narrowly; it is an ioredis client.
+    const client = async () => (await worker.client) as unknown as Redis;
+    this.rowBytes = { getBuffer: async (key) => (await client()).getBuffer(key), del: async (key) => (await client()).del(key) };
     this.worker.on('error', (err) => this.redis.logError(err));
     keepErrorSinks(this.worker, (err) => this.redis.logError(err));
     this.worker.on('stalled', (jobId) => this.logger.warn(`job ${jobId} was held by a replica that stopped renewing its lock; running it again`));
@@ -95,17 +108,42 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
   }
 
   async process(job: Job): Promise<void> {
-    const decoded = decodeJob(job.data, job.opts.priority ?? 0);
+    let decoded: DecodedJob;
+    try {
+      decoded = decodeJob(job.data, job.opts.priority ?? 0);
+    } catch (err) {
+      const key = (job.data as { b?: unknown } | null)?.b;
+      if (typeof key === 'string' && key !== '') this.dropRowBytes(key);
+      throw err;
+    }
+    // The row bytes are deleted once the job is done with, not when read: a replica that dies holding the job
+    // leaves them for the one that runs it again.
+    try {
+      await this.processRows(decoded, job.stalledCounter > 0);
+    } finally {
+      if (decoded.bytesKey) this.dropRowBytes(decoded.bytesKey);
+    }
+  }
+
+  private async processRows(job: DecodedJob, runAgain: boolean): Promise<void> {
+    const decoded = job.rows;
     if (decoded.length === 0) return;
     this.noteJobSize(decoded.length);
     // A job run again after its replica died was already taken off the shared depth by that replica.
-    if (!job.stalledCounter) this.depth.removeTaken(decoded[0].modelId, decoded[0].priority, decoded.map((r) => r.deadline));
+    if (!runAgain) this.depth.removeTaken(decoded[0].modelId, decoded[0].priority, decoded.map((r) => r.deadline));
     const rows = this.runner.dropExpired(decoded);
     if (rows.length === 0) return;
     const modelId = rows[0].modelId;
     if (!this.registry.has(modelId)) {
       this.runner.reject(rows, new BalesError(ErrorCode.MODEL_NOT_FOUND, `model '${modelId}' is not registered`));
       return;
+    }
+    if (job.bytesKey) {
+      const problem = await this.readRowBytes(job);
+      if (problem) {
+        this.runner.reject(rows, problem);
+        return;
+      }
     }
     const maxBatch = this.registry.get(modelId).maxBatchSize;
     const valid: QueuedRow[] = [];
@@ -133,6 +171,25 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
       }
       for (const [key, items] of lanes) this.batcher.add(key, maxBatch, items);
     });
+  }
+
+  /** Fills a job's rows from their bytes' key; returns the error its rows get when that fails. */
+  private async readRowBytes(job: DecodedJob): Promise<BalesError | undefined> {
+    let bytes: Buffer | null;
+    try {
+      if (!this.rowBytes) throw new Error('no Redis connection for row bytes');
+      bytes = await this.rowBytes.getBuffer(job.bytesKey!);
+    } catch (err) {
+      this.redis.logError(err as Error);
+      return new BalesError(ErrorCode.QUEUE_UNAVAILABLE, "the rows' input bytes could not be read from the queue (Redis); retry shortly");
+    }
+    const problem = attachRowBytes(job, bytes);
+    if (!problem) return undefined;
+    return new BalesError(bytes ? ErrorCode.INVALID_INPUT : ErrorCode.QUEUE_UNAVAILABLE, problem);
+  }
+
+  private dropRowBytes(key: string): void {
+    this.rowBytes?.del(key).catch((err: Error) => this.redis.logError(err));
   }
 
   private async runBatch(items: BatchItem[]): Promise<void> {
