@@ -11,7 +11,7 @@ describe('Open Inference Protocol (KServe V2) over the same queue and batcher', 
   const own = ownGateway({ MODELS_DIR: dir });
 
   it('serves server metadata, liveness and readiness', async () => {
-    expect((await getJson(`${own.gw.url}/v2`)).body).toEqual({ name: 'bales', version: expect.any(String), extensions: [] });
+    expect((await getJson(`${own.gw.url}/v2`)).body).toEqual({ name: 'bales', version: expect.any(String), extensions: ['binary_tensor_data'] });
     expect(await getJson(`${own.gw.url}/v2/health/live`)).toMatchObject({ status: 200, body: { live: true } });
     expect(await getJson(`${own.gw.url}/v2/health/ready`)).toMatchObject({ status: 200, body: { ready: true } });
     expect(await getJson(`${own.gw.url}/v2/models/stub_v1/ready`)).toMatchObject({ status: 200, body: { name: 'stub_v1', ready: true } });

@@ -64,7 +64,8 @@ export class V2Controller {
   @ApiOperation({ summary: 'Server metadata' })
   @ApiOkResponse({ type: V2ServerMetadataDto })
   server(): V2ServerMetadataDto {
-    return { name: 'bales', version: BUILD_VERSION, extensions: [] };
+    // Named as Triton names it; clients may check it before sending binary tensors.
+    return { name: 'bales', version: BUILD_VERSION, extensions: ['binary_tensor_data'] };
   }
 
   @Get('health/live')

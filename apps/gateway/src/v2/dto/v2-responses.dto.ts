@@ -66,7 +66,7 @@ export class V2ServerMetadataDto {
   @ApiProperty({ example: '0.1.0' })
   version: string;
 
-  @ApiProperty({ type: [String], example: [] })
+  @ApiProperty({ type: [String], example: ['binary_tensor_data'] })
   extensions: string[];
 }
 
