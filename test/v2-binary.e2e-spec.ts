@@ -201,7 +201,7 @@ describe('Open Inference Protocol binary tensor data', () => {
   describe('leaves the other bodies as they were', () => {
     it('refuses a V2 body that is not JSON and has no Inference-Header-Content-Length with 415', async () => {
       const res = await send(infer(), f32(EXAMPLE_INPUT), { 'content-type': 'application/octet-stream' });
-      expect(res).toMatchObject({ status: 415, json: { error: expect.stringMatching(/must be application\/json/) } });
+      expect(res).toMatchObject({ status: 415, json: { error: expect.stringMatching(/must be application\/json, .*, or binary tensor data with an Inference-Header-Content-Length header$/) } });
     });
 
     it('refuses binary framing on POST /infer with 415, and still serves its JSON', async () => {

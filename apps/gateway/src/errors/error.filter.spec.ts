@@ -192,6 +192,8 @@ describe('ErrorFilter', () => {
     const { answer } = setup();
     const { reply } = answer(new HttpException('Unsupported Media Type', 415), '/infer', { 'content-type': 'text/csv' });
     expect(reply.body).toMatchObject({ statusCode: 415, message: "the request body must be application/json, got content-type 'text/csv'" });
+    const v2 = answer(new HttpException('Unsupported Media Type', 415), '/v2/models/stub_v1/infer', { 'content-type': 'application/octet-stream' }).reply;
+    expect(v2.body).toEqual({ error: "the request body must be application/json, got content-type 'application/octet-stream', or binary tensor data with an Inference-Header-Content-Length header" });
   });
 
   it('tells clients to retry after 1 s on QUEUE_FULL, QUEUE_UNAVAILABLE and SHUTTING_DOWN, and on nothing else', () => {

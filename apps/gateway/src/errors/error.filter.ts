@@ -27,6 +27,9 @@ export const STATUS_BY_CODE: Record<ErrorCode, number> = {
 /** The reason phrase of a status, including the one non-standard status above. */
 const statusText = (statusCode: number): string => STATUS_CODES[statusCode] ?? (statusCode === 499 ? 'Client Closed Request' : 'Error');
 
+/** The Open Inference Protocol's binary tensor extension, which V2 infer also takes whatever the content type. */
+const BINARY_HEADER = 'Inference-Header-Content-Length';
+
 const RETRY_LATER = new Set([ErrorCode.QUEUE_FULL, ErrorCode.QUEUE_UNAVAILABLE, ErrorCode.SHUTTING_DOWN]);
 
 export interface ErrorBody {
@@ -102,6 +105,7 @@ export class ErrorFilter implements ExceptionFilter {
     if (exception instanceof BalesError && RETRY_LATER.has(exception.code)) reply.header('retry-after', '1');
     // The Open Inference Protocol has its own error body; the status codes are the same.
     const v2 = request.url.startsWith('/v2');
+    if (v2 && body.statusCode === 415) body.message += `, or binary tensor data with an ${BINARY_HEADER} header`;
     // Every request has its id from Fastify (see fastifyLogging), so every error answer names it.
     reply.status(body.statusCode).send(v2 ? { error: body.message } : { ...body, request_id: request.id });
   }
