@@ -1,5 +1,6 @@
 import { BadRequestException } from '@nestjs/common';
 import { InferRequestDto } from '../infer/dto/infer-request.dto';
+import { V2InferRequestDto, V2InputTensorDto } from '../v2/dto/v2-infer-request.dto';
 import { BodyValidationPipe, MAX_BODY_DEPTH, nestsDeeperThan } from './body-validation.pipe';
 
 const nested = (depth: number) => JSON.parse('['.repeat(depth) + '1' + ']'.repeat(depth));
@@ -44,5 +45,38 @@ describe('BodyValidationPipe', () => {
     await expect(refusal).rejects.toThrow(
       'extra: property extra should not exist; priority must be at least 1; priority must be an integer; payload is required; payload must be an object',
     );
+  });
+
+  describe('opaque arrays (the data of each V2 input)', () => {
+    const asV2 = (value: unknown) => pipe.transform(value, { type: 'body', metatype: V2InferRequestDto });
+    const input = (data: unknown) => ({ name: 'x', shape: [2, 2], datatype: 'FP32', data });
+
+    it('hands the instance the client’s own arrays, flat or nested, after validating the rest', async () => {
+      const flat = [1, 2, 3, 4];
+      const nestedData = [[1, 2], [3, 4]];
+      const body = { parameters: { priority: 1 }, inputs: [input(flat), input(nestedData)] };
+      const dto = await asV2(body);
+      expect(dto).toBeInstanceOf(V2InferRequestDto);
+      expect(dto.inputs[0]).toBeInstanceOf(V2InputTensorDto);
+      expect(dto.inputs[0].data).toBe(flat);
+      expect(dto.inputs[1].data).toBe(nestedData);
+      expect(body.inputs[0].data).toBe(flat);
+    });
+
+    it('gives every refusal as class-validator words it, and leaves the body’s arrays in place', async () => {
+      const data = [1, 2, 3, 4];
+      const body = { inputs: [{ ...input(data), name: 7, extra: 1 }] };
+      await expect(asV2(body)).rejects.toThrow(
+        'inputs.0.extra: property extra should not exist; inputs.0.name must be shorter than or equal to 256 characters; inputs.0.name: inputs[].name must be a string',
+      );
+      expect(body.inputs[0].data).toBe(data);
+      await expect(asV2({ inputs: [input('1,2')] })).rejects.toThrow('inputs[].data must be an array');
+      await expect(asV2({ inputs: [{ name: 'x', shape: [1], datatype: 'FP32' }] })).rejects.toThrow('inputs[].data is required');
+    });
+
+    it('validates data holding objects as class-transformer copies it, for the encoder to refuse', async () => {
+      const dto = await asV2({ inputs: [input([1, { prototype: 1 }])] });
+      expect(dto.inputs[0].data).toEqual([1, {}]);
+    });
   });
 });

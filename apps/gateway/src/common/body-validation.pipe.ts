@@ -15,6 +15,40 @@ export const MAX_BODY_DEPTH = 32;
  */
 export const FlatDto = (): ClassDecorator => SetMetadata(FLAT_DTO, true);
 
+const OPAQUE_ARRAYS = Symbol('opaque-arrays');
+
+/** `field` of each entry of the array property `list`, e.g. the `data` of each of `inputs`. */
+interface OpaqueArray {
+  list: string;
+  field: string;
+}
+
+/**
+ * Marks `field` of every entry of the nested DTO list `list` as a tensor payload whose validators look only at
+ * whether it is an array (never at its elements, e.g. no `each`): the body is validated with an empty array in
+ * its place, and the instance gets the client's own array back, so class-transformer and the pipe do not copy
+ * and walk its thousands of numbers. Its values are checked later, by whatever reads them.
+ */
+export const OpaqueArrays = (list: string, field: string): ClassDecorator => SetMetadata(OPAQUE_ARRAYS, { list, field } satisfies OpaqueArray);
+
+/**
+ * True when the array holds only primitives and arrays of them: the values class-transformer would copy as
+ * they are, and from which the pipe strips no key. Walked without recursion, as nestsDeeperThan.
+ */
+function holdsNoObject(array: unknown[]): boolean {
+  const arrays: unknown[][] = [array];
+  while (arrays.length > 0) {
+    const a = arrays.pop()!;
+    for (let i = 0; i < a.length; i++) {
+      const v = a[i];
+      if (v === null || typeof v !== 'object') continue;
+      if (!Array.isArray(v)) return false;
+      arrays.push(v);
+    }
+  }
+  return true;
+}
+
 /**
  * True when a parsed JSON value nests objects or arrays deeper than maxDepth. Walked without recursion, and
  * without allocating per element: it runs on every request body, whose tensors hold thousands of numbers.
@@ -90,6 +124,37 @@ export class BodyValidationPipe extends ValidationPipe {
       if (errors.length > 0) throw new BadRequestException(messages(errors).join('; '));
       return dto;
     }
+    const opaque = type && (Reflect.getMetadata(OPAQUE_ARRAYS, type) as OpaqueArray | undefined);
+    if (opaque) return this.withOpaqueArrays(value as Record<string, unknown>, metadata, opaque);
     return super.transform(value, metadata);
+  }
+
+  /**
+   * The class-validator path on the body with an empty array standing in for each opaque array, which goes back
+   * into the instance once validated. An array holding objects stays in place: the pipe strips keys from them,
+   * and the checks downstream would see, and name, them stripped.
+   */
+  private async withOpaqueArrays(body: Record<string, unknown>, metadata: ArgumentMetadata, { list, field }: OpaqueArray) {
+    const entries = body[list];
+    const held = new Map<number, unknown[]>();
+    if (Array.isArray(entries)) {
+      entries.forEach((entry: unknown, index) => {
+        if (entry === null || typeof entry !== 'object' || Array.isArray(entry)) return;
+        const array = (entry as Record<string, unknown>)[field];
+        if (!Array.isArray(array) || !holdsNoObject(array)) return;
+        held.set(index, array);
+        (entry as Record<string, unknown>)[field] = [];
+      });
+    }
+    if (held.size === 0) return super.transform(body, metadata);
+    let dto: Record<string, unknown>;
+    try {
+      dto = await super.transform(body, metadata);
+    } finally {
+      for (const [index, array] of held) (entries as Record<string, unknown>[])[index][field] = array;
+    }
+    // class-transformer builds the list entry by entry, in order: entry i of the instance is entry i of the body.
+    for (const [index, array] of held) (dto[list] as Record<string, unknown>[])[index][field] = array;
+    return dto;
   }
 }

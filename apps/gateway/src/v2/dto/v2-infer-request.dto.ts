@@ -1,6 +1,7 @@
 import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 import { Type } from 'class-transformer';
 import { ArrayMaxSize, ArrayMinSize, IsArray, IsBoolean, IsDefined, IsIn, IsInt, IsObject, IsOptional, IsString, MaxLength, Min, ValidateIf, ValidateNested } from 'class-validator';
+import { OpaqueArrays } from '../../common/body-validation.pipe';
 import { STUB_EXAMPLE_INPUT } from '../../common/stub-example';
 
 /** The Open Inference Protocol datatypes BALES accepts. */
@@ -69,7 +70,8 @@ export class V2ParametersDto {
   binary_data_output?: boolean;
 }
 
-/** POST /v2/models/{name}/infer */
+/** POST /v2/models/{name}/infer. Each input's data is checked value by value where it is encoded. */
+@OpaqueArrays('inputs', 'data')
 export class V2InferRequestDto {
   @ApiPropertyOptional({ example: 'my-request-1' })
   @IsOptional()
