@@ -4,6 +4,8 @@ export enum ErrorCode {
   INVALID_INPUT = 'INVALID_INPUT',
   MODEL_NOT_FOUND = 'MODEL_NOT_FOUND',
   MODEL_CONFLICT = 'MODEL_CONFLICT',
+  /** The model is known but takes no requests: it failed to load, or is loading again. */
+  MODEL_UNAVAILABLE = 'MODEL_UNAVAILABLE',
   FILE_NOT_FOUND = 'FILE_NOT_FOUND',
   PATH_NOT_ALLOWED = 'PATH_NOT_ALLOWED',
   INVALID_MODEL = 'INVALID_MODEL',
@@ -24,6 +26,8 @@ export class BalesError extends Error {
   constructor(
     readonly code: ErrorCode,
     message: string,
+    /** Fields the error body carries beside the message, e.g. the model and state of MODEL_UNAVAILABLE. */
+    readonly details?: Record<string, string>,
   ) {
     super(message);
   }

@@ -20,6 +20,7 @@ const DOCUMENTED: Record<ErrorCode, [number, string]> = {
   [ErrorCode.QUEUE_FULL]: [429, 'Too Many Requests'],
   [ErrorCode.INFERENCE_FAILED]: [500, 'Internal Server Error'],
   [ErrorCode.QUEUE_UNAVAILABLE]: [503, 'Service Unavailable'],
+  [ErrorCode.MODEL_UNAVAILABLE]: [503, 'Service Unavailable'],
   [ErrorCode.SHUTTING_DOWN]: [503, 'Service Unavailable'],
   [ErrorCode.TIMEOUT]: [504, 'Gateway Timeout'],
   [ErrorCode.CLIENT_CLOSED]: [499, 'Client Closed Request'],
@@ -161,6 +162,15 @@ describe('ErrorFilter', () => {
     const { reply } = answer(new BalesError(ErrorCode.MODEL_NOT_FOUND, "model 'x' is not registered"));
     expect(reply.statusCode).toBe(404);
     expect(reply.body).toEqual({ statusCode: 404, error: 'Not Found', message: "model 'x' is not registered", request_id: 'req-9' });
+  });
+
+  it('adds the details a domain error carries to the stable body, and keeps the protocol body of V2 to its message', () => {
+    const { answer } = setup();
+    const unavailable = () => new BalesError(ErrorCode.MODEL_UNAVAILABLE, "model 'vad' is failed: bad file", { model_id: 'vad', state: 'failed', reason: 'bad file' });
+    const { reply } = answer(unavailable());
+    expect(reply.statusCode).toBe(503);
+    expect(reply.body).toEqual({ statusCode: 503, error: 'Service Unavailable', message: "model 'vad' is failed: bad file", model_id: 'vad', state: 'failed', reason: 'bad file', request_id: 'req-9' });
+    expect(answer(unavailable(), '/v2/models/vad/infer').reply.body).toEqual({ error: "model 'vad' is failed: bad file" });
   });
 
   it('answers a body over the limit with 413 naming MAX_BODY_BYTES and the size that came', () => {

@@ -18,6 +18,7 @@ export const STATUS_BY_CODE: Record<ErrorCode, number> = {
   [ErrorCode.QUEUE_FULL]: 429,
   [ErrorCode.INFERENCE_FAILED]: 500,
   [ErrorCode.QUEUE_UNAVAILABLE]: 503,
+  [ErrorCode.MODEL_UNAVAILABLE]: 503,
   [ErrorCode.SHUTTING_DOWN]: 503,
   [ErrorCode.TIMEOUT]: 504,
   // nginx's status for a request whose client left first: it is never sent, only counted.
@@ -36,6 +37,8 @@ export interface ErrorBody {
   statusCode: number;
   error: string;
   message: string;
+  /** A domain error's details, e.g. model_id, state and reason of MODEL_UNAVAILABLE. */
+  [detail: string]: string | number;
 }
 
 /**
@@ -55,7 +58,7 @@ export function errorBody(exception: unknown, logError: (message: string) => voi
   if (exception instanceof BalesError) {
     const statusCode = STATUS_BY_CODE[exception.code];
     if (statusCode >= 500 && statusCode !== 503 && statusCode !== 504) logError(`${exception.code}: ${exception.message}`);
-    return { statusCode, error: statusText(statusCode), message: exception.message };
+    return { statusCode, error: statusText(statusCode), message: exception.message, ...exception.details };
   }
   if (exception instanceof HttpException) {
     const statusCode = exception.getStatus();
