@@ -32,6 +32,17 @@ export interface OpenLoopResult extends LoadResult {
   /** P99 of the gateway's latency_ms and queued_ms: where a client-side tail is spent (inside, or in the queue). */
   gatewayP99Ms?: number;
   queuedP99Ms?: number;
+  /** Median of each stage the gateway's Server-Timing header names (request, queue, batch, inference, return, total). */
+  stagesP50Ms?: Record<string, number>;
+  /** Median of the gateway's own latency_ms. */
+  gatewayP50Ms?: number;
+}
+
+/** A Server-Timing header's stages: `name;dur=ms, ...`. */
+export function parseServerTiming(header: string | undefined): Record<string, number> {
+  const stages: Record<string, number> = {};
+  for (const m of (header ?? '').matchAll(/([\w-]+);dur=([\d.]+)/g)) stages[m[1]] = Number(m[2]);
+  return stages;
 }
 
 export type ClosedLoopClient = 'wrk' | 'autocannon';
@@ -111,6 +122,7 @@ export function openLoop(url: string, body: string, rate: number, seconds: numbe
   let gatewayMs = 0;
   const gatewayLatencies: number[] = [];
   const queuedLatencies: number[] = [];
+  const stages = new Map<string, number[]>();
   let batchRows = 0;
   let answered = 0;
   let sent = 0;
@@ -137,6 +149,8 @@ export function openLoop(url: string, body: string, rate: number, seconds: numbe
         avgBatch: ok && batchRows ? round(batchRows / ok, 1) : undefined,
         gatewayP99Ms: gatewayLatencies.length ? round(percentile(Float64Array.from(gatewayLatencies).sort(), 99), 2) : undefined,
         queuedP99Ms: queuedLatencies.length ? round(percentile(Float64Array.from(queuedLatencies).sort(), 99), 2) : undefined,
+        gatewayP50Ms: gatewayLatencies.length ? round(percentile(Float64Array.from(gatewayLatencies).sort(), 50), 3) : undefined,
+        stagesP50Ms: stages.size ? Object.fromEntries([...stages].map(([name, list]) => [name, round(percentile(Float64Array.from(list).sort(), 50), 3)])) : undefined,
       });
     };
     const settle = () => {
@@ -151,6 +165,11 @@ export function openLoop(url: string, body: string, rate: number, seconds: numbe
             if (res.statusCode !== 200) errors++;
           } else if (res.statusCode === 200) {
             latencies.push(performance.now() - due);
+            for (const [name, ms] of Object.entries(parseServerTiming(String(res.headers['server-timing'] ?? '')))) {
+              const list = stages.get(name);
+              if (list) list.push(ms);
+              else stages.set(name, [ms]);
+            }
             try {
               const answer = JSON.parse(Buffer.concat(chunks).toString()) as { latency_ms?: number; batch_size?: number; queued_ms?: number };
               gatewayMs += answer.latency_ms ?? 0;

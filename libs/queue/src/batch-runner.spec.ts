@@ -27,7 +27,7 @@ function setup() {
   const runner = new BatchRunner(metrics as unknown as BalesMetrics, registry as unknown as ModelRegistry, router as unknown as ResultRouter, pending);
   /** A row queued by `origin`; one of this replica's own is pending here, as its client waits. */
   const queued = (requestId: string, label: number, extra: Partial<QueuedRow> = {}): QueuedRow => {
-    const row: QueuedRow = { requestId, modelId: 'stub_v1', origin: HERE, priority: 2, enqueuedAt: epochNow(), deadline: epochNow() + 5000, row: stubRow(label), ...extra };
+    const row: QueuedRow = { requestId, modelId: 'stub_v1', origin: HERE, priority: 2, enqueuedAt: epochNow(), deadline: epochNow() + 5000, fetchedAt: epochNow(), row: stubRow(label), ...extra };
     if (row.origin === HERE) void pending.add(requestId, 5000).catch(() => undefined);
     return row;
   };

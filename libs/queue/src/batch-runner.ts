@@ -61,6 +61,7 @@ export class BatchRunner {
         result: outcome.results[i],
         batch_size: live.length,
         queued_ms: Math.max(0, Math.round((outcome.startedAt - r.enqueuedAt) * 1000) / 1000),
+        timing: { fetchedAt: r.fetchedAt, startedAt: outcome.startedAt, inferenceMs: outcome.inferenceMs },
       }));
     } catch (err) {
       const e = err instanceof BalesError ? err : new BalesError(ErrorCode.INFERENCE_FAILED, String(err));

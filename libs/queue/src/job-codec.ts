@@ -1,4 +1,5 @@
 import type { EncodedRow } from '@bales/model-registry';
+import { epochNow } from './clock';
 
 export const INFER_QUEUE = 'infer';
 export const INFER_JOB = 'infer';
@@ -52,6 +53,8 @@ export interface QueuedRow {
   priority: number;
   enqueuedAt: number;
   deadline: number;
+  /** When this replica's consumer took the row's job (epoch ms): the end of its time in the queue. */
+  fetchedAt: number;
   row: EncodedRow;
 }
 
@@ -98,7 +101,7 @@ const isLength = (n: unknown): n is number => Number.isInteger(n) && (n as numbe
  * Throws with the reason when the job is malformed. Rows of a job whose bytes are in their own key come back
  * with empty buffers until `attachRowBytes` fills them.
  */
-export function decodeJob(data: unknown, priority: number): DecodedJob {
+export function decodeJob(data: unknown, priority: number, fetchedAt = epochNow()): DecodedJob {
   const job = data as Partial<InferJobData> | null;
   if (!job || typeof job !== 'object' || typeof job.m !== 'string' || typeof job.o !== 'string' || !Array.isArray(job.r)) {
     throw new Error('malformed infer job: expected {m, o, r[]}');
@@ -112,7 +115,7 @@ export function decodeJob(data: unknown, priority: number): DecodedJob {
     if (!Array.isArray(inputs) || !(inputs as unknown[]).every(binary ? isLength : (s) => typeof s === 'string')) throw new Error(`malformed infer job row ${i}: inputs`);
     if (!Array.isArray(dims) || dims.length !== inputs.length || !dims.every(isNumberArray)) throw new Error(`malformed infer job row ${i}: dims`);
     const buffers = binary ? [] : (inputs as string[]).map((s) => Buffer.from(s, 'base64'));
-    const row: QueuedRow = { requestId, modelId: job.m!, origin: job.o!, priority, enqueuedAt, deadline, row: { buffers, dims, ...(r.length === 6 ? { raw: true } : {}) } };
+    const row: QueuedRow = { requestId, modelId: job.m!, origin: job.o!, priority, enqueuedAt, deadline, fetchedAt, row: { buffers, dims, ...(r.length === 6 ? { raw: true } : {}) } };
     return row;
   });
   return binary ? { rows, bytesKey: job.b, lengths: job.r.map((r) => r[3] as number[]) } : { rows };

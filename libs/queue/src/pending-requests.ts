@@ -2,9 +2,19 @@ import { Injectable } from '@nestjs/common';
 import { BalesError, ErrorCode } from '@bales/errors';
 import type { RowResult } from '@bales/model-registry';
 
+/**
+ * When a row's work happened on the replica that ran it (epoch ms), for the stage timings of its answer. Absent from
+ * a replica of an older release, so the answer then goes without them.
+ */
+export interface RowTiming {
+  fetchedAt: number;
+  startedAt: number;
+  inferenceMs: number;
+}
+
 /** What a request's row came back with, as it travels from the processing replica to the one holding the client. */
 export type ResultMessage =
-  | { id: string; ok: true; model_id: string; model_version: string; result: RowResult; batch_size: number; queued_ms: number }
+  | { id: string; ok: true; model_id: string; model_version: string; result: RowResult; batch_size: number; queued_ms: number; timing?: RowTiming }
   | { id: string; ok: false; code: ErrorCode; message: string };
 
 export type InferOutcome = Extract<ResultMessage, { ok: true }>;

@@ -12,6 +12,8 @@ export interface InferenceCall {
    * the client has gone and its work can be dropped.
    */
   onClientGone: (listener: () => void) => void;
+  /** Sets the answer's Server-Timing header. */
+  setServerTiming: (value: string) => void;
 }
 
 export const InferenceCall = createParamDecorator((_: unknown, ctx: ExecutionContext): InferenceCall => {
@@ -32,5 +34,6 @@ export const InferenceCall = createParamDecorator((_: unknown, ctx: ExecutionCon
     }
     listeners.push(listener);
   };
-  return { requestId: http.getRequest<FastifyRequest>().id, receivedAt: performance.now() - reply.elapsedTime, onClientGone };
+  const setServerTiming = (value: string) => void reply.header('server-timing', value);
+  return { requestId: http.getRequest<FastifyRequest>().id, receivedAt: performance.now() - reply.elapsedTime, onClientGone, setServerTiming };
 });

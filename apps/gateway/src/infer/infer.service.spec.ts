@@ -15,7 +15,7 @@ function setup(env: Record<string, string> = {}) {
   const registry = new FakeModelRegistry([{ id: 'stub_v1' }, { id: 'resnet' }]);
   const queue = new FakeInferenceQueue(registry);
   const service = new InferService(config, registry as unknown as ModelRegistry, queue as unknown as InferenceQueue);
-  const call: InferenceCall = { requestId: 'req-1', receivedAt: performance.now(), onClientGone: () => undefined };
+  const call: InferenceCall = { requestId: 'req-1', receivedAt: performance.now(), onClientGone: () => undefined, setServerTiming: () => undefined };
   const infer = (body: Partial<InferRequestDto>, over: Partial<InferenceCall> = {}) =>
     service.infer({ payload: { input: EXAMPLE_INPUT }, ...body } as InferRequestDto, { ...call, ...over });
   /** Requests admitted for the model and not yet released, as GET /models/:id reports them. */

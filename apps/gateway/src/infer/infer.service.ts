@@ -5,6 +5,7 @@ import { ModelRegistry } from '@bales/model-registry';
 import { InferenceQueue } from '@bales/queue';
 import type { InferenceCall } from '../common/inference-call.decorator';
 import { requestOptions, requestedModel } from '../common/request-options';
+import { serverTiming } from '../common/server-timing';
 import { InferRequestDto } from './dto/infer-request.dto';
 import { InferResponseDto } from './dto/infer-response.dto';
 
@@ -19,7 +20,7 @@ export class InferService {
   ) {}
 
   /** Validates the request against its model, queues it, and answers with its own row of the batch. */
-  async infer(req: InferRequestDto, { requestId, receivedAt, onClientGone }: InferenceCall): Promise<InferResponseDto> {
+  async infer(req: InferRequestDto, { requestId, receivedAt, onClientGone, setServerTiming }: InferenceCall): Promise<InferResponseDto> {
     const modelId = requestedModel(this.config, req.model_id);
     const { priority, timeoutMs } = requestOptions(this.config, req.priority, req.timeout_ms);
     // Counted until answered, so unloading the model waits for this request.
@@ -28,13 +29,16 @@ export class InferService {
       release();
       throw new BalesError(ErrorCode.INVALID_INPUT, `model_type '${req.model_type}' does not match model '${modelId}', a ${model.task} model`);
     }
+    const submittedAt = performance.now();
     const out = await this.queue.submit({ requestId, modelId, priority, row, timeoutMs, onClientGone }).finally(release);
+    const settledAt = performance.now();
+    setServerTiming(serverTiming(receivedAt, submittedAt, settledAt, out));
     return {
       request_id: requestId,
       model_id: out.model_id,
       model_version: out.model_version,
       result: out.result,
-      latency_ms: round3(performance.now() - receivedAt),
+      latency_ms: round3(settledAt - receivedAt),
       batch_size: out.batch_size,
       queued_ms: out.queued_ms,
     };

@@ -40,7 +40,7 @@ function setup(env: Record<string, string> = {}) {
   const registry = new FakeModelRegistry([{ id: 'stub_v1' }, TWO_HEADS, FLAGS]);
   const queue = new FakeInferenceQueue(registry);
   const service = new V2Service(loadConfig(env), registry as unknown as ModelRegistry, queue as unknown as InferenceQueue);
-  const call: InferenceCall = { requestId: 'req-1', receivedAt: performance.now(), onClientGone: () => undefined };
+  const call: InferenceCall = { requestId: 'req-1', receivedAt: performance.now(), onClientGone: () => undefined, setServerTiming: () => undefined };
   const infer = (name: string, req: Partial<V2InferRequestDto>, version?: string) =>
     service.infer(name, version, { inputs: [stubTensor(1)], ...req } as V2InferRequestDto, call).then((answer) => answer.response);
   const pending = (id = 'stub_v1') => registry.get(id).requestsPending;
