@@ -37,6 +37,18 @@ describe('BatchingWorker', () => {
     expect(check()).toBe(true);
   };
 
+  it('says it waits on an empty queue only while the queue answered empty and no job is in hand', async () => {
+    let finish: () => void = () => undefined;
+    const w = start(() => new Promise<void>((resolve) => (finish = resolve)), () => 8);
+    expect(w.waitingOnEmptyQueue).toBe(false);
+    await until(() => w.waitingOnEmptyQueue);
+    await queue.add('j', {});
+    // The blocking fetch brings the job; while the processor holds it, the queue is not known to be empty.
+    await until(() => !w.waitingOnEmptyQueue);
+    finish();
+    await until(() => w.waitingOnEmptyQueue);
+  });
+
   it('hands each job to the processor as its fetch returns, not after a run of fetches', async () => {
     await queue.addBulk(Array.from({ length: 40 }, (_, i) => ({ name: 'j', data: { i } })));
     let fetched = 0;

@@ -110,6 +110,13 @@ export class BalesConfig {
   /** When false this replica only accepts and answers requests; other replicas run its queued work. */
   @Transform(toBoolean) @IsBoolean({ message: 'must be true or false' })
   PROCESSOR_ENABLED = true;
+
+  /**
+   * When true, a request that finds this replica's processor idle (its fetch waiting on an empty queue, a worker
+   * thread free) runs at once, without the round trips through Redis; otherwise every request is queued.
+   */
+  @Transform(toBoolean) @IsBoolean({ message: 'must be true or false' })
+  DIRECT_DISPATCH = true;
 }
 
 export class ConfigError extends Error {

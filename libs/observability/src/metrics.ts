@@ -59,6 +59,11 @@ export class BalesMetrics {
     labelNames: ['reason'] as const,
     registers: [this.registry],
   });
+  private readonly directRows = new Counter({
+    name: 'bales_direct_rows_total',
+    help: 'Requests run at once on the replica that accepted them, because its processor was idle (DIRECT_DISPATCH), rather than queued in Redis',
+    registers: [this.registry],
+  });
   private readonly requestCounters = new Map<string, { inc(): void }>();
   private pendingSource: () => number = () => 0;
   private depthSource: () => QueueDepthSample[] = () => [];
@@ -120,6 +125,11 @@ export class BalesMetrics {
   /** How long one row waited in the queue before its batch started. */
   queued(waitMs: number): void {
     this.queueWait.observe(waitMs / this.msPerUnit);
+  }
+
+  /** One request run at once by its own replica, without a queue round trip. */
+  directRow(): void {
+    this.directRows.inc();
   }
 
   reload(modelId: string, result: ReloadResult): void {

@@ -26,6 +26,8 @@ export class BatchingWorker<Data = unknown> extends Worker<Data> {
   /** Fetches to keep out: 1 (one blocking fetch) until the queue answers with jobs, then doubling per job. */
   private fetchWindow = 1;
   private fetchTokens = 0;
+  /** The queue's latest answer was empty: from then until a job comes, the one fetch out blocks on the queue. */
+  private queueEmpty = false;
   private readonly jobsHeld = new Set<Promise<unknown>>();
   private retryTimer?: NodeJS.Timeout;
   private loopEnded?: () => void;
@@ -55,6 +57,14 @@ export class BatchingWorker<Data = unknown> extends Worker<Data> {
     } finally {
       this.running = false;
     }
+  }
+
+  /**
+   * True while the queue's latest answer was empty and no job is in hand: no job waits in Redis, unless one was
+   * written during the last round trip, which the blocking fetch is bringing.
+   */
+  get waitingOnEmptyQueue(): boolean {
+    return this.queueEmpty && this.jobsHeld.size === 0 && this.fetchesInFlight <= 1 && !this.closing && !this.retryTimer;
   }
 
   /** Starts as many fetches as the consumer wants jobs. Call it whenever it may want more. */
@@ -97,6 +107,7 @@ export class BatchingWorker<Data = unknown> extends Worker<Data> {
 
   /** Hands a fetched job to the processor at once and widens the window; an empty answer closes it. */
   private handOver(job: Job<Data> | undefined | void): void {
+    this.queueEmpty = !job;
     if (!job) {
       this.fetchWindow = 1;
       return;

@@ -92,6 +92,11 @@ export class DynamicBatcher<T extends Prioritized> {
     this.now = options.now ?? (() => performance.now());
   }
 
+  /** True when a worker thread has nothing to run and nothing waits here: an item added now starts at once. */
+  get idle(): boolean {
+    return this.running < this.options.slots && this.lanes.size === 0;
+  }
+
   /** Items waiting for a batch, across keys. */
   get waiting(): number {
     let n = 0;

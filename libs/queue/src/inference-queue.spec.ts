@@ -3,6 +3,7 @@ import { loadConfig } from '@bales/config';
 import { BalesError, ErrorCode } from '@bales/errors';
 import type { EncodedRow } from '@bales/model-registry';
 import { AbandonedJobs } from './abandoned-jobs';
+import { DirectDispatch } from './direct-dispatch';
 import { InferenceQueue, InferSubmission } from './inference-queue';
 import type { InferJobData } from './job-codec';
 import { InferOutcome, PendingRequests, ResultMessage } from './pending-requests';
@@ -46,12 +47,13 @@ function setup(env: Record<string, string> = {}) {
   const depth = new QueueDepth(config, connection as unknown as QueueConnection);
   const bull = queue as unknown as Queue;
   const abandoned = new AbandonedJobs(bull, pending, depth, redis as unknown as RedisConnections);
-  const producer = new InferenceQueue(bull, config, pending, redis as unknown as RedisConnections, router as unknown as ResultRouter, connection as unknown as QueueConnection, depth, abandoned);
+  const direct = new DirectDispatch();
+  const producer = new InferenceQueue(bull, config, pending, redis as unknown as RedisConnections, router as unknown as ResultRouter, connection as unknown as QueueConnection, depth, abandoned, direct);
   /** Client-gone listeners, per request, for a test to call as the HTTP layer would. */
   const leave = new Map<string, () => void>();
   const submit = (requestId: string, extra: Partial<InferSubmission> = {}) =>
     settled(producer.submit({ requestId, modelId: 'stub_v1', priority: 2, row: ROW, timeoutMs: 5000, onClientGone: (l) => leave.set(requestId, l), ...extra }));
-  return { config, queue, pending, redis, router, connection, depth, producer, submit, leave };
+  return { config, queue, pending, redis, router, connection, depth, direct, producer, submit, leave };
 }
 
 /** How a submission ended, once it has: its outcome or the error code it was refused with. */
@@ -317,6 +319,61 @@ describe('InferenceQueue', () => {
       queue.added[0].failed(new Error('Connection is closed.'));
       expect(await a).toEqual(expect.objectContaining({ code: ErrorCode.QUEUE_UNAVAILABLE }));
       expect(log[2]).toBe(`del ${queue.added[0].data.b}`);
+    });
+  });
+  describe('direct dispatch', () => {
+    /** A consumer that takes what it is offered while `idle`, recording each row, and counts it taken as the real one does. */
+    const idleConsumer = (ctx: ReturnType<typeof setup>, idle = () => true) => {
+      const taken: string[] = [];
+      ctx.direct.offer((row) => {
+        if (!idle()) return false;
+        taken.push(row.requestId);
+        ctx.depth.removeTaken(row.modelId, row.priority, [row.deadline]);
+        return true;
+      });
+      return taken;
+    };
+
+    it('hands a request to an idle consumer instead of writing a job, and settles it from its result', async () => {
+      const ctx = setup();
+      const taken = idleConsumer(ctx);
+      const answer = ctx.submit('a');
+      await endOfTick();
+      expect(taken).toEqual(['a']);
+      expect(ctx.queue.added).toHaveLength(0);
+      // Counted as written and taken at once: nothing stays in the depth.
+      expect(ctx.depth.total('stub_v1')).toBe(0);
+      ctx.pending.settle(result('a'));
+      expect(await answer).toEqual({ outcome: result('a') });
+    });
+
+    it('queues what the consumer does not take, and never hands over a row while others of the tick wait to be written', async () => {
+      const ctx = setup({ MAX_QUEUE_DEPTH: '100' });
+      let idle = false;
+      const taken = idleConsumer(ctx, () => idle);
+      void ctx.submit('busy');
+      idle = true;
+      // Gathered behind 'busy' in the same tick: it may be less urgent than what is being written.
+      void ctx.submit('behind');
+      await endOfTick();
+      expect(taken).toEqual([]);
+      expect(ctx.queue.jobs).toEqual([['busy', 'behind']]);
+      // While that write is in flight, too.
+      void ctx.submit('during');
+      await endOfTick();
+      expect(taken).toEqual([]);
+      ctx.queue.added[0].written('1');
+      await endOfTick();
+      expect(ctx.queue.jobs).toEqual([['busy', 'behind'], ['during']]);
+    });
+
+    it('drops a directly taken request whose client leaves, as a queued one', async () => {
+      const ctx = setup();
+      idleConsumer(ctx);
+      const answer = ctx.submit('a');
+      ctx.leave.get('a')!();
+      expect(await answer).toMatchObject({ code: ErrorCode.CLIENT_CLOSED });
+      expect(ctx.pending.has('a')).toBe(false);
     });
   });
 });

@@ -6,6 +6,7 @@ import { BalesError, ErrorCode } from '@bales/errors';
 import type { EncodedRow } from '@bales/model-registry';
 import { EncodedJob, INFER_JOB, INFER_QUEUE, OutgoingRow, encodeJob } from './job-codec';
 import { AbandonedJobs, WatchedJob } from './abandoned-jobs';
+import { DirectDispatch } from './direct-dispatch';
 import { epochNow } from './clock';
 import { InferOutcome, PendingRequests } from './pending-requests';
 import { QueueConnection } from './queue-connection';
@@ -64,6 +65,7 @@ export class InferenceQueue {
     private readonly connection: QueueConnection,
     private readonly depth: QueueDepth,
     private readonly abandoned: AbandonedJobs,
+    private readonly direct: DirectDispatch,
   ) {
     // Rows accepted in this tick are written before each depth read, so the read includes every row counted before it.
     depth.beforeEachRead(() => {
@@ -89,23 +91,30 @@ export class InferenceQueue {
     this.depth.addAccepted(req.modelId);
     const now = epochNow();
     const result = this.pending.add(req.requestId, req.timeoutMs);
+    req.onClientGone?.(() => {
+      if (this.pending.fail(req.requestId, new BalesError(ErrorCode.CLIENT_CLOSED, 'the client closed the connection'))) {
+        this.router.cancel(req.requestId, now + req.timeoutMs);
+      }
+    });
+    const deadline = now + req.timeoutMs;
+    const direct = { requestId: req.requestId, modelId: req.modelId, origin: this.router.instanceId, priority: req.priority, enqueuedAt: now, deadline, fetchedAt: now, row: req.row };
+    // Rows gathered or being written this tick may be more urgent: they go first, through the queue.
+    if (!this.flushScheduled && !this.writing && this.direct.tryTake(direct)) {
+      this.depth.addWritten(req.modelId, req.priority, [deadline]);
+      return result;
+    }
     const key = `${req.modelId}\u0000${req.priority}`;
     let group = this.groups.get(key);
     if (!group) {
       group = { modelId: req.modelId, priority: req.priority, rows: [] };
       this.groups.set(key, group);
     }
-    group.rows.push({ requestId: req.requestId, enqueuedAt: now, deadline: now + req.timeoutMs, row: req.row });
+    group.rows.push({ requestId: req.requestId, enqueuedAt: now, deadline, row: req.row });
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       // While a write is in flight, requests gather for the next one instead (see flush).
       if (!this.writing) setImmediate(() => this.flushScheduled && !this.writing && this.flush());
     }
-    req.onClientGone?.(() => {
-      if (this.pending.fail(req.requestId, new BalesError(ErrorCode.CLIENT_CLOSED, 'the client closed the connection'))) {
-        this.router.cancel(req.requestId, now + req.timeoutMs);
-      }
-    });
     return result;
   }
 

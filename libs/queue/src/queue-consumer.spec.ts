@@ -5,6 +5,7 @@ import type { EncodedRow, ModelRegistry } from '@bales/model-registry';
 import type { BalesMetrics } from '@bales/observability';
 import { FakeModelRegistry } from '../../../test/support/fake-model-registry';
 import { BatchRunner } from './batch-runner';
+import { DirectDispatch } from './direct-dispatch';
 import { epochNow } from './clock';
 import { InferJobData, encodeJob, encodeRow } from './job-codec';
 import { PendingRequests, ResultMessage } from './pending-requests';
@@ -37,12 +38,13 @@ function setup() {
   const registry = new FakeModelRegistry([{ id: 'stub_v1' }], { slots: 1 });
   const delivered: ResultMessage[] = [];
   const router = { instanceId: 'replica-a', isCancelled: () => false, deliver: (r: { message: ResultMessage }[]) => delivered.push(...r.map((d) => d.message)) };
-  const metrics = { batch: () => undefined, queued: () => undefined };
+  const metrics = { batch: () => undefined, queued: () => undefined, directRow: jest.fn() };
   const runner = new BatchRunner(metrics as unknown as BalesMetrics, registry as unknown as ModelRegistry, router as unknown as ResultRouter, new PendingRequests());
   const depth = { removeTaken: jest.fn() };
   const connection = { connected: true };
-  const consumer = new QueueConsumer(config, registry as unknown as ModelRegistry, runner, {} as RedisConnections, connection as QueueConnection, depth as unknown as QueueDepth);
-  return { registry, delivered, depth, consumer };
+  const direct = new DirectDispatch();
+  const consumer = new QueueConsumer(config, registry as unknown as ModelRegistry, runner, {} as RedisConnections, connection as QueueConnection, depth as unknown as QueueDepth, direct, metrics as unknown as BalesMetrics);
+  return { registry, delivered, depth, direct, metrics, consumer };
 }
 
 /** Holds every batch until `release()` lets the oldest one held finish. */

@@ -3,9 +3,11 @@ import { Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { BalesConfig } from '@bales/config';
 import { BalesError, ErrorCode } from '@bales/errors';
-import { ModelRegistry } from '@bales/model-registry';
+import { ModelRegistry, ModelState } from '@bales/model-registry';
+import { BalesMetrics } from '@bales/observability';
 import { BatchRunner } from './batch-runner';
 import { BatchingWorker } from './batching-worker';
+import { DirectDispatch } from './direct-dispatch';
 import { DynamicBatcher } from './dynamic-batcher';
 import { DecodedJob, INFER_QUEUE, QueuedRow, attachRowBytes, decodeJob } from './job-codec';
 import { QueueConnection } from './queue-connection';
@@ -14,6 +16,9 @@ import { INFER_WORKER_SETTINGS } from './queue-settings';
 import { RedisConnections, keepErrorSinks } from './redis-connections';
 
 type BatchItem = QueuedRow & { done: () => void };
+
+/** Rows batch with rows of the same model and item shape only. */
+const laneKey = (row: QueuedRow) => `${row.modelId}|${row.row.dims.map((d) => d.join('x')).join(',')}`;
 
 const READY_WAIT_MS = 2000;
 
@@ -43,6 +48,8 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
     private readonly redis: RedisConnections,
     private readonly connection: QueueConnection,
     private readonly depth: QueueDepth,
+    private readonly direct: DirectDispatch,
+    private readonly metrics: BalesMetrics,
   ) {
     this.largestRecentJobRows = config.MAX_BATCH_SIZE;
     this.batcher = new DynamicBatcher<BatchItem>({
@@ -75,9 +82,11 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
     keepErrorSinks(this.worker, (err) => this.redis.logError(err));
     this.worker.on('stalled', (jobId) => this.logger.warn(`job ${jobId} was held by a replica that stopped renewing its lock; running it again`));
     this.worker.run().catch((err: Error) => this.redis.logError(err));
+    if (this.config.DIRECT_DISPATCH) this.direct.offer((row) => this.takeDirect(row));
   }
 
   async beforeApplicationShutdown(): Promise<void> {
+    this.direct.offer(undefined);
     if (!this.worker) return;
     // A BullMQ connection closed while still connecting emits 'error' after its listeners are gone, an
     // uncaught "Connection is closed." that kills the process; a young worker may finish connecting first.
@@ -145,7 +154,7 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
         return;
       }
     }
-    const maxBatch = this.registry.get(modelId).maxBatchSize;
+    const model = this.registry.get(modelId);
     const valid: QueuedRow[] = [];
     for (const row of rows) {
       const problem = this.registry.checkRow(modelId, row.row);
@@ -158,10 +167,9 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
       const done = () => {
         if (--left === 0) resolve();
       };
-      // Rows batch with rows of the same model and item shape only.
       const lanes = new Map<string, BatchItem[]>();
       for (const row of valid) {
-        const key = `${modelId}|${row.row.dims.map((d) => d.join('x')).join(',')}`;
+        const key = laneKey(row);
         // Decoded for this job alone, so each row becomes its batch item in place rather than by copy.
         const item = row as BatchItem;
         item.done = done;
@@ -169,8 +177,25 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
         if (lane) lane.push(item);
         else lanes.set(key, [item]);
       }
-      for (const [key, items] of lanes) this.batcher.add(key, maxBatch, items);
+      for (const [key, items] of lanes) this.batcher.add(key, model.maxBatchSize, items);
     });
+  }
+
+  /**
+   * Runs one of this replica's own requests at once when nothing can be more urgent: the fetch waits on an empty
+   * queue, so no job waits in Redis (but one written in the last round trip), and a worker thread is free. Its row
+   * counts in the shared depth as written and taken at once, like a job's.
+   */
+  private takeDirect(row: QueuedRow): boolean {
+    if (!this.worker?.waitingOnEmptyQueue || !this.batcher.idle || !this.registry.has(row.modelId)) return false;
+    const model = this.registry.get(row.modelId);
+    if (model.state !== ModelState.READY) return false;
+    this.depth.removeTaken(row.modelId, row.priority, [row.deadline]);
+    this.metrics.directRow();
+    const item = row as BatchItem;
+    item.done = () => undefined;
+    this.batcher.add(laneKey(row), model.maxBatchSize, [item]);
+    return true;
   }
 
   /** Fills a job's rows from their bytes' key; returns the error its rows get when that fails. */

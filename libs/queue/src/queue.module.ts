@@ -4,6 +4,7 @@ import { BalesConfig, redisOptionsFromUrl } from '@bales/config';
 import { ModelRegistryModule } from '@bales/model-registry';
 import { AbandonedJobs } from './abandoned-jobs';
 import { BatchRunner } from './batch-runner';
+import { DirectDispatch } from './direct-dispatch';
 import { QueueConsumer } from './queue-consumer';
 import { InferenceQueue } from './inference-queue';
 import { INFER_QUEUE } from './job-codec';
@@ -31,7 +32,7 @@ import { ResultRouter } from './result-router';
     }),
     ModelRegistryModule,
   ],
-  providers: [RedisConnections, QueueConnection, QueueDepth, PendingRequests, ResultRouter, AbandonedJobs, InferenceQueue, BatchRunner, QueueConsumer],
+  providers: [RedisConnections, QueueConnection, QueueDepth, PendingRequests, DirectDispatch, ResultRouter, AbandonedJobs, InferenceQueue, BatchRunner, QueueConsumer],
   exports: [InferenceQueue, QueueConnection, QueueDepth, PendingRequests, BatchRunner, ModelRegistryModule],
 })
 export class QueueModule {}
