@@ -14,7 +14,10 @@ export class InferController {
   @Post()
   @HttpCode(200)
   @ApiOperation({ summary: 'Run one request', description: 'Queued with its priority, batched with concurrent requests for the same model, answered with its own row.' })
-  @ApiOkResponse({ type: InferResponseDto })
+  @ApiOkResponse({
+    type: InferResponseDto,
+    headers: { 'Server-Timing': { description: 'latency_ms by stage: request, queue, batch, inference, return and total, each as name;dur=ms', schema: { type: 'string' } } },
+  })
   @ApiErrors({
     400: 'invalid JSON, or a schema violation: priority must be an integer from 1 to 3',
     404: "model 'made_up' is not registered",
