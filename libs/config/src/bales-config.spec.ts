@@ -33,6 +33,12 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ METRICS_TIME_UNIT: 'milliseconds' })).toThrow('METRICS_TIME_UNIT="milliseconds" must be one of seconds, ms');
   });
 
+  it('holds readiness to every model in the repository unless STRICT_READINESS=false', () => {
+    expect(loadConfig({}).STRICT_READINESS).toBe(true);
+    expect(loadConfig({ STRICT_READINESS: 'false' }).STRICT_READINESS).toBe(false);
+    expect(() => loadConfig({ STRICT_READINESS: 'sometimes' })).toThrow('STRICT_READINESS="sometimes" must be true or false');
+  });
+
   it('reads typed values from environment strings', () => {
     const c = loadConfig({ MAX_BATCH_SIZE: '8', BATCH_WINDOW_MS: '2.5', ENABLE_PROMETHEUS: 'false', REDIS_URL: 'rediss://:pw@cache:6380/2' });
     expect(c).toMatchObject({ MAX_BATCH_SIZE: 8, BATCH_WINDOW_MS: 2.5, ENABLE_PROMETHEUS: false, REDIS_URL: 'rediss://:pw@cache:6380/2' });

@@ -73,6 +73,13 @@ export class BalesConfig {
   @IsString() @MinLength(1, { message: 'must be a folder path' })
   MODELS_DIR = './models';
 
+  /**
+   * When true, as Triton's strict readiness, /health/ready answers 200 only while every model in the repository is
+   * ready; when false, once Redis answers and the models that loaded are up, whatever failed beside them.
+   */
+  @Transform(toBoolean) @IsBoolean({ message: 'must be true or false' })
+  STRICT_READINESS = true;
+
   /** Priorities run from 1 (most urgent) to PRIORITY_LEVELS. */
   @Transform(toNumber) @IsInt({ message: 'must be an integer from 1 to 10' }) @Min(1, { message: 'must be an integer from 1 to 10' }) @Max(10, { message: 'must be an integer from 1 to 10' })
   PRIORITY_LEVELS = 3;
