@@ -1,5 +1,5 @@
 import { loadConfig } from '@bales/config';
-import { BalesMetrics, QueueDepthSample } from './metrics';
+import { BalesMetrics, ModelStateSample, QueueDepthSample } from './metrics';
 
 const metricsWith = (env: Record<string, string> = {}) => new BalesMetrics(loadConfig(env));
 
@@ -29,6 +29,23 @@ describe('BalesMetrics', () => {
     text = await m.registry.metrics();
     expect(text).toContain('bales_queue_depth{model_id="a",priority="1"} 1');
     expect(text).not.toContain('model_id="b"');
+  });
+
+  it('reads each model state at scrape time, 1 for the one it is in and 0 for the others, and drops a deleted model', async () => {
+    const m = metricsWith({ ENABLE_PROMETHEUS: 'false' });
+    let models: ModelStateSample[] = [
+      { modelId: 'good', state: 'ready' },
+      { modelId: 'bad', state: 'failed' },
+    ];
+    m.readModelStatesFrom(['loading', 'ready', 'failed'], () => models);
+    let text = await m.registry.metrics();
+    expect(text).toContain('bales_model_state{model_id="good",state="ready"} 1');
+    expect(text).toContain('bales_model_state{model_id="good",state="failed"} 0');
+    expect(text).toContain('bales_model_state{model_id="bad",state="failed"} 1');
+    expect(text).toContain('bales_model_state{model_id="bad",state="loading"} 0');
+    models = [{ modelId: 'good', state: 'ready' }];
+    text = await m.registry.metrics();
+    expect(text).not.toContain('model_id="bad"');
   });
 
   it('takes milliseconds from its callers and observes seconds, unless METRICS_TIME_UNIT=ms', async () => {

@@ -25,6 +25,12 @@ export interface QueueDepthSample {
   rows: number;
 }
 
+/** One model's state on this replica. */
+export interface ModelStateSample {
+  modelId: string;
+  state: string;
+}
+
 export type ReloadResult = 'ok' | 'failed';
 
 /**
@@ -67,6 +73,7 @@ export class BalesMetrics {
   private readonly requestCounters = new Map<string, { inc(): void }>();
   private pendingSource: () => number = () => 0;
   private depthSource: () => QueueDepthSample[] = () => [];
+  private modelStates: { states: readonly string[]; source: () => ModelStateSample[] } = { states: [], source: () => [] };
 
   constructor(config: BalesConfig) {
     const { suffix, words, msPerUnit } = TIME_UNITS[config.METRICS_TIME_UNIT];
@@ -93,6 +100,18 @@ export class BalesMetrics {
         // Reset first, so a model whose queue emptied (or was unloaded) stops being reported.
         this.reset();
         for (const s of metrics.depthSource()) this.set({ model_id: s.modelId, priority: s.priority }, s.rows);
+      },
+    });
+    new Gauge({
+      name: 'bales_model_state',
+      help: 'Each model this replica knows, by model_id and state (loading, ready, failed, draining): 1 for its state, 0 for the others',
+      labelNames: ['model_id', 'state'] as const,
+      registers: [this.registry],
+      collect() {
+        // Reset first, so a deleted model stops being reported.
+        this.reset();
+        const { states, source } = metrics.modelStates;
+        for (const m of source()) for (const state of states) this.set({ model_id: m.modelId, state }, m.state === state ? 1 : 0);
       },
     });
     // Node's process metrics sample on timers of their own: only worth it when someone scrapes them.
@@ -148,6 +167,11 @@ export class BalesMetrics {
   /** Where bales_queue_depth is read from at scrape time. */
   readQueueDepthFrom(source: () => QueueDepthSample[]): void {
     this.depthSource = source;
+  }
+
+  /** Where bales_model_state is read from at scrape time, and every state a model can be in. */
+  readModelStatesFrom(states: readonly string[], source: () => ModelStateSample[]): void {
+    this.modelStates = { states, source };
   }
 
   private histogram(name: string, help: string, buckets: number[]): Histogram {
