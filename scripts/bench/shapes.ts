@@ -38,9 +38,33 @@ interface PathRun {
   errors: number;
   /** CPU time of the gateway's event-loop thread per answered request, in ms (gateway paths only). */
   mainThreadMsPerRow?: number;
+  /**
+   * CPU per row, in core-ms, by where it went: for the gateway paths its event-loop thread, its other threads
+   * (session workers running ONNX Runtime, V8's GC helpers, libuv), Redis, and the client with this process; for
+   * direct ONNX Runtime, this process alone.
+   */
+  coreMs?: Record<string, number>;
   /** Cores that processes other than this benchmark's (this one, its client, the gateway, Redis) kept busy meanwhile. */
   otherCores?: number;
 }
+
+/**
+ * Median CPU time of JSON.parse of one body alone, in this process: the baseline the gateway's event-loop time per
+ * JSON request is held to (at most 3x).
+ */
+function jsonParseMs(body: string, times = 40): number {
+  const ms: number[] = [];
+  for (let i = 0; i < times; i++) {
+    const started = process.cpuUsage();
+    JSON.parse(body);
+    const used = process.cpuUsage(started);
+    ms.push((used.user + used.system) / 1000);
+  }
+  return median(ms);
+}
+
+/** The gateway's event-loop CPU per JSON request, as a multiple of JSON.parse of the body alone. */
+const PARSE_TARGET = 3;
 
 /** Other processes' load (cores, median per path) above which the run says its figures are disturbed. */
 const BUSY_CORES = 0.2;
@@ -128,6 +152,7 @@ async function direct(session: InferenceSession, row: Float32Array, shape: numbe
   const feeds = { input: new Tensor('float32', data, [batch, ...shape]) };
   for (let i = 0; i < 2; i++) await session.run(feeds);
   const times: number[] = [];
+  const cpuBefore = cpuSeconds(process.pid);
   const started = performance.now();
   while (performance.now() - started < seconds * 1000) {
     const t = performance.now();
@@ -136,7 +161,9 @@ async function direct(session: InferenceSession, row: Float32Array, shape: numbe
   }
   const elapsed = (performance.now() - started) / 1000;
   const sorted = Float64Array.from(times).sort();
-  return { rowsPerSecond: round((times.length * batch) / elapsed, 0), p50: round(percentile(sorted, 50), 2), p99: round(percentile(sorted, 99), 2), errors: 0 };
+  const rows = times.length * batch;
+  const coreMs = { 'ONNX Runtime': round(((cpuSeconds(process.pid) - cpuBefore) * 1000) / rows, 3) };
+  return { rowsPerSecond: round(rows / elapsed, 0), p50: round(percentile(sorted, 50), 2), p99: round(percentile(sorted, 99), 2), errors: 0, coreMs };
 }
 
 function commit(): string {
@@ -210,15 +237,21 @@ async function main(): Promise<void> {
     const gatewayPaths: GatewayPath[] = ['inferJson', 'v2Json', ...(binaryNote ? [] : ['v2Binary' as const])];
     const measure = async (path: GatewayPath, secs: number): Promise<PathRun> => {
       const pid = gw.proc.pid!;
-      const before = cpuSeconds(pid, pid);
+      const cpu = () => ({ main: cpuSeconds(pid, pid), process: cpuSeconds(pid), redis: cpuSeconds(redisPid), client: cpuSeconds(process.pid, undefined, true) });
+      const at = cpu();
+      const before = at.main;
       const r =
         path === 'inferJson'
           ? await closedLoop(`${gw.url}/infer`, bodies.inferJson, connections, secs, client)
           : path === 'v2Json'
             ? await closedLoop(v2Url, bodies.v2Json, connections, secs, client)
             : await closedLoopRaw(v2Url, bodies.v2Binary.body, binaryHeaders, connections, secs, client);
-      const mainThread = cpuSeconds(pid, pid) - before;
-      return { rowsPerSecond: r.throughput, p50: r.p50, p99: r.p99, errors: r.errors, mainThreadMsPerRow: r.throughput > 0 ? round((mainThread * 1000) / (r.throughput * r.seconds), 3) : undefined };
+      const after = cpu();
+      const mainThread = after.main - before;
+      const rows = r.throughput * r.seconds;
+      const perRow = (seconds: number) => round((seconds * 1000) / rows, 3);
+      const coreMs = { 'event loop': perRow(mainThread), 'other gateway threads': perRow(after.process - at.process - mainThread), Redis: perRow(after.redis - at.redis), 'client and bench': perRow(after.client - at.client) };
+      return { rowsPerSecond: r.throughput, p50: r.p50, p99: r.p99, errors: r.errors, mainThreadMsPerRow: r.throughput > 0 ? perRow(mainThread) : undefined, coreMs };
     };
 
     log(`warm-up: ${Math.min(2, seconds)} s closed loop on each gateway path`);
@@ -254,6 +287,7 @@ async function main(): Promise<void> {
         p99: median(list.map((x) => x.p99)),
         errors: list.reduce((n, x) => n + x.errors, 0),
         mainThreadMsPerRow: mainThread.length ? median(mainThread) : undefined,
+        coreMs: list[0].coreMs && Object.fromEntries(Object.keys(list[0].coreMs).map((k) => [k, median(list.map((x) => x.coreMs?.[k] ?? NaN))])),
         otherCores: median(list.map((x) => x.otherCores ?? NaN)),
       };
     };
@@ -268,6 +302,7 @@ async function main(): Promise<void> {
       }),
     ];
 
+    const parseMs: Partial<Record<GatewayPath, number>> = { inferJson: jsonParseMs(bodies.inferJson), v2Json: jsonParseMs(bodies.v2Json) };
     const info = { date: new Date().toISOString(), commit: commit(), machine: machine() };
     console.log(`\n=== Real shapes: ${model.id}, input ${input}, ${connections} connections, median of ${repeats} x ${seconds} s ===`);
     console.log(`${'path'.padEnd(32)}${pad('rows/s', 9)}${pad('p50 ms', 9)}${pad('p99 ms', 9)}${pad('errors', 8)}${pad('main thread ms/row', 20)}${pad('others', 8)}${pad('ratio', 8)}`);
@@ -278,6 +313,13 @@ async function main(): Promise<void> {
     const busiest = Math.max(...results.map((r) => r.otherCores));
     if (busiest > BUSY_CORES) console.log(`the machine was busy: other processes kept up to ${busiest.toFixed(2)} cores busy (median per path), so the limit and the ratios are disturbed; rerun when it is quiet`);
     console.log(`direct, by batch (rows/s): ${batches.map((b) => `${b}: ${thousands(directByBatch[b].rowsPerSecond)}`).join(', ')}; its latency is per run of ${bestBatch} rows`);
+    for (const path of ['inferJson', 'v2Json'] as const) {
+      const main = results.find((r) => r.path === path)?.mainThreadMsPerRow;
+      const times = main !== undefined ? main / parseMs[path]! : NaN;
+      console.log(`${PATH_NAMES[path]}: JSON.parse of the body alone ${fmtMs(parseMs[path])} ms; event loop per request ${times.toFixed(1)}x that (target <= ${PARSE_TARGET}x): ${times <= PARSE_TARGET ? 'PASS' : 'FAIL'}`);
+    }
+    console.log('CPU per row, core-ms (medians):');
+    for (const r of results) if (r.coreMs) console.log(`  ${r.name.padEnd(32)}${Object.entries(r.coreMs).map(([k, v]) => `${k} ${v.toFixed(2)}`).join(', ')}`);
     console.log(`gateway paths: one row a request, client ${client} on the same cores; others: cores busy with processes outside the benchmark`);
     console.log(`${info.date.slice(0, 10)}, commit ${info.commit}, ${info.machine.cores} cores ${info.machine.cpu}, Node ${info.machine.node}, ${info.machine.platform}`);
 
@@ -289,6 +331,7 @@ async function main(): Promise<void> {
       settings: { seconds, repeats, connections, client, batches },
       bestBatch,
       limitRowsPerSecond: limit,
+      jsonParseMs: parseMs,
       results,
       directByBatch,
       binaryNote,
