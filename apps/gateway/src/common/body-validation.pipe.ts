@@ -60,19 +60,27 @@ export function nestsDeeperThan(value: unknown, maxDepth: number): boolean {
     values.push(value);
     depths.push(1);
   }
-  const visit = (child: unknown, depth: number) => {
-    if (child !== null && typeof child === 'object') {
-      values.push(child);
-      depths.push(depth);
-    }
-  };
   while (values.length > 0) {
     const v = values.pop()!;
-    const depth = depths.pop()!;
-    if (depth > maxDepth) return true;
-    // Arrays and objects walked apart: one loop over both sees mixed element kinds and boxes every number it reads.
-    if (Array.isArray(v)) for (let i = 0; i < v.length; i++) visit(v[i], depth + 1);
-    else for (const key in v) visit((v as Record<string, unknown>)[key], depth + 1);
+    const depth = depths.pop()! + 1;
+    if (depth > maxDepth + 1) return true;
+    // Arrays and objects walked apart, each loop inline: one loop over both, or a call per element, boxes every
+    // number it reads.
+    if (Array.isArray(v)) {
+      for (let i = 0; i < v.length; i++) {
+        const child: unknown = v[i];
+        if (typeof child !== 'object' || child === null) continue;
+        values.push(child);
+        depths.push(depth);
+      }
+    } else {
+      for (const key in v) {
+        const child: unknown = (v as Record<string, unknown>)[key];
+        if (typeof child !== 'object' || child === null) continue;
+        values.push(child);
+        depths.push(depth);
+      }
+    }
   }
   return false;
 }
