@@ -16,6 +16,7 @@ import type {
   TensorSpec,
   UnloadOutcome,
 } from '@bales/model-registry';
+import { batchLayout } from '../../libs/model-registry/src/batch-axes';
 import { checkRow, encodePayload, encodeTensors } from '../../libs/model-registry/src/input-encoder';
 import { classify } from '../../libs/model-registry/src/postprocess';
 import { TYPED_ARRAYS, type ElementType } from '../../libs/model-registry/src/protocol';
@@ -37,6 +38,8 @@ export interface FakeModel {
   /** The model's own bound (config.json's max_batch_size); MAX_BATCH_SIZE applies above it. */
   maxBatchSize?: number;
   version?: number;
+  /** The reason a model is kept as failed: it takes no requests, and answers MODEL_UNAVAILABLE. */
+  failed?: string;
 }
 
 export interface FakeRegistryOptions {
@@ -49,7 +52,7 @@ export interface FakeRegistryOptions {
 }
 
 interface Entry {
-  model: Required<Pick<FakeModel, 'id' | 'task' | 'signature' | 'version'>> & Pick<FakeModel, 'labels' | 'maxBatchSize'>;
+  model: Required<Pick<FakeModel, 'id' | 'task' | 'signature' | 'version'>> & Pick<FakeModel, 'labels' | 'maxBatchSize' | 'failed'>;
   state: ModelState;
   loadedAt: string;
   served: number;
@@ -85,7 +88,7 @@ export class FakeModelRegistry implements ModelRegistryApi {
   /** Serves another model at once, as a model folder found at boot would be. */
   add(m: FakeModel): ModelInfo {
     const model = { task: 'classification' as Task, signature: STUB_SIGNATURE, version: 1, ...m };
-    const entry: Entry = { model, state: ModelState.READY, loadedAt: new Date().toISOString(), served: 0, pending: 0, running: 0 };
+    const entry: Entry = { model, state: m.failed ? ModelState.FAILED : ModelState.READY, loadedAt: new Date().toISOString(), served: 0, pending: 0, running: 0 };
     this.models.set(m.id, entry);
     return this.info(entry);
   }
@@ -110,21 +113,25 @@ export class FakeModelRegistry implements ModelRegistryApi {
     return [...this.models.values()].map((e) => this.info(e));
   }
 
+  serving(id: string): ModelInfo {
+    return this.info(this.takingRequests(id));
+  }
+
   admit(id: string, payload: Record<string, unknown>): Admission {
-    const entry = this.serving(id);
-    const row = encodePayload(entry.model.signature.inputs, payload);
+    const entry = this.takingRequests(id);
+    const row = encodePayload(entry.model.signature.inputs, batchLayout(entry.model.signature).inputs, payload);
     return { model: this.info(entry), row, release: this.lease(entry) };
   }
 
   admitTensors(id: string, tensors: TensorInput[]): TensorAdmission {
-    const entry = this.serving(id);
-    const rows = encodeTensors(id, entry.model.signature.inputs, tensors);
+    const entry = this.takingRequests(id);
+    const rows = encodeTensors(id, entry.model.signature.inputs, batchLayout(entry.model.signature).inputs, tensors);
     return { model: this.info(entry), rows, release: this.lease(entry) };
   }
 
   checkRow(id: string, row: EncodedRow): string | undefined {
     const entry = this.models.get(id);
-    return entry ? checkRow(entry.model.signature.inputs, row) : `model '${id}' is not registered`;
+    return entry ? checkRow(entry.model.signature.inputs, batchLayout(entry.model.signature).inputs, row) : `model '${id}' is not registered`;
   }
 
   async run(id: string, rows: EncodedRow[]): Promise<BatchOutcome> {
@@ -153,7 +160,7 @@ export class FakeModelRegistry implements ModelRegistryApi {
   }
 
   async reload(id: string, weightsPath: string, allowSignatureChange = false): Promise<ReloadOutcome> {
-    const entry = this.serving(id);
+    const entry = this.takingRequests(id);
     const signature = this.weightsAt(weightsPath);
     if (!allowSignatureChange && JSON.stringify(signature) !== JSON.stringify(entry.model.signature)) {
       throw new BalesError(ErrorCode.MODEL_CONFLICT, 'signature change refused; send allow_signature_change: true to accept it');
@@ -165,7 +172,7 @@ export class FakeModelRegistry implements ModelRegistryApi {
   }
 
   async unregister(id: string): Promise<UnloadOutcome> {
-    const entry = this.serving(id);
+    const entry = this.takingRequests(id);
     const started = performance.now();
     entry.state = ModelState.DRAINING;
     const drainedRequests = entry.pending;
@@ -189,8 +196,12 @@ export class FakeModelRegistry implements ModelRegistryApi {
     return entry;
   }
 
-  private serving(id: string): Entry {
+  private takingRequests(id: string): Entry {
     const entry = this.models.get(id);
+    if (entry?.state === ModelState.FAILED) {
+      const reason = entry.model.failed!;
+      throw new BalesError(ErrorCode.MODEL_UNAVAILABLE, `model '${id}' is failed: ${reason}`, { model_id: id, state: entry.state, reason });
+    }
     if (!entry || entry.state !== ModelState.READY) throw new BalesError(ErrorCode.MODEL_NOT_FOUND, `model '${id}' is not registered`);
     return entry;
   }
@@ -214,16 +225,18 @@ export class FakeModelRegistry implements ModelRegistryApi {
   }
 
   private info(e: Entry): ModelInfo {
-    const batchDim = e.model.signature.inputs[0]?.shape[0];
-    const batched = typeof batchDim === 'string' || batchDim === -1;
+    const layout = batchLayout(e.model.signature);
     return {
       id: e.model.id,
       version: String(e.model.version),
       task: e.model.task,
       labels: e.model.labels,
       signature: e.model.signature,
-      maxBatchSize: batched ? Math.min(this.maxBatchSize, e.model.maxBatchSize ?? Infinity) : 1,
+      maxBatchSize: layout.unbatched ? 1 : Math.min(this.maxBatchSize, e.model.maxBatchSize ?? Infinity),
+      batchAxes: layout.axes,
+      unbatchedReason: layout.unbatched,
       state: e.state,
+      ...(e.model.failed !== undefined && { reason: e.model.failed }),
       loadedAt: e.loadedAt,
       requestsServed: e.served,
       requestsPending: e.pending,

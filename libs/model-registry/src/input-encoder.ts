@@ -1,8 +1,12 @@
 import { BalesError, ErrorCode } from '@bales/errors';
+import { formatShape, splitRows } from './batch-axes';
 import { claimedDims, packNested } from './packed-values';
 import { TYPED_ARRAYS, type ElementType, type TensorSpec } from './protocol';
 
-/** One request's inputs, ready to stack into a batch: bytes and item shape per model input, in signature order. */
+/**
+ * One request's inputs, ready to stack into a batch: bytes and item shape per model input, in signature order.
+ * An item is the input without its batch axis; an input with no batch axis is whole.
+ */
 export interface EncodedRow {
   buffers: Buffer[];
   dims: number[][];
@@ -17,16 +21,21 @@ const INT_RANGES: Partial<Record<ElementType, [number, number]>> = {
   int64: [Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER],
 };
 
-/** The shape of one item: the model's shape without its batch dimension. */
-export function itemShape(spec: TensorSpec): (number | string)[] {
-  return spec.shape.slice(1);
+/** The shape of one item: the model's shape without its batch axis (`axis`), or all of it when it has none. */
+export function itemShape(spec: TensorSpec, axis: number | null): (number | string)[] {
+  if (axis === null) return spec.shape;
+  return axis === 0 ? spec.shape.slice(1) : [...spec.shape.slice(0, axis), ...spec.shape.slice(axis + 1)];
 }
 
 /** The input's element type and item shape as an error message names it, e.g. `float32[128]`; `?` is any size. */
-export function formatItemSpec(spec: TensorSpec): string {
-  const shape = itemShape(spec).map((d) => (typeof d === 'number' && d >= 0 ? d : '?'));
-  return `${spec.type}[${shape.join(', ')}]`;
+export function formatItemSpec(spec: TensorSpec, axis: number | null): string {
+  const shape = itemShape(spec, axis).map((d) => (typeof d === 'number' && d >= 0 ? d : '?'));
+  return shape.length === 0 ? `an ${spec.type} scalar` : `${spec.type}[${shape.join(', ')}]`;
 }
+
+/** Where a request's item sits in the input, for messages about an input batched on another axis than the first. */
+const batchNote = (spec: TensorSpec, axis: number | null): string =>
+  axis !== null && axis > 0 ? ` (one row of ${spec.name} ${formatShape(spec.shape)}, whose batch is axis ${axis})` : '';
 
 const fail = (message: string): never => {
   throw new BalesError(ErrorCode.INVALID_INPUT, message);
@@ -52,28 +61,28 @@ function shapeOf(value: unknown, where: string): number[] {
   return dims;
 }
 
-function resolveDims(spec: TensorSpec, given: number[], count: number, where: string): number[] {
-  const expected = itemShape(spec);
+/** An item that does not fit: named by its value count when flat for a fully known shape (`size` >= 0), else by its shape. */
+function notFitting(spec: TensorSpec, axis: number | null, claimed: number[], count: number, size: number, where: string): never {
+  const got = size >= 0 && claimed.length === 1 ? ` (${size} values), got ${count} values` : `, got an array of shape [${claimed.join(', ')}]`;
+  return fail(`${where}: expected ${formatItemSpec(spec, axis)}${got}${batchNote(spec, axis)}`);
+}
+
+function resolveDims(spec: TensorSpec, axis: number | null, claimed: number[], count: number, where: string): number[] {
+  const expected = itemShape(spec, axis);
   const known = expected.every((d) => typeof d === 'number' && d >= 0);
   const expectedSize = known ? (expected as number[]).reduce((a, b) => a * b, 1) : -1;
   // A flat array fills a fully known item shape in row-major order.
-  if (given.length === 1 && known && expected.length !== 1) {
-    if (count !== expectedSize) fail(`${where}: expected ${formatItemSpec(spec)} (${expectedSize} values), got ${count} values`);
+  if (claimed.length === 1 && known && expected.length !== 1) {
+    if (count !== expectedSize) notFitting(spec, axis, claimed, count, expectedSize, where);
     return expected as number[];
   }
-  if (given.length !== expected.length) {
-    if (known && given.length === 1) fail(`${where}: expected ${formatItemSpec(spec)} (${expectedSize} values), got ${count} values`);
-    fail(`${where}: expected ${formatItemSpec(spec)}, got an array of shape [${given.join(', ')}]`);
-  }
+  // Leading dimensions fixed at 1 may be left out: a model without a batch axis often has a batch of exactly 1.
+  const missing = expected.length - claimed.length;
+  const given = missing > 0 && expected.slice(0, missing).every((d) => d === 1) ? [...Array<number>(missing).fill(1), ...claimed] : claimed;
+  if (given.length !== expected.length) notFitting(spec, axis, claimed, count, expectedSize, where);
   for (let i = 0; i < expected.length; i++) {
     const d = expected[i];
-    if (typeof d === 'number' && d >= 0 && d !== given[i]) {
-      fail(
-        known && given.length === 1
-          ? `${where}: expected ${formatItemSpec(spec)} (${expectedSize} values), got ${count} values`
-          : `${where}: expected ${formatItemSpec(spec)}, got an array of shape [${given.join(', ')}]`,
-      );
-    }
+    if (typeof d === 'number' && d >= 0 && d !== given[i]) notFitting(spec, axis, claimed, count, expectedSize, where);
     if (given[i] === 0) fail(`${where}: dimension ${i} is empty`);
   }
   return given;
@@ -114,25 +123,35 @@ function elementType(spec: TensorSpec, where: string): ElementType {
 }
 
 /** resolveDims as a yes or no, for the fast path. */
-function fits(spec: TensorSpec, dims: number[], count: number): number[] | undefined {
+function fits(spec: TensorSpec, axis: number | null, dims: number[], count: number): number[] | undefined {
   try {
-    return resolveDims(spec, dims, count, '');
+    return resolveDims(spec, axis, dims, count, '');
   } catch {
     return undefined;
   }
 }
 
-function encodeOne(spec: TensorSpec, value: unknown, where: string): { buffer: Buffer; dims: number[] } {
+/** A scalar item given as a bare value, e.g. a sample rate of 16000. */
+function encodeScalar(type: ElementType, spec: TensorSpec, axis: number | null, value: unknown, where: string): { buffer: Buffer; dims: number[] } {
+  const buffer = packNested(type, [value], [1]);
+  if (!buffer) fail(`${where}: expected ${formatItemSpec(spec, axis)}, got ${typeof value === 'number' ? String(value) : (JSON.stringify(value) ?? String(value))}`);
+  return { buffer: buffer!, dims: [] };
+}
+
+function encodeOne(spec: TensorSpec, axis: number | null, value: unknown, where: string): { buffer: Buffer; dims: number[] } {
   const type = elementType(spec, where);
-  if (!Array.isArray(value)) fail(`${where}: expected ${formatItemSpec(spec)} as an array, got ${value === null ? 'null' : typeof value}`);
+  if (!Array.isArray(value)) {
+    if (itemShape(spec, axis).length === 0) return encodeScalar(type, spec, axis, value, where);
+    fail(`${where}: expected ${formatItemSpec(spec, axis)} as an array, got ${value === null ? 'null' : typeof value}`);
+  }
   const claimed = claimedDims(value);
-  const fastDims = fits(spec, claimed, claimed.reduce((a, b) => a * b, 1));
+  const fastDims = fits(spec, axis, claimed, claimed.reduce((a, b) => a * b, 1));
   const fast = fastDims && packNested(type, value, claimed);
   if (fastDims && fast) return { buffer: fast, dims: fastDims };
   // Something is wrong: the checked path below finds it and says what.
   const given = shapeOf(value, where);
   const flat: unknown[] = given.length > 1 ? (value as unknown[]).flat(given.length - 1) : (value as unknown[]);
-  const dims = resolveDims(spec, given, flat.length, where);
+  const dims = resolveDims(spec, axis, given, flat.length, where);
   return { buffer: toBytes(type, flat, where), dims };
 }
 
@@ -171,88 +190,101 @@ function arrayBytes(type: ElementType, shape: number[], data: unknown, where: st
   return toBytes(type, flat, where);
 }
 
-/**
- * Encodes a whole tensor whose first dimension is the batch, given flat in row-major order, nested or as
- * binary tensor data, into one buffer per row. Throws INVALID_INPUT naming what is wrong.
- */
-function encodeTensorRows(spec: TensorSpec, shape: number[], data: unknown, where: string): { rows: Buffer[]; itemDims: number[] } {
-  const type = elementType(spec, where);
-  if (shape.length !== spec.shape.length) fail(`${where}: shape [${shape.join(', ')}] has ${shape.length} dimensions; input ${spec.name} has ${spec.shape.length} (${formatItemSpec(spec)} per row)`);
-  const batchDim = spec.shape[0];
-  if (typeof batchDim === 'number' && batchDim >= 0 && shape[0] !== batchDim) fail(`${where}: input ${spec.name} takes a batch of exactly ${batchDim}, got ${shape[0]}`);
-  if (shape[0] < 1) fail(`${where}: the batch dimension must be at least 1`);
-  const itemDims = shape.slice(1);
-  const expected = itemShape(spec);
-  if (itemDims.some((d) => !Number.isInteger(d) || d < 1) || expected.some((d, i) => typeof d === 'number' && d >= 0 && d !== itemDims[i])) {
-    const wanted = [batchDim, ...expected].map((d) => (typeof d === 'number' && d >= 0 ? d : -1));
-    fail(`${where}: shape [${shape.join(', ')}] does not fit input ${spec.name} of shape [${wanted.join(', ')}] (-1: any size)`);
-  }
-  const bytes = Buffer.isBuffer(data) ? rawBytes(type, shape, data, where) : arrayBytes(type, shape, data, where);
-  const rowBytes = bytes.byteLength / shape[0];
-  return { rows: Array.from({ length: shape[0] }, (_, r) => bytes.subarray(r * rowBytes, (r + 1) * rowBytes)), itemDims };
+/** The input's shape as a tensor must fit it, e.g. `[2, -1, 64] (-1: any size; the batch is axis 1)`. */
+function formatTensorSpec(spec: TensorSpec, axis: number | null, unbatched: boolean): string {
+  const shape = `[${spec.shape.map((d) => (typeof d === 'number' && d >= 0 ? d : -1)).join(', ')}]`;
+  const dynamic = spec.shape.some((d) => typeof d !== 'number' || d < 0) ? '-1: any size' : '';
+  const batch = unbatched ? 'the model has no batch axis: one tensor a request' : axis === null ? 'no batch axis: one value for every row' : axis > 0 ? `the batch is axis ${axis}` : '';
+  const notes = [dynamic, batch].filter((n) => n !== '').join('; ');
+  return notes ? `${shape} (${notes})` : shape;
 }
 
 /**
- * Encodes a tensor-form request: one tensor per model input, named as the model names it, all with the
- * same leading batch dimension N, into N rows. Throws INVALID_INPUT naming what is wrong.
+ * Encodes a whole tensor, given flat in row-major order, nested or as binary tensor data: into one buffer per row
+ * along its batch axis, or, for an input with none, one buffer for every row. Throws INVALID_INPUT naming what is
+ * wrong.
  */
-export function encodeTensors(modelId: string, inputs: TensorSpec[], tensors: TensorInput[]): EncodedRow[] {
+function encodeTensorRows(spec: TensorSpec, axis: number | null, unbatched: boolean, shape: number[], data: unknown, where: string): { rows?: Buffer[]; whole?: Buffer; itemDims: number[] } {
+  const type = elementType(spec, where);
+  const wanted = () => formatTensorSpec(spec, axis, unbatched);
+  if (shape.length !== spec.shape.length) fail(`${where}: shape [${shape.join(', ')}] has ${shape.length} dimensions; input ${spec.name} has ${spec.shape.length}: ${wanted()}`);
+  if (axis !== null && shape[axis] < 1) fail(`${where}: the batch dimension (axis ${axis}) must be at least 1`);
+  const fixedMismatch = spec.shape.some((d, i) => i !== axis && typeof d === 'number' && d >= 0 && d !== shape[i]);
+  if (shape.some((d) => !Number.isInteger(d) || d < 1) || fixedMismatch) fail(`${where}: shape [${shape.join(', ')}] does not fit input ${spec.name} of shape ${wanted()}`);
+  const bytes = Buffer.isBuffer(data) ? rawBytes(type, shape, data, where) : arrayBytes(type, shape, data, where);
+  if (axis === null) return { whole: bytes, itemDims: shape };
+  return { rows: splitRows(bytes, shape, axis, TYPED_ARRAYS[type].BYTES_PER_ELEMENT), itemDims: [...shape.slice(0, axis), ...shape.slice(axis + 1)] };
+}
+
+/**
+ * Encodes a tensor-form request: one tensor per model input, named as the model names it, all with the same batch
+ * size N along their batch axes, into N rows; an input with no batch axis is given once and joins every row.
+ * Throws INVALID_INPUT naming what is wrong.
+ */
+export function encodeTensors(modelId: string, inputs: TensorSpec[], axes: (number | null)[], tensors: TensorInput[]): EncodedRow[] {
   const byName = new Map(tensors.map((t) => [t.name, t]));
   if (byName.size !== tensors.length) fail('an input name appears twice');
   const unknown = tensors.find((t) => !inputs.some((spec) => spec.name === t.name));
   if (unknown) fail(`unknown input '${unknown.name}'; model '${modelId}' takes ${inputs.map((s) => s.name).join(', ')}`);
-  const encoded = inputs.map((spec) => {
+  const unbatched = axes.every((a) => a === null);
+  const encoded = inputs.map((spec, i) => {
     const tensor = byName.get(spec.name);
     if (!tensor) fail(`missing input '${spec.name}'`);
-    return encodeTensorRows(spec, tensor!.shape, tensor!.data, `input '${spec.name}'`);
+    return encodeTensorRows(spec, axes[i], unbatched, tensor!.shape, tensor!.data, `input '${spec.name}'`);
   });
-  const n = encoded[0].rows.length;
-  if (encoded.some((e) => e.rows.length !== n)) fail('every input must have the same batch size (first dimension)');
-  return Array.from({ length: n }, (_, r) => ({ buffers: encoded.map((e) => e.rows[r]), dims: encoded.map((e) => e.itemDims), raw: true }));
+  const batched = encoded.flatMap((e, i) => (e.rows ? [{ name: inputs[i].name, axis: axes[i]!, n: e.rows.length }] : []));
+  const n = batched[0]?.n ?? 1;
+  const other = batched.find((b) => b.n !== n);
+  if (other) {
+    const sizes = batched.map((b) => `${b.name} has ${b.n} at axis ${b.axis}`).join(', ');
+    fail(`every input must have the same batch size along its batch axis: ${sizes}`);
+  }
+  return Array.from({ length: n }, (_, r) => ({ buffers: encoded.map((e) => e.rows?.[r] ?? e.whole!), dims: encoded.map((e) => e.itemDims), raw: true }));
 }
 
 /**
- * Checks a request payload against a model's inputs and encodes it.
- * A single-input model takes `input` (or its input's own name); a multi-input model takes one key per input.
+ * Checks a request payload against a model's inputs (`axes`: each one's batch axis) and encodes it: each input's item,
+ * its shape without the batch axis, or the whole input when it has none. A single-input model takes `input` (or its
+ * input's own name); a multi-input model takes one key per input.
  */
-export function encodePayload(inputs: TensorSpec[], payload: Record<string, unknown>): EncodedRow {
+export function encodePayload(inputs: TensorSpec[], axes: (number | null)[], payload: Record<string, unknown>): EncodedRow {
   const row: EncodedRow = { buffers: [], dims: [] };
   if (inputs.length === 1) {
     const spec = inputs[0];
     const key = 'input' in payload ? 'input' : spec.name;
     const extra = Object.keys(payload).filter((k) => k !== key);
-    if (!(key in payload)) fail(`payload.input: required, expected ${formatItemSpec(spec)}`);
-    if (extra.length) fail(`payload.${extra[0]}: unknown key; this model takes only payload.input (${formatItemSpec(spec)})`);
-    const { buffer, dims } = encodeOne(spec, payload[key], `payload.${key}`);
+    if (!(key in payload)) fail(`payload.input: required, expected ${formatItemSpec(spec, axes[0])}`);
+    if (extra.length) fail(`payload.${extra[0]}: unknown key; this model takes only payload.input (${formatItemSpec(spec, axes[0])})`);
+    const { buffer, dims } = encodeOne(spec, axes[0], payload[key], `payload.${key}`);
     row.buffers.push(buffer);
     row.dims.push(dims);
     return row;
   }
   const names = new Set(inputs.map((s) => s.name));
   const unknown = Object.keys(payload).find((k) => !names.has(k));
-  if (unknown !== undefined) fail(`payload.${unknown}: unknown input; this model takes ${inputs.map((s) => `${s.name} (${formatItemSpec(s)})`).join(', ')}`);
-  for (const spec of inputs) {
-    if (!(spec.name in payload)) fail(`payload.${spec.name}: required, expected ${formatItemSpec(spec)}`);
-    const { buffer, dims } = encodeOne(spec, payload[spec.name], `payload.${spec.name}`);
+  if (unknown !== undefined) fail(`payload.${unknown}: unknown input; this model takes ${inputs.map((s, i) => `${s.name} (${formatItemSpec(s, axes[i])})`).join(', ')}`);
+  inputs.forEach((spec, i) => {
+    if (!(spec.name in payload)) fail(`payload.${spec.name}: required, expected ${formatItemSpec(spec, axes[i])}`);
+    const { buffer, dims } = encodeOne(spec, axes[i], payload[spec.name], `payload.${spec.name}`);
     row.buffers.push(buffer);
     row.dims.push(dims);
-  }
+  });
   return row;
 }
 
 const BYTES: Record<ElementType, number> = { float32: 4, float64: 8, int8: 1, uint8: 1, int32: 4, int64: 8, bool: 1 };
 
 /**
- * Re-checks a row that came back from Redis against the model's inputs, so one malformed row
+ * Re-checks a row that came back from Redis against the model's inputs and their batch axes, so one malformed row
  * cannot fail a whole batch. Returns the problem, or undefined when the row fits.
  */
-export function checkRow(inputs: TensorSpec[], row: EncodedRow): string | undefined {
+export function checkRow(inputs: TensorSpec[], axes: (number | null)[], row: EncodedRow): string | undefined {
   if (row.buffers.length !== inputs.length || row.dims.length !== inputs.length) return `expected ${inputs.length} inputs`;
   for (let i = 0; i < inputs.length; i++) {
-    const expected = itemShape(inputs[i]);
+    const expected = itemShape(inputs[i], axes[i]);
     const dims = row.dims[i];
     if (dims.length !== expected.length || expected.some((d, j) => typeof d === 'number' && d >= 0 && d !== dims[j])) {
-      return `${inputs[i].name}: expected ${formatItemSpec(inputs[i])}, got shape [${dims.join(', ')}]`;
+      return `${inputs[i].name}: expected ${formatItemSpec(inputs[i], axes[i])}, got shape [${dims.join(', ')}]`;
     }
     const bytes = dims.reduce((a, b) => a * b, 1) * (BYTES[inputs[i].type as ElementType] ?? NaN);
     if (row.buffers[i].byteLength !== bytes) return `${inputs[i].name}: expected ${bytes} bytes, got ${row.buffers[i].byteLength}`;

@@ -2,8 +2,8 @@ import { BalesError, ErrorCode } from '@bales/errors';
 import type { EncodedRow } from './input-encoder';
 import { ModelLifecycle, type SessionPool } from './model-lifecycle';
 import type { ModelSource } from './model-repository';
-import type { RunReply, Signature } from './protocol';
-import type { Batch } from './worker-pool';
+import { LoadFailure, type RunReply, type Signature, type WarmupReport } from './protocol';
+import type { Batch, HeldSession, LoadedSession } from './worker-pool';
 
 const signature = (width: number, batch: number | string = 'batch'): Signature => ({
   inputs: [{ name: 'input', type: 'float32', shape: [batch, width] }],
@@ -21,20 +21,31 @@ function gate(): { opened: Promise<void>; open: () => void } {
 class FakePool implements SessionPool {
   /** Session key to weights path, as every worker would hold them. */
   readonly held = new Map<string, string>();
+  /** Every load asked for, in order. */
+  readonly loads: HeldSession[] = [];
+  /** Weights paths that fail to load, and how; any path not in `files` is unreadable. */
+  readonly failures: Record<string, LoadFailure> = {};
+  /** Weights paths no made-up warm-up input fits. */
+  readonly unwarmed = new Set<string>();
   readonly batches: Batch[] = [];
   recycleChecks = 0;
   holdLoads?: Promise<void>;
   holdRuns?: Promise<void>;
   failRuns?: Error;
 
-  constructor(private readonly files: Record<string, Signature>) {}
+  constructor(readonly files: Record<string, Signature>) {}
 
-  async loadEverywhere(key: string, path: string): Promise<Signature> {
+  async loadEverywhere(session: HeldSession): Promise<LoadedSession> {
+    const { key, path, warmup } = session;
+    this.loads.push(session);
     await this.holdLoads;
-    const loaded = this.files[path];
-    if (!loaded) throw new Error('protobuf parsing failed');
+    if (this.failures[path]) throw this.failures[path];
+    const signature = this.files[path];
+    if (!signature) throw new LoadFailure('unreadable', 'Protobuf parsing failed.');
     this.held.set(key, path);
-    return loaded;
+    const report: WarmupReport = warmup === false ? { source: 'off' } : warmup ? { source: 'config' } : { source: 'synthetic' };
+    if (!warmup && this.unwarmed.has(path)) report.warning = 'no made-up input fits the model';
+    return { signature, warmup: report };
   }
 
   async unloadEverywhere(key: string): Promise<void> {
@@ -53,13 +64,26 @@ class FakePool implements SessionPool {
   }
 }
 
+/** Model folders as their config.json reads: a source, or the error reading it throws. */
+const folders: Record<string, ModelSource | BalesError> = {};
+
+/** Weights paths deleted since they were registered. */
+const missing = new Set<string>();
+
 /** Weights paths resolve to themselves; 'outside.onnx' lies outside MODELS_DIR. */
 const repository = {
   resolveWeights: (path: string) => {
     if (path === 'outside.onnx') throw new BalesError(ErrorCode.PATH_NOT_ALLOWED, 'weights_path must lie inside MODELS_DIR');
+    if (missing.has(path)) throw new BalesError(ErrorCode.FILE_NOT_FOUND, `weights_path ${path} does not exist`);
     return path;
   },
   name: (path: string) => path,
+  weightsOf: (id: string) => `${id}/model.onnx`,
+  read: (id: string): ModelSource => {
+    const folder = folders[id];
+    if (folder instanceof BalesError) throw folder;
+    return folder;
+  },
 };
 
 const source = (id: string, path = 'stub.onnx'): ModelSource => ({ id, path, task: 'classification', version: 1 });
@@ -71,6 +95,8 @@ describe('ModelLifecycle', () => {
   let lifecycle: ModelLifecycle;
 
   beforeEach(async () => {
+    for (const id of Object.keys(folders)) delete folders[id];
+    missing.clear();
     pool = new FakePool({ 'stub.onnx': signature(128), 'stub_v2.onnx': signature(128), 'wide.onnx': signature(256), 'fixed.onnx': signature(8, 1) });
     lifecycle = new ModelLifecycle(pool, repository, 32);
     await lifecycle.load(source('stub'));
@@ -96,13 +122,9 @@ describe('ModelLifecycle', () => {
       expect(lifecycle.list().map((m) => m.id)).toEqual(['stub', 'next']);
     });
 
-    it('keeps no trace of a model whose weights do not load, so its id can be registered again', async () => {
-      await expect(lifecycle.register({ id: 'bad', weightsPath: 'garbage.onnx', task: 'classification' })).rejects.toMatchObject({
-        code: ErrorCode.INVALID_MODEL,
-        message: 'cannot load garbage.onnx as an ONNX model: protobuf parsing failed',
-      });
-      expect(lifecycle.has('bad')).toBe(false);
-      await expect(lifecycle.register({ id: 'bad', weightsPath: 'stub.onnx', task: 'classification' })).resolves.toMatchObject({ state: 'ready' });
+    it('keeps no trace of a registration refused before loading: a weights path outside MODELS_DIR', async () => {
+      await expect(lifecycle.register({ id: 'other', weightsPath: 'outside.onnx', task: 'classification' })).rejects.toMatchObject({ code: ErrorCode.PATH_NOT_ALLOWED });
+      expect(lifecycle.has('other')).toBe(false);
     });
 
     it('answers a conflict before looking at the weights path of an id already taken', async () => {
@@ -197,10 +219,146 @@ describe('ModelLifecycle', () => {
       expect(lifecycle.get('stub').signature).toEqual(signature(256));
     });
 
+    it('asks for a weights path to hot-swap a ready model', async () => {
+      await expect(lifecycle.reload('stub', undefined)).rejects.toMatchObject({ code: ErrorCode.INVALID_REQUEST, message: expect.stringContaining('weights_path is required') });
+      expect(lifecycle.get('stub').version).toBe('1');
+    });
+
     it('keeps serving the old version when the new weights do not load or lie outside MODELS_DIR', async () => {
       await expect(lifecycle.reload('stub', 'garbage.onnx')).rejects.toMatchObject({ code: ErrorCode.INVALID_MODEL });
       await expect(lifecycle.reload('stub', 'outside.onnx')).rejects.toMatchObject({ code: ErrorCode.PATH_NOT_ALLOWED });
       expect(lifecycle.get('stub')).toMatchObject({ version: '1', state: 'ready' });
+    });
+  });
+
+  describe('failed models', () => {
+    const register = (id: string, weightsPath: string) => lifecycle.register({ id, weightsPath, task: 'classification' });
+
+    it('keeps a model whose weights do not load as failed, with the reason, beside the others', async () => {
+      const reason = 'cannot load garbage.onnx: ONNX Runtime cannot parse it as an ONNX model (Protobuf parsing failed.)';
+      await expect(register('bad', 'garbage.onnx')).rejects.toMatchObject({ code: ErrorCode.INVALID_MODEL, message: reason });
+      expect(lifecycle.has('bad')).toBe(true);
+      expect(lifecycle.get('bad')).toMatchObject({ id: 'bad', state: 'failed', reason, signature: { inputs: [], outputs: [] } });
+      expect(lifecycle.get('bad').loadedAt).toBeUndefined();
+      expect(lifecycle.list().map((m) => [m.id, m.state])).toEqual([['stub', 'ready'], ['bad', 'failed']]);
+      expect(lifecycle.sessions().map((s) => s.key)).toEqual(['stub@1']);
+      await expect(lifecycle.run('stub', [row])).resolves.toMatchObject({ version: '1' });
+    });
+
+    it('answers requests and batches for a failed model with MODEL_UNAVAILABLE naming the model, its state and the reason', async () => {
+      await register('bad', 'garbage.onnx').catch(() => undefined);
+      const { reason } = lifecycle.get('bad');
+      const expected = { code: ErrorCode.MODEL_UNAVAILABLE, message: `model 'bad' is failed: ${reason}`, details: { model_id: 'bad', state: 'failed', reason } };
+      expect(() => lifecycle.admit('bad', () => row)).toThrow(expect.objectContaining(expected));
+      expect(() => lifecycle.serving('bad')).toThrow(expect.objectContaining(expected));
+      await expect(lifecycle.run('bad', [row])).rejects.toMatchObject(expected);
+      expect(pool.batches).toHaveLength(0);
+    });
+
+    it.each([
+      ['an operator ONNX Runtime lacks', new LoadFailure('unsupported', 'No Op registered for Gelu with domain_version of 17'), 'cannot load odd.onnx: it uses an operator or opset this ONNX Runtime does not support (No Op registered for Gelu with domain_version of 17)'],
+      ['a graph ONNX Runtime rejects', new LoadFailure('invalid', "Node input 'nope' is not a graph input"), "cannot load odd.onnx: ONNX Runtime rejects it as an invalid model (Node input 'nope' is not a graph input)"],
+      ['an input BALES cannot feed', new LoadFailure('input_type', "input 'text' is string"), "cannot serve odd.onnx: input 'text' is string"],
+      ['a worker that died while loading', new Error('session worker exited with code 1'), 'cannot load odd.onnx: session worker exited with code 1'],
+    ])('names why a model failed: %s', async (_case, failure, reason) => {
+      pool.failures['odd.onnx'] = failure as LoadFailure;
+      await expect(register('odd', 'odd.onnx')).rejects.toMatchObject({ code: ErrorCode.INVALID_MODEL, message: reason });
+      expect(lifecycle.get('odd')).toMatchObject({ state: 'failed', reason });
+    });
+
+    it('fails a model whose config.json warm-up sample fails, showing the signature it read', async () => {
+      pool.failures['vad.onnx'] = new LoadFailure('warmup', "config.json warm-up sample 1 failed: input 'sr' is missing", signature(512));
+      await expect(register('vad', 'vad.onnx')).rejects.toMatchObject({ message: "vad.onnx loads, but config.json warm-up sample 1 failed: input 'sr' is missing" });
+      expect(lifecycle.get('vad')).toMatchObject({ state: 'failed', signature: signature(512) });
+    });
+
+    it('keeps a MODELS_DIR folder whose config.json is not usable as failed, and reads it again when it is loaded again', async () => {
+      folders.cfg = new BalesError(ErrorCode.INVALID_MODEL, 'cfg/config.json: task must be one of classification, regression, embedding, raw');
+      await expect(lifecycle.loadFolder('cfg')).rejects.toMatchObject({ code: ErrorCode.INVALID_MODEL });
+      expect(lifecycle.get('cfg')).toMatchObject({ state: 'failed', reason: (folders.cfg as Error).message, version: '1' });
+      expect(pool.loads.map((l) => l.path)).not.toContain('cfg/model.onnx');
+
+      folders.cfg = { ...source('cfg', 'stub.onnx'), task: 'regression', version: 4, warmup: false };
+      await expect(lifecycle.reload('cfg', undefined)).resolves.toMatchObject({ modelId: 'cfg', oldVersion: '1', newVersion: '4' });
+      expect(lifecycle.get('cfg')).toMatchObject({ state: 'ready', task: 'regression', version: '4', warmup: { source: 'off' }, loadedAt: expect.any(String) });
+      expect(lifecycle.get('cfg').reason).toBeUndefined();
+      await expect(lifecycle.run('cfg', [row])).resolves.toMatchObject({ version: '4' });
+    });
+
+    it('loads a failed registration again from the weights path it was given, or from a new one', async () => {
+      await register('bad', 'garbage.onnx').catch(() => undefined);
+      pool.files['garbage.onnx'] = signature(128);
+      await expect(lifecycle.reload('bad', undefined)).resolves.toMatchObject({ modelId: 'bad', newVersion: '1' });
+      expect(lifecycle.get('bad')).toMatchObject({ state: 'ready', task: 'classification' });
+
+      await register('worse', 'garbage2.onnx').catch(() => undefined);
+      await lifecycle.reload('worse', 'wide.onnx');
+      expect(lifecycle.get('worse')).toMatchObject({ state: 'ready', signature: signature(256) });
+    });
+
+    it('keeps a failed model as it was when the weights path given to load it again is refused, and with the new reason when it fails again', async () => {
+      await register('bad', 'garbage.onnx').catch(() => undefined);
+      const { reason } = lifecycle.get('bad');
+      await expect(lifecycle.reload('bad', 'outside.onnx')).rejects.toMatchObject({ code: ErrorCode.PATH_NOT_ALLOWED });
+      expect(lifecycle.get('bad')).toMatchObject({ state: 'failed', reason });
+      pool.failures['odd.onnx'] = new LoadFailure('unsupported', 'opset 99');
+      await expect(lifecycle.reload('bad', 'odd.onnx')).rejects.toMatchObject({ code: ErrorCode.INVALID_MODEL });
+      expect(lifecycle.get('bad')).toMatchObject({ state: 'failed', reason: expect.stringContaining('opset 99') });
+    });
+
+    it('checks the file of a failed model again before loading it: one deleted since leaves it failed, saying so', async () => {
+      await register('bad', 'garbage.onnx').catch(() => undefined);
+      missing.add('garbage.onnx');
+      await expect(lifecycle.reload('bad', undefined)).rejects.toMatchObject({ code: ErrorCode.FILE_NOT_FOUND });
+      expect(lifecycle.get('bad')).toMatchObject({ state: 'failed', reason: 'weights_path garbage.onnx does not exist' });
+      expect(pool.loads.filter((l) => l.key === 'bad@1')).toHaveLength(1);
+    });
+
+    it('shows a failed model that is loading again as loading: unavailable, and a second load or a delete meanwhile is a conflict', async () => {
+      await register('bad', 'garbage.onnx').catch(() => undefined);
+      pool.files['garbage.onnx'] = signature(128);
+      const held = gate();
+      pool.holdLoads = held.opened;
+      const loading = lifecycle.reload('bad', undefined);
+      expect(lifecycle.get('bad')).toMatchObject({ state: 'loading' });
+      expect(() => lifecycle.admit('bad', () => row)).toThrow(expect.objectContaining({ code: ErrorCode.MODEL_UNAVAILABLE, message: "model 'bad' is loading" }));
+      await expect(lifecycle.reload('bad', undefined)).rejects.toMatchObject({ code: ErrorCode.MODEL_CONFLICT });
+      await expect(lifecycle.unload('bad')).rejects.toMatchObject({ code: ErrorCode.MODEL_CONFLICT });
+      await expect(register('bad', 'stub.onnx')).rejects.toMatchObject({ code: ErrorCode.MODEL_CONFLICT });
+      held.open();
+      await loading;
+      expect(lifecycle.get('bad').state).toBe('ready');
+    });
+
+    it('registers an id again in the place of a failed model, and refuses it while the model is ready', async () => {
+      await register('bad', 'garbage.onnx').catch(() => undefined);
+      await expect(register('bad', 'stub_v2.onnx')).resolves.toMatchObject({ id: 'bad', state: 'ready' });
+      await expect(register('bad', 'stub.onnx')).rejects.toMatchObject({ code: ErrorCode.MODEL_CONFLICT });
+    });
+
+    it('removes a failed model at once on unload', async () => {
+      await register('bad', 'garbage.onnx').catch(() => undefined);
+      await expect(lifecycle.unload('bad')).resolves.toEqual({ modelId: 'bad', version: '1', drainedRequests: 0, drainMs: 0 });
+      expect(lifecycle.has('bad')).toBe(false);
+      expect(() => lifecycle.get('bad')).toThrow(expect.objectContaining({ code: ErrorCode.MODEL_NOT_FOUND }));
+    });
+  });
+
+  describe('warm-up', () => {
+    it("loads every version, and every worker's copy, with config.json's warm-up setting", async () => {
+      const samples = [{ inputs: { input: { fill: 'zeros' as const, shape: [1, 128] } } }];
+      await lifecycle.load({ ...source('warm'), warmup: samples });
+      await lifecycle.reload('warm', 'stub_v2.onnx');
+      expect(pool.loads.filter((l) => l.key.startsWith('warm@')).map((l) => l.warmup)).toEqual([samples, samples]);
+      expect(lifecycle.sessions().find((s) => s.key === 'warm@2')).toEqual({ key: 'warm@2', path: 'stub_v2.onnx', warmup: samples });
+      expect(lifecycle.get('warm').warmup).toEqual({ source: 'config' });
+    });
+
+    it('serves a model no made-up warm-up input fits as ready, with the warning in its info', async () => {
+      pool.files['picky.onnx'] = signature(16);
+      pool.unwarmed.add('picky.onnx');
+      await expect(lifecycle.load(source('picky', 'picky.onnx'))).resolves.toMatchObject({ state: 'ready', warmup: { source: 'synthetic', warning: 'no made-up input fits the model' } });
+      await expect(lifecycle.run('picky', [row])).resolves.toMatchObject({ version: '1' });
     });
   });
 

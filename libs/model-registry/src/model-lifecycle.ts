@@ -1,29 +1,42 @@
 import { Logger } from '@nestjs/common';
-import { relative } from 'node:path';
 import { BalesError, ErrorCode } from '@bales/errors';
+import { NO_LAYOUT, batchLayout, type BatchLayout } from './batch-axes';
 import type { EncodedRow } from './input-encoder';
 import type { ModelRepository, ModelSource } from './model-repository';
 import type { BatchOutcome, ModelInfo, RegisterRequest, ReloadOutcome, UnloadOutcome } from './model-types';
 import { ModelState } from './model-types';
-import type { Signature, Task, TensorSpec } from './protocol';
-import type { HeldSession, WorkerPool } from './worker-pool';
+import { LoadFailure, type Signature, type Task, type TensorSpec, type WarmupReport, type WarmupSetting } from './protocol';
+import type { HeldSession, LoadedSession, WorkerPool } from './worker-pool';
 
 /** What the lifecycle needs of the worker threads. */
 export type SessionPool = Pick<WorkerPool, 'loadEverywhere' | 'unloadEverywhere' | 'run' | 'recycleIfDue'>;
 
 interface ModelEntry {
   id: string;
+  /** A MODELS_DIR folder, read again when the model is loaded again, or a POST /models registration. */
+  origin: 'folder' | 'api';
+  /** False while a new id first loads: clients see it only once it is ready or failed. */
+  shown: boolean;
   task: Task;
   labels?: string[];
   configMaxBatch?: number;
+  /** config.json's batch_axes, applied to each version's signature. */
+  configBatchAxes?: unknown;
   state: ModelState;
   /** The version served, the session key every worker holds it under, and its weights. */
   version: number;
   key: string;
   path: string;
   signature: Signature;
+  /** The signature's batch axes: what info() shows and every batch is stacked by. */
+  layout: BatchLayout;
+  /** config.json's warm-up samples (or false), used by every version; and how the current one's warm-up went. */
+  warmupSetting: WarmupSetting;
+  warmup?: WarmupReport;
+  /** Why a FAILED model did not load. */
+  reason?: string;
   /** ISO 8601, written once per load: info() runs on every request. */
-  loadedAt: string;
+  loadedAt?: string;
   /** The version a hot swap is loading beside the served one; a second reload is refused meanwhile. */
   nextVersion?: number;
   served: number;
@@ -36,6 +49,32 @@ const NO_SIGNATURE: Signature = { inputs: [], outputs: [] };
 const sessionKey = (id: string, version: number) => `${id}@${version}`;
 const notRegistered = (id: string) => new BalesError(ErrorCode.MODEL_NOT_FOUND, `model '${id}' is not registered`);
 const roundMs = (ms: number) => Math.round(ms * 1000) / 1000;
+const unavailable = ({ id, state, reason }: ModelEntry) =>
+  new BalesError(ErrorCode.MODEL_UNAVAILABLE, `model '${id}' is ${state}${reason ? `: ${reason}` : ''}`, { model_id: id, state, ...(reason && { reason }) });
+
+/** A load that failed (INVALID_MODEL), with the signature when ONNX Runtime read one before it failed. */
+class FailedLoad extends BalesError {
+  constructor(
+    message: string,
+    readonly signature?: Signature,
+  ) {
+    super(ErrorCode.INVALID_MODEL, message);
+  }
+}
+
+/** What each way a load fails is called: the file, an operator or opset ONNX Runtime lacks, or the model's own warm-up. */
+function failedLoad(file: string, err: unknown): FailedLoad {
+  const detail = (err as Error).message;
+  if (!(err instanceof LoadFailure)) return new FailedLoad(`cannot load ${file}: ${detail}`);
+  const message = {
+    unreadable: `cannot load ${file}: ONNX Runtime cannot parse it as an ONNX model (${detail})`,
+    unsupported: `cannot load ${file}: it uses an operator or opset this ONNX Runtime does not support (${detail})`,
+    invalid: `cannot load ${file}: ONNX Runtime rejects it as an invalid model (${detail})`,
+    input_type: `cannot serve ${file}: ${detail}`,
+    warmup: `${file} loads, but ${detail}`,
+  }[err.kind];
+  return new FailedLoad(message, err.signature);
+}
 
 /**
  * The models' lives once their weights are found: loading, versions, hot swaps, draining, and the leases and
@@ -50,7 +89,7 @@ export class ModelLifecycle {
 
   constructor(
     private readonly pool: SessionPool,
-    private readonly repository: Pick<ModelRepository, 'resolveWeights' | 'name'>,
+    private readonly repository: Pick<ModelRepository, 'resolveWeights' | 'name' | 'read' | 'weightsOf'>,
     /** MAX_BATCH_SIZE. */
     private readonly maxBatchSize: number,
   ) {}
@@ -59,7 +98,7 @@ export class ModelLifecycle {
     return this.find(id) !== undefined;
   }
 
-  /** The model (state `draining` while a DELETE finishes its work), or MODEL_NOT_FOUND. */
+  /** The model in any state (`failed` with its reason, `draining` while a DELETE finishes), or MODEL_NOT_FOUND. */
   get(id: string): ModelInfo {
     const entry = this.find(id);
     if (!entry) throw notRegistered(id);
@@ -67,52 +106,67 @@ export class ModelLifecycle {
   }
 
   list(): ModelInfo[] {
-    return [...this.models.values()].filter((e) => e.state !== ModelState.LOADING).map((e) => this.info(e));
+    return [...this.models.values()].filter((e) => e.shown).map((e) => this.info(e));
   }
 
-  /** The model's current inputs, or undefined when it is not registered. */
-  inputs(id: string): TensorSpec[] | undefined {
-    return this.find(id)?.signature.inputs;
+  /** The model when it takes new requests; MODEL_UNAVAILABLE naming its state and reason when it is failed or loading. */
+  serving(id: string): ModelInfo {
+    return this.info(this.ready(id));
+  }
+
+  /** The model's current inputs and their batch axes, or undefined when it is not registered. */
+  inputs(id: string): { inputs: TensorSpec[]; axes: (number | null)[] } | undefined {
+    const entry = this.find(id);
+    return entry && { inputs: entry.signature.inputs, axes: entry.layout.inputs };
   }
 
   /** Every model's current version: what each worker thread holds. */
   sessions(): HeldSession[] {
-    return [...this.models.values()].filter((e) => e.state !== ModelState.LOADING).map((e) => ({ key: e.key, path: e.path }));
+    return [...this.models.values()]
+      .filter((e) => e.state === ModelState.READY || e.state === ModelState.DRAINING)
+      .map((e) => ({ key: e.key, path: e.path, warmup: e.warmupSetting, batchAxes: e.configBatchAxes }));
   }
 
-  /** Loads a model's first version in every worker thread; it is hidden (404) while LOADING. */
-  async load(source: ModelSource): Promise<ModelInfo> {
-    const { id, task, labels, version, path } = source;
-    const entry: ModelEntry = { id, task, labels, configMaxBatch: source.maxBatchSize, state: ModelState.LOADING, version, key: sessionKey(id, version), path, signature: NO_SIGNATURE, loadedAt: '', served: 0, outstanding: 0 };
-    this.models.set(id, entry);
-    try {
-      entry.signature = await this.loadSessions(entry.key, path);
-    } catch (err) {
-      // Today a model that does not load is not kept: at boot the gateway stops, at runtime the caller is told.
-      this.models.delete(id);
-      throw err;
-    }
-    entry.loadedAt = new Date().toISOString();
-    entry.state = ModelState.READY;
+  /**
+   * Loads a MODELS_DIR folder (config.json and model.onnx) in every worker thread. It is hidden (404) while it
+   * loads; when it does not load (or config.json is not usable) it is kept FAILED with the reason, and this throws.
+   */
+  async loadFolder(id: string): Promise<ModelInfo> {
+    const entry = this.add({ id, path: this.repository.weightsOf(id), task: 'classification', version: 1 }, 'folder');
+    await this.start(entry, () => this.repository.read(id));
     return this.info(entry);
   }
 
-  /** Loads a model from a file inside MODELS_DIR under a new id, at runtime, beside the others. */
+  /** Loads a model as loadFolder does, from a source already read. */
+  async load(source: ModelSource): Promise<ModelInfo> {
+    const entry = this.add(source, 'api');
+    await this.start(entry, () => source);
+    return this.info(entry);
+  }
+
+  /**
+   * Loads a model from a file inside MODELS_DIR under a new id, at runtime, beside the others; or in the place of a
+   * failed model of that id. A file that does not load leaves the model FAILED, and this throws INVALID_MODEL.
+   */
   async register(req: RegisterRequest): Promise<ModelInfo> {
-    if (this.models.has(req.id)) throw new BalesError(ErrorCode.MODEL_CONFLICT, `model '${req.id}' already exists`);
+    const existing = this.models.get(req.id);
+    if (existing && existing.state !== ModelState.FAILED) throw new BalesError(ErrorCode.MODEL_CONFLICT, `model '${req.id}' already exists`);
     const path = this.repository.resolveWeights(req.weightsPath);
-    const model = await this.load({ id: req.id, path, task: req.task, labels: req.labels, maxBatchSize: req.maxBatchSize, version: 1 });
+    const source: ModelSource = { id: req.id, path, task: req.task, labels: req.labels, maxBatchSize: req.maxBatchSize, version: 1 };
+    const entry = existing ?? this.add(source, 'api');
+    entry.origin = 'api';
+    await this.start(entry, () => source);
     this.logger.log(`registered ${req.id} from ${this.repository.name(path)}`);
-    return model;
+    return this.info(entry);
   }
 
   /**
    * Admits one request: `encode` checks it against the model's current inputs (and throws when it does not fit),
    * then the request counts against the model until release(), so a DELETE can wait for it.
    */
-  admit<T>(id: string, encode: (inputs: TensorSpec[]) => T): { model: ModelInfo; encoded: T; release: () => void } {
-    const entry = this.serving(id);
-    const encoded = encode(entry.signature.inputs);
+  admit<T>(id: string, encode: (inputs: TensorSpec[], axes: (number | null)[]) => T): { model: ModelInfo; encoded: T; release: () => void } {
+    const entry = this.ready(id);
+    const encoded = encode(entry.signature.inputs, entry.layout.inputs);
     return { model: this.info(entry), encoded, release: this.lease(entry) };
   }
 
@@ -123,10 +177,12 @@ export class ModelLifecycle {
   async run(id: string, rows: EncodedRow[]): Promise<BatchOutcome> {
     const entry = this.find(id);
     if (!entry) throw notRegistered(id);
+    // A draining model still runs what it accepted; a failed or loading one holds no sessions.
+    if (entry.state === ModelState.FAILED || entry.state === ModelState.LOADING) throw unavailable(entry);
     const { key, version } = entry;
     this.inFlight.set(key, (this.inFlight.get(key) ?? 0) + 1);
     try {
-      const reply = await this.pool.run({ key, task: entry.task, labels: entry.labels, inputs: entry.signature.inputs, rows });
+      const reply = await this.pool.run({ key, task: entry.task, labels: entry.labels, inputs: entry.signature.inputs, layout: entry.layout, rows });
       entry.served += rows.length;
       return { version: String(version), ...reply };
     } catch (err) {
@@ -145,9 +201,14 @@ export class ModelLifecycle {
   /**
    * Hot swap: loads and warms the new weights in every worker next to the old ones, then switches
    * in one synchronous step. Batches already running finish on the old session, released after the last.
+   * A failed model is loaded again instead (see retry); `weightsPath` is needed only to swap a ready one.
    */
-  async reload(id: string, weightsPath: string, allowSignatureChange = false): Promise<ReloadOutcome> {
-    const entry = this.serving(id);
+  async reload(id: string, weightsPath: string | undefined, allowSignatureChange = false): Promise<ReloadOutcome> {
+    const known = this.find(id);
+    if (known?.state === ModelState.FAILED) return this.retry(known, weightsPath);
+    if (known?.state === ModelState.LOADING) throw new BalesError(ErrorCode.MODEL_CONFLICT, `model '${id}' is already being loaded`);
+    const entry = this.ready(id);
+    if (weightsPath === undefined) throw new BalesError(ErrorCode.INVALID_REQUEST, `weights_path is required to hot-swap model '${id}', which is ready; only a failed model is loaded again without one`);
     const path = this.repository.resolveWeights(weightsPath);
     if (entry.nextVersion !== undefined) throw new BalesError(ErrorCode.MODEL_CONFLICT, `model '${id}' is already being reloaded`);
     const version = entry.version + 1;
@@ -155,14 +216,16 @@ export class ModelLifecycle {
     try {
       const started = performance.now();
       const key = sessionKey(id, version);
-      const signature = await this.loadSessions(key, path);
+      const { signature, warmup } = await this.loadSessions({ key, path, warmup: entry.warmupSetting, batchAxes: entry.configBatchAxes });
       const change = signatureChange(entry.signature, signature);
       if (change && !allowSignatureChange) {
         await this.pool.unloadEverywhere(key);
         throw new BalesError(ErrorCode.MODEL_CONFLICT, `signature change refused (${change}); send allow_signature_change: true to accept it`);
       }
+      const layout = await this.layoutFor(key, signature, entry.configBatchAxes);
       const old = { key: entry.key, version: entry.version };
-      Object.assign(entry, { key, version, path, signature, loadedAt: new Date().toISOString() });
+      Object.assign(entry, { key, version, path, signature, layout, warmup, loadedAt: new Date().toISOString() });
+      this.warnUnwarmed(entry);
       this.retire(old.key);
       const loadMs = performance.now() - started;
       this.pool.recycleIfDue();
@@ -178,7 +241,15 @@ export class ModelLifecycle {
    * accepted for it has been answered and its running batches have ended, then releases its sessions.
    */
   async unload(id: string): Promise<UnloadOutcome> {
-    const entry = this.serving(id);
+    const known = this.find(id);
+    // A failed model holds no sessions and no requests: it goes at once.
+    if (known?.state === ModelState.FAILED) {
+      this.models.delete(id);
+      this.logger.log(`removed failed model ${id}`);
+      return { modelId: id, version: String(known.version), drainedRequests: 0, drainMs: 0 };
+    }
+    if (known?.state === ModelState.LOADING) throw new BalesError(ErrorCode.MODEL_CONFLICT, `model '${id}' is loading; delete it once it is ready or failed`);
+    const entry = this.ready(id);
     const started = performance.now();
     entry.state = ModelState.DRAINING;
     const drained = entry.outstanding;
@@ -195,17 +266,85 @@ export class ModelLifecycle {
     return { modelId: id, version: String(entry.version), drainedRequests: drained, drainMs };
   }
 
-  /** A model that is known to clients (any state but LOADING). */
-  private find(id: string): ModelEntry | undefined {
-    const entry = this.models.get(id);
-    return entry && entry.state !== ModelState.LOADING ? entry : undefined;
+  /**
+   * Loads a failed model again, from `weightsPath` when given, else from where it came: a MODELS_DIR folder is read
+   * again (config.json and model.onnx), a registration keeps its task and labels. It is LOADING meanwhile, then
+   * READY, or FAILED with the new reason. A weights path that is refused (4xx) leaves it as it was.
+   */
+  private async retry(entry: ModelEntry, weightsPath: string | undefined): Promise<ReloadOutcome> {
+    const path = weightsPath === undefined ? undefined : this.repository.resolveWeights(weightsPath);
+    const started = performance.now();
+    const oldVersion = String(entry.version);
+    const { id, task, labels, configMaxBatch: maxBatchSize, configBatchAxes: batchAxes, version, warmupSetting: warmup } = entry;
+    const read = (): ModelSource => {
+      const source = entry.origin === 'folder' ? this.repository.read(id) : { id, path: entry.path, task, labels, maxBatchSize, batchAxes, version, warmup };
+      // Its own file is checked again: it may be gone, or a symlink may now point outside MODELS_DIR.
+      return { ...source, path: path ?? this.repository.resolveWeights(source.path) };
+    };
+    await this.start(entry, read);
+    const loadMs = performance.now() - started;
+    this.logger.log(`loaded failed model ${id} again from ${this.repository.name(entry.path)} in ${loadMs.toFixed(0)} ms`);
+    return { modelId: id, oldVersion, newVersion: String(entry.version), loadMs: roundMs(loadMs) };
   }
 
-  /** A model that takes new requests, or MODEL_NOT_FOUND. */
-  private serving(id: string): ModelEntry {
-    const entry = this.models.get(id);
-    if (!entry || entry.state !== ModelState.READY) throw notRegistered(id);
+  /** A new model entry, hidden until its first load ends. */
+  private add(source: ModelSource, origin: ModelEntry['origin']): ModelEntry {
+    const { id, task, version, path } = source;
+    const entry: ModelEntry = { id, origin, shown: false, task, state: ModelState.LOADING, version, key: sessionKey(id, version), path, signature: NO_SIGNATURE, layout: NO_LAYOUT, warmupSetting: undefined, served: 0, outstanding: 0 };
+    this.models.set(id, entry);
     return entry;
+  }
+
+  /**
+   * Reads the model's source and loads it in every worker thread: READY once its sessions are up, else FAILED with
+   * the reason (logged, and thrown to the caller). Sets LOADING before its first await, so a second load of the same
+   * model meanwhile sees it.
+   */
+  private async start(entry: ModelEntry, read: () => ModelSource): Promise<void> {
+    Object.assign(entry, { state: ModelState.LOADING, reason: undefined, warmup: undefined, loadedAt: undefined, signature: NO_SIGNATURE, layout: NO_LAYOUT });
+    try {
+      const source = read();
+      Object.assign(entry, {
+        task: source.task,
+        labels: source.labels,
+        configMaxBatch: source.maxBatchSize,
+        configBatchAxes: source.batchAxes,
+        warmupSetting: source.warmup,
+        version: source.version,
+        key: sessionKey(entry.id, source.version),
+        path: source.path,
+      });
+      const { signature, warmup } = await this.loadSessions({ key: entry.key, path: entry.path, warmup: entry.warmupSetting, batchAxes: entry.configBatchAxes });
+      entry.signature = signature;
+      entry.layout = await this.layoutFor(entry.key, signature, source.batchAxes);
+      Object.assign(entry, { warmup, loadedAt: new Date().toISOString(), state: ModelState.READY });
+      this.warnUnwarmed(entry);
+    } catch (err) {
+      if (err instanceof FailedLoad && err.signature) entry.signature = err.signature;
+      Object.assign(entry, { state: ModelState.FAILED, reason: (err as Error).message, layout: NO_LAYOUT });
+      this.logger.error(`model ${entry.id} is failed: ${entry.reason}`);
+      throw err;
+    } finally {
+      entry.shown = true;
+    }
+  }
+
+  private warnUnwarmed(entry: ModelEntry): void {
+    if (entry.warmup?.warning) this.logger.warn(`model ${entry.id} v${entry.version}: ${entry.warmup.warning}`);
+  }
+
+  /** A model that is known to clients: in any state, once its first load has ended. */
+  private find(id: string): ModelEntry | undefined {
+    const entry = this.models.get(id);
+    return entry?.shown ? entry : undefined;
+  }
+
+  /** A model that takes new requests; MODEL_UNAVAILABLE when it is failed or loading; else MODEL_NOT_FOUND. */
+  private ready(id: string): ModelEntry {
+    const entry = this.find(id);
+    if (entry?.state === ModelState.READY) return entry;
+    if (entry?.state === ModelState.FAILED || entry?.state === ModelState.LOADING) throw unavailable(entry);
+    throw notRegistered(id);
   }
 
   /** Releases a replaced version's sessions now, or after the last batch still running on it. */
@@ -235,18 +374,26 @@ export class ModelLifecycle {
     }
   }
 
-  private async loadSessions(key: string, path: string): Promise<Signature> {
+  private async loadSessions(session: HeldSession): Promise<LoadedSession> {
     try {
-      return await this.pool.loadEverywhere(key, path);
+      return await this.pool.loadEverywhere(session);
     } catch (err) {
-      throw new BalesError(ErrorCode.INVALID_MODEL, `cannot load ${relative(process.cwd(), path) || path} as an ONNX model: ${(err as Error).message}`);
+      throw failedLoad(this.repository.name(session.path), err);
+    }
+  }
+
+  /** The signature's batch axes; a bad batch_axes (INVALID_MODEL) releases the sessions just loaded under `key`. */
+  private async layoutFor(key: string, signature: Signature, batchAxes: unknown): Promise<BatchLayout> {
+    try {
+      return batchLayout(signature, batchAxes);
+    } catch (err) {
+      await this.pool.unloadEverywhere(key);
+      throw err;
     }
   }
 
   private info(e: ModelEntry): ModelInfo {
-    const batchDim = e.signature.inputs[0]?.shape[0];
-    const batched = typeof batchDim === 'string' || batchDim === -1;
-    const maxBatchSize = batched ? Math.min(this.maxBatchSize, e.configMaxBatch ?? Infinity) : 1;
+    const maxBatchSize = e.layout.unbatched ? 1 : Math.min(this.maxBatchSize, e.configMaxBatch ?? Infinity);
     return {
       id: e.id,
       version: String(e.version),
@@ -254,8 +401,12 @@ export class ModelLifecycle {
       labels: e.labels,
       signature: e.signature,
       maxBatchSize,
+      batchAxes: e.layout.axes,
+      unbatchedReason: e.layout.unbatched,
       state: e.state,
-      loadedAt: e.loadedAt,
+      ...(e.reason !== undefined && { reason: e.reason }),
+      ...(e.warmup && { warmup: e.warmup }),
+      ...(e.loadedAt !== undefined && { loadedAt: e.loadedAt }),
       requestsServed: e.served,
       requestsPending: e.outstanding,
     };

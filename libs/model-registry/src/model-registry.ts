@@ -32,12 +32,18 @@ export class ModelRegistry implements OnModuleInit, OnApplicationShutdown {
     return this.pool.size;
   }
 
+  /** Loads every model folder; one that does not load is kept as failed (see ModelLifecycle) and the rest still serve. */
   async onModuleInit(): Promise<void> {
     this.pool.start();
     for (const id of this.repository.folders()) {
+      if (!MODEL_ID_PATTERN.test(id)) {
+        this.logger.error(`model folder '${id}' is not served: its name is not a valid model id (${MODEL_ID_RULE})`);
+        continue;
+      }
       const started = performance.now();
-      const model = await this.lifecycle.load(this.repository.read(id));
-      this.logger.log(`loaded ${id} v${model.version} in ${(performance.now() - started).toFixed(0)} ms`);
+      // The lifecycle logs the reason of a model that does not load.
+      const model = await this.lifecycle.loadFolder(id).catch(() => undefined);
+      if (model) this.logger.log(`loaded ${id} v${model.version} in ${(performance.now() - started).toFixed(0)} ms`);
     }
     this.booted = true;
     this.pool.resetRssBaseline();
@@ -59,9 +65,14 @@ export class ModelRegistry implements OnModuleInit, OnApplicationShutdown {
     return this.lifecycle.has(id);
   }
 
-  /** The model (state `draining` while a DELETE finishes its work), or MODEL_NOT_FOUND. */
+  /** The model in any state (`failed` with its reason, `draining` while a DELETE finishes), or MODEL_NOT_FOUND. */
   get(id: string): ModelInfo {
     return this.lifecycle.get(id);
+  }
+
+  /** The model when it takes new requests; MODEL_UNAVAILABLE (failed or loading) or MODEL_NOT_FOUND when it does not. */
+  serving(id: string): ModelInfo {
+    return this.lifecycle.serving(id);
   }
 
   list(): ModelInfo[] {
@@ -73,7 +84,7 @@ export class ModelRegistry implements OnModuleInit, OnApplicationShutdown {
    * expected shape) and counts the request until release(), so a DELETE can wait for it.
    */
   admit(id: string, payload: Record<string, unknown>): Admission {
-    const { model, encoded, release } = this.lifecycle.admit(id, (inputs) => encodePayload(inputs, payload));
+    const { model, encoded, release } = this.lifecycle.admit(id, (inputs, axes) => encodePayload(inputs, axes, payload));
     return { model, row: encoded, release };
   }
 
@@ -82,14 +93,14 @@ export class ModelRegistry implements OnModuleInit, OnApplicationShutdown {
    * join the dynamic batcher like N requests, answered with every output tensor.
    */
   admitTensors(id: string, tensors: TensorInput[]): TensorAdmission {
-    const { model, encoded, release } = this.lifecycle.admit(id, (inputs) => encodeTensors(id, inputs, tensors));
+    const { model, encoded, release } = this.lifecycle.admit(id, (inputs, axes) => encodeTensors(id, inputs, axes, tensors));
     return { model, rows: encoded, release };
   }
 
   /** Why a decoded queue row does not fit the model's current inputs, or undefined when it does. */
   checkRow(id: string, row: EncodedRow): string | undefined {
-    const inputs = this.lifecycle.inputs(id);
-    return inputs ? checkRow(inputs, row) : `model '${id}' is not registered`;
+    const model = this.lifecycle.inputs(id);
+    return model ? checkRow(model.inputs, model.axes, row) : `model '${id}' is not registered`;
   }
 
   /**
@@ -100,7 +111,10 @@ export class ModelRegistry implements OnModuleInit, OnApplicationShutdown {
     return this.lifecycle.run(id, rows);
   }
 
-  /** Loads a model from a file inside MODELS_DIR under a new id, at runtime, beside the others. */
+  /**
+   * Loads a model from a file inside MODELS_DIR under a new id, at runtime, beside the others, or in the place of a
+   * failed model. A file that does not load leaves the model failed, and this throws INVALID_MODEL.
+   */
   async register(req: RegisterRequest): Promise<ModelInfo> {
     if (!MODEL_ID_PATTERN.test(req.id)) throw new BalesError(ErrorCode.INVALID_REQUEST, MODEL_ID_RULE);
     return this.lifecycle.register(req);
@@ -117,8 +131,9 @@ export class ModelRegistry implements OnModuleInit, OnApplicationShutdown {
   /**
    * Hot swap: loads and warms the new weights in every worker next to the old ones, then switches
    * in one synchronous step. Batches already running finish on the old session, released after the last.
+   * A failed model is loaded again instead: from `weightsPath` when given, else from where it came.
    */
-  reload(id: string, weightsPath: string, allowSignatureChange = false): Promise<ReloadOutcome> {
+  reload(id: string, weightsPath: string | undefined, allowSignatureChange = false): Promise<ReloadOutcome> {
     return this.lifecycle.reload(id, weightsPath, allowSignatureChange);
   }
 }

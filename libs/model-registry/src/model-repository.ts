@@ -1,7 +1,8 @@
 import { existsSync, readFileSync, readdirSync, realpathSync, statSync } from 'node:fs';
 import { isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { BalesError, ErrorCode } from '@bales/errors';
-import { TASKS, type Task } from './protocol';
+import { TASKS, type Task, type WarmupSetting } from './protocol';
+import { parseWarmup } from './warm-up-config';
 
 /** A model id: what a model folder, a URL segment and a Prometheus label value can all hold. */
 export const MODEL_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
@@ -17,7 +18,11 @@ export interface ModelSource {
   labels?: string[];
   /** The model's own bound on rows per batch; MAX_BATCH_SIZE applies above it. */
   maxBatchSize?: number;
+  /** config.json's batch_axes as written, checked against the signature once the model is loaded. */
+  batchAxes?: unknown;
   version: number;
+  /** config.json's warm-up samples, or false for none; undefined warms up on made-up inputs. */
+  warmup?: WarmupSetting;
 }
 
 /** A model folder's optional config.json. */
@@ -25,7 +30,9 @@ interface ModelConfigFile {
   task?: Task;
   labels?: string[];
   max_batch_size?: number;
+  batch_axes?: unknown;
   version?: number;
+  warmup?: unknown;
 }
 
 const WEIGHTS_FILE = 'model.onnx';
@@ -54,15 +61,37 @@ export class ModelRepository {
       });
   }
 
-  /** A model folder's weights and config.json; throws naming the folder or file when either is not usable. */
+  /** The weights file of a model folder. */
+  weightsOf(id: string): string {
+    return join(this.root, id, WEIGHTS_FILE);
+  }
+
+  /**
+   * A model folder's weights and config.json; throws INVALID_MODEL naming the file (from MODELS_DIR) and the field
+   * when config.json is not usable.
+   */
   read(id: string): ModelSource {
-    if (!MODEL_ID_PATTERN.test(id)) throw new Error(`model folder '${id}' is not a valid model id`);
-    const folder = join(this.root, id);
-    const configPath = join(folder, 'config.json');
-    const file: ModelConfigFile = existsSync(configPath) ? JSON.parse(readFileSync(configPath, 'utf8')) : {};
-    const task = file.task ?? 'classification';
-    if (!TASKS.includes(task)) throw new Error(`${configPath}: task must be one of ${TASKS.join(', ')}`);
-    return { id, path: join(folder, WEIGHTS_FILE), task, labels: file.labels, maxBatchSize: file.max_batch_size, version: file.version ?? 1 };
+    if (!MODEL_ID_PATTERN.test(id)) throw new BalesError(ErrorCode.INVALID_MODEL, `model folder '${id}' is not a valid model id`);
+    const configPath = join(this.root, id, 'config.json');
+    const named = join(id, 'config.json');
+    const file = existsSync(configPath) ? readConfig(configPath, named) : {};
+    const field = <T>(name: keyof ModelConfigFile, read: (value: unknown) => T): T => {
+      try {
+        return read(file[name]);
+      } catch (err) {
+        throw new BalesError(ErrorCode.INVALID_MODEL, `${named}: ${(err as Error).message}`);
+      }
+    };
+    return {
+      id,
+      path: this.weightsOf(id),
+      task: field('task', (v) => (v === undefined ? 'classification' : oneOf(v, TASKS, 'task'))),
+      labels: field('labels', (v) => (v === undefined ? undefined : strings(v, 'labels'))),
+      maxBatchSize: field('max_batch_size', (v) => (v === undefined ? undefined : integer(v, 'max_batch_size', 1, 4096))),
+      batchAxes: file.batch_axes,
+      version: field('version', (v) => (v === undefined ? 1 : integer(v, 'version', 1, Number.MAX_SAFE_INTEGER))),
+      warmup: field('warmup', parseWarmup),
+    };
   }
 
   /**
@@ -86,6 +115,33 @@ export class ModelRepository {
   name(path: string): string {
     return relative(this.root, path);
   }
+}
+
+/** A config.json's fields; throws INVALID_MODEL, naming the file as `named`, when it is not a JSON object. */
+function readConfig(configPath: string, named: string): ModelConfigFile {
+  let file: unknown;
+  try {
+    file = JSON.parse(readFileSync(configPath, 'utf8'));
+  } catch (err) {
+    throw new BalesError(ErrorCode.INVALID_MODEL, `${named}: not valid JSON (${(err as Error).message})`);
+  }
+  if (typeof file !== 'object' || file === null || Array.isArray(file)) throw new BalesError(ErrorCode.INVALID_MODEL, `${named}: must hold a JSON object`);
+  return file;
+}
+
+function oneOf<T extends string>(value: unknown, allowed: readonly T[], name: string): T {
+  if (!allowed.includes(value as T)) throw new Error(`${name} must be one of ${allowed.join(', ')}`);
+  return value as T;
+}
+
+function strings(value: unknown, name: string): string[] {
+  if (!Array.isArray(value) || !value.every((v) => typeof v === 'string')) throw new Error(`${name} must be a list of strings`);
+  return value;
+}
+
+function integer(value: unknown, name: string, min: number, max: number): number {
+  if (!Number.isSafeInteger(value) || (value as number) < min || (value as number) > max) throw new Error(`${name} must be a whole number from ${min} to ${max}`);
+  return value as number;
 }
 
 function isInside(root: string, path: string): boolean {

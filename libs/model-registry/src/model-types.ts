@@ -1,11 +1,11 @@
 import type { EncodedRow } from './input-encoder';
-import type { RowResult, Signature, Task } from './protocol';
+import type { RowResult, Signature, Task, WarmupReport } from './protocol';
 
 /**
  * Where a model is in its life: LOADING until its first version is up in every worker thread (hidden from
- * clients meanwhile), READY while it takes requests, DRAINING after DELETE (no new requests, accepted ones still
- * finish). FAILED is for a model kept with the reason it could not load; today such a model is not kept, and at
- * boot it stops the gateway. A hot swap loads the next version beside a READY one, so the model stays READY.
+ * clients while a new id first loads), READY while it takes requests, FAILED with the reason it did not load (kept,
+ * so it can be fixed and loaded again, while the others serve), DRAINING after DELETE (no new requests, accepted ones
+ * still finish). A hot swap loads the next version beside a READY one, so the model stays READY.
  */
 export const ModelState = { LOADING: 'loading', READY: 'ready', FAILED: 'failed', DRAINING: 'draining' } as const;
 export type ModelState = (typeof ModelState)[keyof typeof ModelState];
@@ -16,10 +16,19 @@ export interface ModelInfo {
   task: Task;
   labels?: string[];
   signature: Signature;
-  /** Rows per batch: MAX_BATCH_SIZE, the model's own max_batch_size, or 1 when its batch dimension is fixed. */
+  /** Rows per batch: MAX_BATCH_SIZE, the model's own max_batch_size, or 1 when it has no batch axes. */
   maxBatchSize: number;
+  /** Each input's and output's batch axis by name; null: none (fed once per batch, or whole). */
+  batchAxes: Record<string, number | null>;
+  /** Why the model runs one request per run, when its batch axes cannot be determined. */
+  unbatchedReason?: string;
   state: ModelState;
-  loadedAt: string;
+  /** Why a failed model did not load. */
+  reason?: string;
+  /** How the current version was warmed; absent until it has loaded. */
+  warmup?: WarmupReport;
+  /** When the current version loaded; absent while the model is failed or loading. */
+  loadedAt?: string;
   requestsServed: number;
   /** Requests this replica accepted for the model and has not answered yet. */
   requestsPending: number;

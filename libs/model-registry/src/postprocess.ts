@@ -7,13 +7,38 @@ export interface OutputTensor {
 }
 
 const toNumber = (v: number | bigint | string | boolean): number => (typeof v === 'number' ? v : Number(v));
+const toJson = (v: number | bigint | string | boolean): number | string | boolean => (typeof v === 'bigint' ? Number(v) : v);
 
-function rowSlice(tensor: OutputTensor, row: number): number[] {
-  const width = tensor.dims.slice(1).reduce((a, b) => a * b, 1);
-  const out = new Array<number>(width);
-  for (let i = 0; i < width; i++) out[i] = toNumber(tensor.data[row * width + i]);
+/**
+ * An output split along its batch axis (null: the output is the one row's whole answer): each row holds `runs`
+ * contiguous runs of `run` values, one per index before the axis.
+ */
+interface RowSplit {
+  tensor: OutputTensor;
+  runs: number;
+  run: number;
+}
+
+function rowSplit(tensor: OutputTensor, axis: number | null): RowSplit {
+  let runs = 1;
+  let run = axis === null ? tensor.data.length : 1;
+  if (axis !== null) tensor.dims.forEach((d, i) => (i < axis ? (runs *= d) : i > axis ? (run *= d) : 0));
+  return { tensor, runs, run };
+}
+
+/** One row's values of a split output, in row-major order. */
+function rowValues<T>({ tensor, runs, run }: RowSplit, rows: number, row: number, convert: (v: number | bigint | string | boolean) => T): T[] {
+  const out = new Array<T>(runs * run);
+  let k = 0;
+  for (let o = 0; o < runs; o++) {
+    const start = (o * rows + row) * run;
+    for (let j = 0; j < run; j++) out[k++] = convert(tensor.data[start + j]);
+  }
   return out;
 }
+
+/** A row's shape in an output: the output's without its batch axis. */
+const rowShape = (dims: readonly number[], axis: number | null): number[] => (axis === null ? [...dims] : [...dims.slice(0, axis), ...dims.slice(axis + 1)]);
 
 /** Argmax plus its probability. Scores that are not already a distribution get a softmax first. */
 export function classify(scores: number[], labels?: string[]): RowResult {
@@ -37,38 +62,35 @@ export function classify(scores: number[], labels?: string[]): RowResult {
 }
 
 /**
- * Turns a batch's output tensors into one result per row, by task. Rows marked in rawRows (requests of
- * the Open Inference Protocol) get every output tensor instead, whatever the model's task.
+ * Turns a batch's output tensors into one result per row, by task, each output split along its batch axis
+ * (`axes`, by output name). Rows marked in rawRows (requests of the Open Inference Protocol) get every output
+ * tensor instead, whatever the model's task.
  */
-export function postprocess(task: Task, rows: number, outputs: Record<string, OutputTensor>, labels?: string[], rawRows?: boolean[]): RowResult[] {
+export function postprocess(
+  task: Task,
+  rows: number,
+  outputs: Record<string, OutputTensor>,
+  axes: Record<string, number | null>,
+  labels?: string[],
+  rawRows?: boolean[],
+): RowResult[] {
   const names = Object.keys(outputs);
-  const first = outputs[names[0]];
+  const splits = names.map((name) => rowSplit(outputs[name], axes[name] ?? null));
+  const shapes = names.map((name) => rowShape(outputs[name].dims, axes[name] ?? null));
   const results = new Array<RowResult>(rows);
   for (let r = 0; r < rows; r++) {
     switch (rawRows?.[r] ? 'raw' : task) {
       case 'classification':
-        results[r] = classify(rowSlice(first, r), labels);
+        results[r] = classify(rowValues(splits[0], rows, r, toNumber), labels);
         break;
       case 'regression':
-        results[r] = { values: rowSlice(first, r) };
+        results[r] = { values: rowValues(splits[0], rows, r, toNumber) };
         break;
       case 'embedding':
-        results[r] = { embedding: rowSlice(first, r) };
+        results[r] = { embedding: rowValues(splits[0], rows, r, toNumber) };
         break;
       case 'raw':
-        results[r] = {
-          outputs: Object.fromEntries(
-            names.map((name) => {
-              const t = outputs[name];
-              const width = t.dims.slice(1).reduce((a, b) => a * b, 1);
-              const data = Array.from({ length: width }, (_, i) => {
-                const v = t.data[r * width + i];
-                return typeof v === 'bigint' ? Number(v) : v;
-              });
-              return [name, { shape: [...t.dims.slice(1)], data }];
-            }),
-          ),
-        };
+        results[r] = { outputs: Object.fromEntries(names.map((name, i) => [name, { shape: [...shapes[i]], data: rowValues(splits[i], rows, r, toJson) }])) };
         break;
     }
   }

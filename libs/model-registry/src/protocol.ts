@@ -27,7 +27,7 @@ export interface Signature {
   outputs: TensorSpec[];
 }
 
-/** One input of a batch: rows stacked along the first dimension. */
+/** One input of a batch: rows stacked along the input's batch axis, or one row's value for an input with none. */
 export interface Feed {
   name: string;
   type: ElementType;
@@ -42,10 +42,50 @@ export type RowResult =
   | { embedding: number[] }
   | { outputs: Record<string, { shape: number[]; data: (number | string | boolean)[] }> };
 
+/** One input of a warm-up sample, as config.json's `warmup` gives it: zeros or random values of a shape, or the values. */
+export type WarmupInput = { shape: number[] } & ({ fill: 'zeros' | 'random' } | { values: (number | boolean)[] });
+
+/** One warm-up run: a value for every input of the model. */
+export interface WarmupSample {
+  name?: string;
+  inputs: Record<string, WarmupInput>;
+}
+
+/** config.json's `warmup`: its samples, false for none, or undefined for inputs the gateway makes up. */
+export type WarmupSetting = WarmupSample[] | false | undefined;
+
+/** How a session was warmed when it loaded. */
+export interface WarmupReport {
+  /** config: the samples config.json gives; synthetic: inputs the gateway made up; off: `"warmup": false`. */
+  source: 'config' | 'synthetic' | 'off';
+  /** Why no synthetic input fitted the model, which is then served unwarmed. */
+  warning?: string;
+}
+
+/**
+ * Why a session did not load: ONNX Runtime cannot parse the file, does not implement an operator or opset in it,
+ * or rejects the graph otherwise; an input has an element type BALES does not take; or a config.json warm-up
+ * sample failed.
+ */
+export type LoadFailureKind = 'unreadable' | 'unsupported' | 'invalid' | 'input_type' | 'warmup';
+
+/** A failed load, as the worker reports it: the kind, ONNX Runtime's own words, and the signature once it was read. */
+export class LoadFailure extends Error {
+  override name = 'LoadFailure';
+
+  constructor(
+    readonly kind: LoadFailureKind,
+    message: string,
+    readonly signature?: Signature,
+  ) {
+    super(message);
+  }
+}
+
 export type WorkerRequest =
-  | { op: 'load'; id: number; key: string; path: string; intraOpThreads: number }
+  | { op: 'load'; id: number; key: string; path: string; intraOpThreads: number; warmup: WarmupSetting; batchAxes?: unknown }
   | { op: 'unload'; id: number; key: string }
-  | { op: 'run'; id: number; key: string; task: Task; labels?: string[]; rows: number; feeds: Feed[]; rawRows?: boolean[] };
+  | { op: 'run'; id: number; key: string; task: Task; labels?: string[]; rows: number; feeds: Feed[]; axes: Record<string, number | null>; rawRows?: boolean[] };
 
 export interface RunReply {
   results: RowResult[];
@@ -55,5 +95,5 @@ export interface RunReply {
 }
 
 export type WorkerReply =
-  | { id: number; ok: true; signature?: Signature; run?: RunReply }
-  | { id: number; ok: false; error: string };
+  | { id: number; ok: true; signature?: Signature; warmup?: WarmupReport; run?: RunReply }
+  | { id: number; ok: false; error: string; kind?: LoadFailureKind; signature?: Signature };

@@ -4,8 +4,9 @@ import { extname, join } from 'node:path';
 import { setFlagsFromString } from 'node:v8';
 import { Worker } from 'node:worker_threads';
 import type { BalesConfig } from '@bales/config';
+import { stackRows, type BatchLayout } from './batch-axes';
 import type { EncodedRow } from './input-encoder';
-import type { ElementType, Feed, RunReply, Signature, Task, TensorSpec, WorkerReply, WorkerRequest } from './protocol';
+import { LoadFailure, TYPED_ARRAYS, type ElementType, type Feed, type RunReply, type Signature, type Task, type TensorSpec, type WarmupReport, type WarmupSetting, type WorkerReply, type WorkerRequest } from './protocol';
 
 // Compiled builds run session.worker.js; under jest or swc-node the sources are .ts, and a worker thread
 // has no transformer of its own, so it gets the same register hook.
@@ -40,7 +41,7 @@ class SessionWorker {
       if (!pending) return;
       this.pending.delete(reply.id);
       if (reply.ok) pending.resolve(reply);
-      else pending.reject(new Error(reply.error));
+      else pending.reject(reply.kind ? new LoadFailure(reply.kind, reply.error, reply.signature) : new Error(reply.error));
       if (this.pending.size === 0) this.onDrained?.();
     });
     thread.on('error', (err) => onExit(this, err));
@@ -71,18 +72,28 @@ class SessionWorker {
   }
 }
 
-/** A session every worker thread holds: its key and the weights it was loaded from. */
+/** A session every worker thread holds: its key, the weights it was loaded from, and how it is warmed. */
 export interface HeldSession {
   key: string;
   path: string;
+  warmup: WarmupSetting;
+  /** config.json's batch_axes: where a made-up warm-up input puts its batch. */
+  batchAxes?: unknown;
 }
 
-/** One batch for a session: rows stacked along the first dimension of each input. */
+/** A session loaded in every worker: the signature it read, and how its warm-up went. */
+export interface LoadedSession {
+  signature: Signature;
+  warmup: WarmupReport;
+}
+
+/** One batch for a session: rows stacked along each input's batch axis. */
 export interface Batch {
   key: string;
   task: Task;
   labels?: string[];
   inputs: TensorSpec[];
+  layout: BatchLayout;
   rows: EncodedRow[];
 }
 
@@ -126,16 +137,18 @@ export class WorkerPool {
     this.workers = Array.from({ length: this.size }, () => this.spawn());
   }
 
-  /** Loads (or replaces) a session under `key` in every worker, warmed with one run; returns its signature. */
-  loadEverywhere(key: string, path: string): Promise<Signature> {
+  /** Loads (or replaces) a session under `key` in every worker, and warms it; rejects with a LoadFailure when it does not load. */
+  loadEverywhere(session: HeldSession): Promise<LoadedSession> {
     return this.oneAtATime(async () => {
-      const replies = await Promise.allSettled(this.workers.map((w) => w.request({ op: 'load', key, path, intraOpThreads: this.intraOpThreads })));
+      const { key } = session;
+      const replies = await Promise.allSettled(this.workers.map((w) => this.load(w, session)));
       const failed = replies.find((r) => r.status === 'rejected');
       if (failed) {
         await this.unloadEverywhere(key);
         throw (failed as PromiseRejectedResult).reason;
       }
-      return (replies[0] as PromiseFulfilledResult<WorkerReply & { ok: true }>).value.signature!;
+      const { signature, warmup: report } = (replies[0] as PromiseFulfilledResult<WorkerReply & { ok: true }>).value;
+      return { signature: signature!, warmup: report! };
     });
   }
 
@@ -143,23 +156,26 @@ export class WorkerPool {
     await Promise.allSettled(this.workers.map((w) => w.request({ op: 'unload', key })));
   }
 
-  /** Stacks the rows into one tensor per input and runs them as one batch on the least busy worker. */
-  async run({ key, task, labels, inputs, rows }: Batch): Promise<RunReply> {
+  /**
+   * Stacks the rows into one tensor per input, along its batch axis (an input with none takes the first row's value,
+   * which the batch key makes every row's), and runs them as one batch on the least busy worker.
+   */
+  async run({ key, task, labels, inputs, layout, rows }: Batch): Promise<RunReply> {
     const feeds: Feed[] = inputs.map((spec, i) => {
-      const data = new ArrayBuffer(rows.reduce((n, r) => n + r.buffers[i].byteLength, 0));
-      const view = new Uint8Array(data);
-      let offset = 0;
-      for (const r of rows) {
-        view.set(r.buffers[i], offset);
-        offset += r.buffers[i].byteLength;
+      const type = spec.type as ElementType;
+      const axis = layout.inputs[i];
+      if (axis === null) {
+        const value = rows[0].buffers[i];
+        return { name: spec.name, type, dims: rows[0].dims[i], data: value.buffer.slice(value.byteOffset, value.byteOffset + value.byteLength) as ArrayBuffer };
       }
-      return { name: spec.name, type: spec.type as ElementType, dims: [rows.length, ...rows[0].dims[i]], data };
+      const parts = rows.map((r) => r.buffers[i]);
+      return { name: spec.name, type, ...stackRows(parts, rows[0].dims[i], axis, TYPED_ARRAYS[type].BYTES_PER_ELEMENT) };
     });
     const rawRows = rows.some((r) => r.raw) ? rows.map((r) => r.raw === true) : undefined;
     let target = this.workers[0];
     for (const w of this.workers) if (w.inFlight < target.inFlight) target = w;
     const reply = await target.request(
-      { op: 'run', key, task, labels, rows: rows.length, feeds, rawRows },
+      { op: 'run', key, task, labels, rows: rows.length, feeds, axes: layout.axes, rawRows },
       feeds.map((f) => f.data),
     );
     return reply.run!;
@@ -199,7 +215,7 @@ export class WorkerPool {
   private async recycle(sessions: HeldSession[]): Promise<void> {
     for (let i = 0; i < this.workers.length && !this.closing; i++) {
       const fresh = this.spawn();
-      await Promise.all(sessions.map(({ key, path }) => fresh.request({ op: 'load', key, path, intraOpThreads: this.intraOpThreads })));
+      await Promise.all(sessions.map((session) => this.load(fresh, session)));
       const old = this.workers[i];
       this.workers[i] = fresh;
       await old.drained();
@@ -225,8 +241,12 @@ export class WorkerPool {
     if (index < 0 || this.closing) return;
     const fresh = this.spawn();
     this.workers[index] = fresh;
-    for (const { key, path } of this.currentSessions()) {
-      fresh.request({ op: 'load', key, path, intraOpThreads: this.intraOpThreads }).catch((e: Error) => this.logger.error(`reloading ${key} into worker ${index}: ${e.message}`));
+    for (const session of this.currentSessions()) {
+      this.load(fresh, session).catch((e: Error) => this.logger.error(`reloading ${session.key} into worker ${index}: ${e.message}`));
     }
+  }
+
+  private load(worker: SessionWorker, { key, path, warmup, batchAxes }: HeldSession): Promise<WorkerReply & { ok: true }> {
+    return worker.request({ op: 'load', key, path, warmup, batchAxes, intraOpThreads: this.intraOpThreads });
   }
 }

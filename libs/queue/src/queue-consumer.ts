@@ -3,7 +3,7 @@ import { Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { BalesConfig } from '@bales/config';
 import { BalesError, ErrorCode } from '@bales/errors';
-import { ModelRegistry, ModelState } from '@bales/model-registry';
+import { ModelInfo, ModelRegistry, ModelState, batchKey } from '@bales/model-registry';
 import { BalesMetrics } from '@bales/observability';
 import { BatchRunner } from './batch-runner';
 import { BatchingWorker } from './batching-worker';
@@ -17,8 +17,8 @@ import { RedisConnections, keepErrorSinks } from './redis-connections';
 
 type BatchItem = QueuedRow & { done: () => void };
 
-/** Rows batch with rows of the same model and item shape only. */
-const laneKey = (row: QueuedRow) => `${row.modelId}|${row.row.dims.map((d) => d.join('x')).join(',')}`;
+/** Rows batch with rows of the same model and item shape only, and equal values of inputs with no batch axis. */
+const laneKey = (row: QueuedRow, model: ModelInfo) => `${row.modelId}|${batchKey(model, row.row)}`;
 
 const READY_WAIT_MS = 2000;
 
@@ -169,7 +169,7 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
       };
       const lanes = new Map<string, BatchItem[]>();
       for (const row of valid) {
-        const key = laneKey(row);
+        const key = laneKey(row, model);
         // Decoded for this job alone, so each row becomes its batch item in place rather than by copy.
         const item = row as BatchItem;
         item.done = done;
@@ -194,7 +194,7 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
     this.metrics.directRow();
     const item = row as BatchItem;
     item.done = () => undefined;
-    this.batcher.add(laneKey(row), model.maxBatchSize, [item]);
+    this.batcher.add(laneKey(row, model), model.maxBatchSize, [item]);
     return true;
   }
 
