@@ -18,19 +18,22 @@ describe('Open Inference Protocol (KServe V2) over the same queue and batcher', 
     expect(await getJson(`${own.gw.url}/v2/models/stub_v1/versions/1/ready`)).toMatchObject({ status: 200 });
   });
 
-  it('reports the signature read from the ONNX file, with -1 for dynamic dimensions', async () => {
+  it('reports the signature read from the ONNX file, with -1 for dynamic dimensions, and the batch axes', async () => {
     expect((await getJson(`${own.gw.url}/v2/models/multi_input`)).body).toEqual({
       name: 'multi_input',
       versions: ['1'],
       platform: 'onnxruntime_onnx',
       inputs: [
-        { name: 'ids', datatype: 'INT64', shape: [-1, 4] },
-        { name: 'x', datatype: 'FP32', shape: [-1, 4] },
+        { name: 'ids', datatype: 'INT64', shape: [-1, 4], parameters: { batch_axis: 0 } },
+        { name: 'x', datatype: 'FP32', shape: [-1, 4], parameters: { batch_axis: 0 } },
       ],
-      outputs: [{ name: 'sum', datatype: 'FP32', shape: [-1, 4] }],
+      outputs: [{ name: 'sum', datatype: 'FP32', shape: [-1, 4], parameters: { batch_axis: 0 } }],
+      parameters: { max_batch_size: 32 },
     });
-    expect((await getJson(`${own.gw.url}/v2/models/fixed_one/versions/1`)).body.inputs).toEqual([{ name: 'input', datatype: 'FP32', shape: [1, 8] }]);
-    expect((await getJson(`${own.gw.url}/v2/models/dynamic_seq`)).body.inputs).toEqual([{ name: 'tokens', datatype: 'FP32', shape: [-1, -1] }]);
+    const fixed = (await getJson(`${own.gw.url}/v2/models/fixed_one/versions/1`)).body;
+    expect(fixed.inputs).toEqual([{ name: 'input', datatype: 'FP32', shape: [1, 8] }]);
+    expect(fixed.parameters).toEqual({ max_batch_size: 1, unbatched_reason: 'no input has a dynamic dimension to batch along' });
+    expect((await getJson(`${own.gw.url}/v2/models/dynamic_seq`)).body.inputs).toEqual([{ name: 'tokens', datatype: 'FP32', shape: [-1, -1], parameters: { batch_axis: 0 } }]);
   });
 
   it('gives the stub the same probabilities as /infer and as ONNX Runtime directly', async () => {
@@ -114,7 +117,7 @@ describe('Open Inference Protocol (KServe V2) over the same queue and batcher', 
       ['a missing input', 400, 'multi_input', { inputs: [fp32('x', [1, 4], [0, 0, 0, 0])] }, /missing input 'ids'/],
       ['an unknown output', 400, 'stub_v1', { inputs: [fp32('input', [1, 128], EXAMPLE_INPUT)], outputs: [{ name: 'logits' }] }, /unknown output 'logits'/],
       ['a non-number in the data', 400, 'stub_v1', { inputs: [fp32('input', [1, 128], [...EXAMPLE_INPUT.slice(1), 'x'])] }, /expected a finite number/],
-      ['a batch above 1 for a model fixed at 1', 400, 'fixed_one', { inputs: [fp32('input', [2, 8], Array(16).fill(0))] }, /takes a batch of exactly 1, got 2/],
+      ['a batch above 1 for a model fixed at 1', 400, 'fixed_one', { inputs: [fp32('input', [2, 8], Array(16).fill(0))] }, /shape \[2, 8\] does not fit input input of shape \[1, 8\] \(the model has no batch axis: one tensor a request\)/],
       ['no inputs', 400, 'stub_v1', { inputs: [] }, /inputs must hold at least one tensor/],
       ['an unknown model', 404, 'nope', { inputs: [fp32('input', [1, 128], EXAMPLE_INPUT)] }, /model 'nope' is not registered/],
     ])('%s -> %i', async (_case, status, model, body, error) => {

@@ -65,17 +65,18 @@ const settled = async (p: Promise<unknown>) => {
 
 describe('V2Service', () => {
   describe('metadata', () => {
-    it('describes the model in Open Inference Protocol terms: its version, datatypes, and -1 for the batch dimension', () => {
+    it('describes the model in Open Inference Protocol terms: its version, datatypes, -1 for the batch dimension, and batch axes', () => {
       const { service } = setup();
       expect(service.metadata('two_heads')).toEqual({
         name: 'two_heads',
         versions: ['1'],
         platform: 'onnxruntime_onnx',
-        inputs: [{ name: 'x', datatype: 'INT64', shape: [-1, 4] }],
+        inputs: [{ name: 'x', datatype: 'INT64', shape: [-1, 4], parameters: { batch_axis: 0 } }],
         outputs: [
-          { name: 'a', datatype: 'FP32', shape: [-1, 2] },
-          { name: 'b', datatype: 'INT64', shape: [-1, 3] },
+          { name: 'a', datatype: 'FP32', shape: [-1, 2], parameters: { batch_axis: 0 } },
+          { name: 'b', datatype: 'INT64', shape: [-1, 3], parameters: { batch_axis: 0 } },
         ],
+        parameters: { max_batch_size: 32 },
       });
     });
 

@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { BalesConfig } from '@bales/config';
 import { BalesError, ErrorCode } from '@bales/errors';
-import { ModelInfo, ModelRegistry, TensorSpec } from '@bales/model-registry';
+import { ModelInfo, ModelRegistry, ModelState, TensorSpec } from '@bales/model-registry';
 import { InferenceQueue, InferOutcome } from '@bales/queue';
 import type { InferenceCall } from '../common/inference-call.decorator';
 import { requestOptions } from '../common/request-options';
@@ -15,13 +15,39 @@ const V2_NAMES: Record<string, V2Datatype> = { bool: 'BOOL', uint8: 'UINT8', int
 /** An element type as the protocol names it; one it has no name for, in capitals. */
 const v2Datatype = (type: string): string => V2_NAMES[type] ?? type.toUpperCase();
 
-const tensorMetadata = (spec: TensorSpec): V2TensorMetadataDto => ({
-  name: spec.name,
-  datatype: v2Datatype(spec.type),
-  shape: spec.shape.map((d) => (typeof d === 'number' && d >= 0 ? d : -1)),
-});
+/** A tensor's metadata, with its batch axis as a parameter when it has one. */
+const tensorMetadata = (spec: TensorSpec, model: ModelInfo): V2TensorMetadataDto => {
+  const axis = model.batchAxes[spec.name];
+  const shape = spec.shape.map((d) => (typeof d === 'number' && d >= 0 ? d : -1));
+  return { name: spec.name, datatype: v2Datatype(spec.type), shape, ...(axis !== null && axis !== undefined ? { parameters: { batch_axis: axis } } : {}) };
+};
 
-type RawRow = { outputs: Record<string, { shape: number[]; data: (number | boolean)[] }> };
+type RowTensor = { shape: number[]; data: (number | boolean)[] };
+type RawRow = { outputs: Record<string, RowTensor> };
+
+/**
+ * Rows' slices of one output as one tensor, the batch at the output's axis: out[i, r, j] = row_r[i, j]. With no
+ * batch axis (a model that runs one request per run) the one row's tensor is the output.
+ */
+function stackSlices(slices: RowTensor[], axis: number | null): RowTensor {
+  const [first] = slices;
+  if (axis === null) return first;
+  const shape = [...first.shape.slice(0, axis), slices.length, ...first.shape.slice(axis)];
+  if (axis === 0) return { shape, data: slices.flatMap((s) => s.data) };
+  const runs = first.shape.slice(0, axis).reduce((a, b) => a * b, 1);
+  const run = first.data.length / runs;
+  const data = new Array<number | boolean>(first.data.length * slices.length);
+  let k = 0;
+  for (let o = 0; o < runs; o++) for (const s of slices) for (let j = o * run; j < (o + 1) * run; j++) data[k++] = s.data[j];
+  return { shape, data };
+}
+
+/** An output whose bytes (`parts` in order) join `binary`, the tensor naming their size instead of holding the data. */
+function binaryTensor(name: string, shape: number[], datatype: string, parts: RowTensor['data'][], binary: Buffer[]): V2OutputTensorDto {
+  const bytes = tensorBytes(datatype as V2Datatype, parts);
+  binary.push(bytes);
+  return { name, shape, datatype, parameters: { binary_data_size: bytes.length } };
+}
 
 /** An inference answer: the response, and the bytes of each output it sends as binary tensor data, in output order. */
 export interface V2InferAnswer {
@@ -48,8 +74,11 @@ export class V2Service {
       name,
       versions: [model.version],
       platform: 'onnxruntime_onnx',
-      inputs: model.signature.inputs.map(tensorMetadata),
-      outputs: model.signature.outputs.map(tensorMetadata),
+      inputs: model.signature.inputs.map((s) => tensorMetadata(s, model)),
+      outputs: model.signature.outputs.map((s) => tensorMetadata(s, model)),
+      parameters: { max_batch_size: model.maxBatchSize, ...(model.unbatchedReason ? { unbatched_reason: model.unbatchedReason } : {}) },
+      // A model that takes no requests says why, as GET /models does.
+      ...(model.state !== ModelState.READY && { state: model.state, ...(model.reason !== undefined && { reason: model.reason }) }),
     };
   }
 
@@ -60,7 +89,7 @@ export class V2Service {
 
   /** `tensorData` is the bytes after the JSON header of a body with binary tensor data; undefined for a JSON body. */
   async infer(name: string, version: string | undefined, req: V2InferRequestDto, { requestId, onClientGone }: InferenceCall, tensorData?: Buffer): Promise<V2InferAnswer> {
-    const model = this.model(name, version);
+    const model = this.model(name, version, true);
     const { priority, timeoutMs } = requestOptions(this.config, req.parameters?.priority, req.parameters?.timeout_ms, 'parameters.');
     for (const input of req.inputs) {
       const spec = model.signature.inputs.find((s) => s.name === input.name);
@@ -102,17 +131,17 @@ export class V2Service {
   }
 
   /**
-   * One output tensor of the response: every row's slice, stacked along the batch dimension. With `binary`, its
+   * One output tensor of the response: every row's slice, stacked along the output's batch axis. With `binary`, its
    * bytes join that list and the tensor names their size instead of holding the data.
    */
   private stack(model: ModelInfo, name: string, rows: InferOutcome[], binary?: Buffer[]): V2OutputTensorDto {
     const slices = rows.map((r) => (r.result as RawRow).outputs[name]);
     const datatype = this.datatype(model, name);
-    const shape = [rows.length, ...slices[0].shape];
-    if (!binary) return { name, shape, datatype, data: slices.flatMap((s) => s.data) };
-    const bytes = tensorBytes(datatype as V2Datatype, slices.map((s) => s.data));
-    binary.push(bytes);
-    return { name, shape, datatype, parameters: { binary_data_size: bytes.length } };
+    const axis = model.batchAxes[name] ?? null;
+    // Along axis 0 the rows' data are the tensor's in order: their bytes are written as they are, unstacked.
+    if (binary && axis === 0) return binaryTensor(name, [rows.length, ...slices[0].shape], datatype, slices.map((s) => s.data), binary);
+    const { shape, data } = stackSlices(slices, axis);
+    return binary ? binaryTensor(name, shape, datatype, [data], binary) : { name, shape, datatype, data };
   }
 
   /** An output's datatype as the protocol names it. */
@@ -120,9 +149,12 @@ export class V2Service {
     return v2Datatype(model.signature.outputs.find((s) => s.name === output)!.type);
   }
 
-  /** The model, at the version asked for if any: only the version being served exists. */
-  private model(name: string, version?: string): ModelInfo {
-    const model = this.registry.get(name);
+  /**
+   * The model, at the version asked for if any: only the version being served exists. With `serving`, only while it
+   * takes requests: MODEL_UNAVAILABLE (503) when it is failed or loading.
+   */
+  private model(name: string, version?: string, serving = false): ModelInfo {
+    const model = serving ? this.registry.serving(name) : this.registry.get(name);
     if (version !== undefined && version !== model.version) {
       throw new BalesError(ErrorCode.MODEL_NOT_FOUND, `model '${name}' has no version '${version}'; it serves version '${model.version}'`);
     }

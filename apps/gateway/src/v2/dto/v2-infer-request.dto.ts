@@ -14,9 +14,12 @@ export class V2InputTensorDto {
   @MaxLength(256)
   name: string;
 
-  @ApiProperty({ type: [Number], example: [1, 128], description: 'The first dimension is the batch: N rows join the dynamic batcher as N requests' })
+  @ApiProperty({
+    type: [Number],
+    example: [1, 128],
+    description: "The dimension at the input's batch axis (the model metadata's batch_axis, often 0) is the batch: N rows join the dynamic batcher as N requests; [] for a scalar",
+  })
   @IsArray({ message: 'inputs[].shape must be an array of integers' })
-  @ArrayMinSize(1)
   @ArrayMaxSize(32)
   @IsInt({ each: true, message: 'inputs[].shape must be an array of integers' })
   @Min(0, { each: true, message: 'inputs[].shape dimensions must not be negative' })

@@ -9,6 +9,17 @@ export class V2TensorMetadataDto {
 
   @ApiProperty({ type: [Number], example: [-1, 128], description: '-1 marks a dynamic dimension' })
   shape: number[];
+
+  @ApiPropertyOptional({ type: Object, example: { batch_axis: 0 }, description: "The tensor's batch axis, when it has one: where a request's rows are stacked" })
+  parameters?: { batch_axis: number };
+}
+
+export class V2ModelParametersDto {
+  @ApiProperty({ example: 32, description: 'Rows per batch; 1 when the model runs one request per run' })
+  max_batch_size: number;
+
+  @ApiPropertyOptional({ example: "output 'total' [4] has no batch axis, so a batch's results could not be told apart", description: 'Why the model runs one request per run, when its batch axes cannot be determined' })
+  unbatched_reason?: string;
 }
 
 export class V2ModelMetadataDto {
@@ -26,6 +37,15 @@ export class V2ModelMetadataDto {
 
   @ApiProperty({ type: [V2TensorMetadataDto] })
   outputs: V2TensorMetadataDto[];
+
+  @ApiPropertyOptional({ type: V2ModelParametersDto })
+  parameters?: V2ModelParametersDto;
+
+  @ApiPropertyOptional({ enum: ['loading', 'failed', 'draining'], example: 'failed', description: 'Present only while the model takes no requests' })
+  state?: string;
+
+  @ApiPropertyOptional({ example: 'cannot load vad/model.onnx: ONNX Runtime cannot parse it as an ONNX model (Protobuf parsing failed.)', description: 'Why a failed model did not load' })
+  reason?: string;
 }
 
 export class V2OutputTensorDto {
