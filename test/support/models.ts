@@ -89,6 +89,61 @@ export function heavyClassifier(layers: number): GraphSpec {
   return { ...spec, nodes };
 }
 
+/** A float32 scalar initializer. */
+const scalar = (name: string, value: number) => ({ name, dims: [], values: Float32Array.from([value]) });
+
+/**
+ * A voice-activity detector's shape: audio `input` [batch, samples] float32, the sample rate `sr` as an int64
+ * scalar [], and recurrent states `h`, `c` [2, batch, 64], batched on axis 1. Outputs a score `output` [batch, 1]
+ * and the new states `hn`, `cn` [2, batch, 64]; each depends on its own row's samples and states and on sr:
+ *   m = mean(input) per row, s = sr / 10000
+ *   hn = tanh(h * s + m), cn = c / 2 + hn, output = sigmoid(mean of hn over axes 0 and 2, + m)
+ * `stateBatch` names the states' batch dimension, which an exporter may name apart from the input's.
+ */
+export function stateModel(stateBatch = 'batch'): GraphSpec {
+  const f32 = ElemType.FLOAT;
+  const state = [2, stateBatch, 64];
+  return {
+    name: 'state_model',
+    inputs: [
+      { name: 'input', elemType: f32, shape: ['batch', 'samples'] },
+      { name: 'sr', elemType: ElemType.INT64, shape: [] },
+      { name: 'h', elemType: f32, shape: state },
+      { name: 'c', elemType: f32, shape: state },
+    ],
+    outputs: [
+      { name: 'output', elemType: f32, shape: ['batch', 1] },
+      { name: 'hn', elemType: f32, shape: state },
+      { name: 'cn', elemType: f32, shape: state },
+    ],
+    initializers: [scalar('per_10k', 1e-4), scalar('half', 0.5), { name: 'column', dims: [2], values: BigInt64Array.from([-1n, 1n]) }],
+    nodes: [
+      { op: 'Cast', inputs: ['sr'], outputs: ['sr_f'], attributes: { to: { int: f32 } } },
+      { op: 'Mul', inputs: ['sr_f', 'per_10k'], outputs: ['s'] },
+      { op: 'ReduceMean', inputs: ['input'], outputs: ['m'], attributes: { axes: { ints: [1] }, keepdims: { int: 1 } } },
+      // [batch, 1] broadcasts against [2, batch, 64]: each row's mean meets its own state.
+      { op: 'Mul', inputs: ['h', 's'], outputs: ['h_s'] },
+      { op: 'Add', inputs: ['h_s', 'm'], outputs: ['h_m'] },
+      { op: 'Tanh', inputs: ['h_m'], outputs: ['hn'] },
+      { op: 'Mul', inputs: ['c', 'half'], outputs: ['c_half'] },
+      { op: 'Add', inputs: ['c_half', 'hn'], outputs: ['cn'] },
+      { op: 'ReduceMean', inputs: ['hn'], outputs: ['hn_mean'], attributes: { axes: { ints: [0, 2] }, keepdims: { int: 0 } } },
+      { op: 'Reshape', inputs: ['hn_mean', 'column'], outputs: ['hn_col'] },
+      { op: 'Add', inputs: ['hn_col', 'm'], outputs: ['logit'] },
+      { op: 'Sigmoid', inputs: ['logit'], outputs: ['output'] },
+    ],
+  };
+}
+
+/** A model whose output sums over the batch, so its batch axes cannot be determined: `x` [batch, 4] to `total` [4]. */
+export const batchSum: GraphSpec = {
+  name: 'batch_sum',
+  inputs: [{ name: 'x', elemType: ElemType.FLOAT, shape: ['batch', 4] }],
+  outputs: [{ name: 'total', elemType: ElemType.FLOAT, shape: [4] }],
+  initializers: [{ name: 'sum_axes', dims: [1], values: BigInt64Array.from([0n]) }],
+  nodes: [{ op: 'ReduceSum', inputs: ['x', 'sum_axes'], outputs: ['total'], attributes: { keepdims: { int: 0 } } }],
+};
+
 /** A temporary MODELS_DIR holding a copy of the shipped stub: `stub_v1/` and the v2 weights beside it. */
 export function stubModelsDir(): string {
   const dir = mkdtempSync(join(tmpdir(), 'bales-models-'));
