@@ -20,6 +20,14 @@ export class SignatureDto {
   outputs: TensorSpecDto[];
 }
 
+export class WarmupReportDto {
+  @ApiProperty({ enum: ['config', 'synthetic', 'off'], example: 'synthetic', description: "config: config.json's warmup samples; synthetic: inputs the gateway made up; off: warmup is false" })
+  source: string;
+
+  @ApiPropertyOptional({ example: 'no made-up input fits the model, so it is served unwarmed (...)', description: 'Why no made-up input fitted; the model is served, unwarmed' })
+  warning?: string;
+}
+
 /** One served model, as GET /models lists it. */
 export class ModelInfoDto {
   @ApiProperty({ example: 'stub_v1' })
@@ -40,11 +48,28 @@ export class ModelInfoDto {
   @ApiProperty({ example: 32, description: 'Rows per batch for this model' })
   maxBatchSize: number;
 
-  @ApiProperty({ enum: ['ready', 'draining'], example: 'ready' })
+  @ApiProperty({
+    type: 'object',
+    additionalProperties: { type: 'integer', nullable: true },
+    example: { input: 0, sr: null, h: 1, output: 0, hn: 1 },
+    description: "Each input's and output's batch axis; null: none (an input fed once per batch, every row in it sharing its value)",
+  })
+  batchAxes: Record<string, number | null>;
+
+  @ApiPropertyOptional({ example: 'no input has a dynamic dimension to batch along', description: 'Why the model runs one request per run, when its batch axes cannot be determined' })
+  unbatchedReason?: string;
+
+  @ApiProperty({ enum: ['loading', 'ready', 'failed', 'draining'], example: 'ready', description: 'failed: kept with its reason, answering 503 until it is loaded again or deleted' })
   state: string;
 
-  @ApiProperty({ format: 'date-time' })
-  loadedAt: string;
+  @ApiPropertyOptional({ example: 'cannot load vad/model.onnx: ONNX Runtime cannot parse it as an ONNX model (Protobuf parsing failed.)', description: 'Why a failed model did not load' })
+  reason?: string;
+
+  @ApiPropertyOptional({ type: WarmupReportDto, description: 'How the current version was warmed; absent until it has loaded' })
+  warmup?: WarmupReportDto;
+
+  @ApiPropertyOptional({ format: 'date-time', description: 'When the current version loaded; absent while the model is failed or loading' })
+  loadedAt?: string;
 
   @ApiProperty({ example: 1200 })
   requestsServed: number;
