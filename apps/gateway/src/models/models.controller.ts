@@ -38,23 +38,40 @@ export class ModelsController {
   @Post()
   @HttpCode(201)
   @UseGuards(AdminTokenGuard)
-  @ApiOperation({ summary: 'Serve another ONNX file from MODELS_DIR under a new id', description: ADMIN_ACCESS })
+  @ApiOperation({ summary: 'Serve another ONNX file from MODELS_DIR under a new id, or in the place of a failed model', description: ADMIN_ACCESS })
   @ApiBearerAuth()
   @ApiCreatedResponse({ type: ModelInfoDto })
-  @ApiErrors({ 400: 'weights_path must lie inside MODELS_DIR', 401: ADMIN, 403: LOOPBACK_ONLY, 404: 'weights_path does not exist', 409: "model 'stub_v1' is already registered", 422: 'not a loadable ONNX model' })
+  @ApiErrors({
+    400: 'weights_path must lie inside MODELS_DIR',
+    401: ADMIN,
+    403: LOOPBACK_ONLY,
+    404: 'weights_path does not exist',
+    409: "model 'stub_v1' already exists (an id whose model is failed is taken again)",
+    422: 'the file does not load: ONNX Runtime cannot parse it, or lacks an operator or opset it uses; the model is then kept as failed',
+  })
   register(@Body() body: RegisterModelDto): Promise<ModelInfo> {
     return this.models.register(body);
   }
 
-  /** Hot swap: loads the new weights beside the old, then switches with no request dropped. */
+  /** Hot swap: loads the new weights beside the old, then switches with no request dropped. A failed model is loaded again. */
   @Post(':id/reload')
   @HttpCode(200)
   @UseGuards(AdminTokenGuard)
-  @ApiOperation({ summary: 'Hot-swap the weights with no request dropped', description: ADMIN_ACCESS })
+  @ApiOperation({
+    summary: 'Hot-swap the weights with no request dropped, or load a failed model again',
+    description: `${ADMIN_ACCESS}. A failed model is loaded again (after its file or config.json was fixed in place), from weights_path when given, else from where it came; it is then ready, or failed with the new reason.`,
+  })
   @ApiBearerAuth()
   @MODEL_ID
   @ApiOkResponse({ type: ReloadOutcomeDto })
-  @ApiErrors({ 400: 'weights_path must lie inside MODELS_DIR', 401: ADMIN, 403: LOOPBACK_ONLY, 404: "model 'made_up' is not registered", 409: 'signature change refused, or a reload is already running', 422: 'not a loadable ONNX model' })
+  @ApiErrors({
+    400: 'weights_path must lie inside MODELS_DIR, or is missing for a ready model',
+    401: ADMIN,
+    403: LOOPBACK_ONLY,
+    404: "model 'made_up' is not registered",
+    409: 'signature change refused, or a reload is already running',
+    422: 'the file does not load, or its config.json warm-up sample fails',
+  })
   async reload(@Param('id') id: string, @Body() body: ReloadModelDto): Promise<ReloadOutcomeDto> {
     return toReloadOutcomeDto(await this.models.reload(id, body));
   }
@@ -62,11 +79,11 @@ export class ModelsController {
   /** Stops taking requests for the model, finishes those already accepted, then releases its sessions. */
   @Delete(':id')
   @UseGuards(AdminTokenGuard)
-  @ApiOperation({ summary: 'Stop taking requests for the model, answer those accepted, then release it', description: ADMIN_ACCESS })
+  @ApiOperation({ summary: 'Stop taking requests for the model, answer those accepted, then release it; a failed model goes at once', description: ADMIN_ACCESS })
   @ApiBearerAuth()
   @MODEL_ID
   @ApiOkResponse({ type: UnloadOutcomeDto })
-  @ApiErrors({ 401: ADMIN, 403: LOOPBACK_ONLY, 404: "model 'made_up' is not registered" })
+  @ApiErrors({ 401: ADMIN, 403: LOOPBACK_ONLY, 404: "model 'made_up' is not registered", 409: 'the model is loading' })
   async unregister(@Param('id') id: string): Promise<UnloadOutcomeDto> {
     return toUnloadOutcomeDto(await this.models.unregister(id));
   }
