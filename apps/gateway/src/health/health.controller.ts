@@ -3,7 +3,7 @@ import { ApiOkResponse, ApiOperation, ApiTags } from '@nestjs/swagger';
 import { HealthCheck, HealthCheckResult } from '@nestjs/terminus';
 import type { FastifyReply } from 'fastify';
 import { BalesConfig } from '@bales/config';
-import { ModelRegistry } from '@bales/model-registry';
+import { ModelRegistry, ModelState } from '@bales/model-registry';
 import { BatchRunner, PendingRequests, QueueConnection, QueueDepth } from '@bales/queue';
 import { BUILD_VERSION } from './build-version';
 import { HealthDto } from './dto/health.dto';
@@ -27,17 +27,19 @@ export class HealthController {
 
   /** Whether this replica can serve, its models, the work queued and held, and what its processor ran. */
   @Get()
-  @ApiOperation({ summary: 'Replica details', description: 'Always 200; status is degraded while Redis is unreachable or the worker pool is down. Probes: /health/live and /health/ready.' })
+  @ApiOperation({ summary: 'Replica details', description: 'Always 200; status is degraded while Redis is unreachable, the worker pool is down, or a model is failed. Probes: /health/live and /health/ready.' })
   @ApiOkResponse({ type: HealthDto })
   health(): HealthDto {
     const redis = this.connection.connected ? 'up' : 'down';
     const workers = this.registry.ready ? 'up' : 'down';
     const { batches, rowsRun, rowsExpired } = this.runner.stats;
+    const models = this.registry.list();
+    const failed = models.some((m) => m.state === ModelState.FAILED);
     return {
-      status: redis === 'up' && workers === 'up' ? 'ok' : 'degraded',
+      status: redis === 'up' && workers === 'up' && !failed ? 'ok' : 'degraded',
       version: BUILD_VERSION,
       redis,
-      models: this.registry.list().map((m) => ({ id: m.id, version: m.version, task: m.task, state: m.state })),
+      models: models.map((m) => ({ id: m.id, version: m.version, task: m.task, state: m.state, ...(m.reason !== undefined && { reason: m.reason }) })),
       queue_depths: this.depth.snapshot(),
       pending_requests: this.pending.size,
       workers: { threads: this.registry.slots, state: workers },
@@ -54,9 +56,15 @@ export class HealthController {
     return probe(this.probes.live(), reply);
   }
 
-  /** Kubernetes readiness probe: 503 naming the cause while Redis is away, models are loading, or shutdown began. */
+  /**
+   * Kubernetes readiness probe: 503 naming the cause while Redis is away, models are loading, shutdown began, or
+   * (with STRICT_READINESS) a model is failed.
+   */
   @Get('ready')
-  @ApiOperation({ summary: 'Kubernetes readiness probe', description: 'Redis reachable, models loaded in the worker pool, not shutting down; otherwise 503 with message naming each failing check.' })
+  @ApiOperation({
+    summary: 'Kubernetes readiness probe',
+    description: 'Redis reachable, models loaded in the worker pool, not shutting down, and with STRICT_READINESS=true (the default) every model ready; otherwise 503 with message naming each failing check and each model not ready.',
+  })
   @HealthCheck()
   ready(@Res({ passthrough: true }) reply: FastifyReply): Promise<HealthCheckResult | ProbeFailure> {
     return probe(this.probes.ready(), reply);

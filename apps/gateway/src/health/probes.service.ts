@@ -1,6 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { HealthCheckResult, HealthCheckService, HealthIndicatorResult, HealthIndicatorService } from '@nestjs/terminus';
-import { ModelRegistry } from '@bales/model-registry';
+import { BalesConfig } from '@bales/config';
+import { ModelRegistry, ModelState } from '@bales/model-registry';
 import { PendingRequests, QueueConnection } from '@bales/queue';
 
 /** How long one turn of the event loop takes right now: the time from scheduling to running a macrotask. */
@@ -13,6 +14,7 @@ function eventLoopLagMs(): Promise<number> {
 @Injectable()
 export class ProbesService {
   constructor(
+    private readonly config: BalesConfig,
     private readonly health: HealthCheckService,
     private readonly indicator: HealthIndicatorService,
     private readonly registry: ModelRegistry,
@@ -29,9 +31,26 @@ export class ProbesService {
   ready(): Promise<HealthCheckResult> {
     return this.health.check([
       () => this.check('redis', this.connection.connected, 'Redis is unreachable'),
-      () => this.check('models', this.registry.ready, 'the models or the worker pool are not loaded yet (or already released)', { loaded: this.registry.list().length, worker_threads: this.registry.slots }),
+      () => this.models(),
       () => this.check('accepting', this.pending.accepting, 'the gateway is shutting down'),
     ]);
+  }
+
+  /**
+   * Up once the models found at boot were loaded (or failed) and the worker pool runs; with STRICT_READINESS, only
+   * while no model is failed or loading too. Either way the details name each such model and why.
+   */
+  private models(): HealthIndicatorResult {
+    const models = this.registry.list();
+    const unready = models.filter((m) => m.state === ModelState.FAILED || m.state === ModelState.LOADING);
+    const data = {
+      loaded: models.filter((m) => m.state === ModelState.READY).length,
+      worker_threads: this.registry.slots,
+      ...(unready.length > 0 && { unready: Object.fromEntries(unready.map((m) => [m.id, m.reason ?? m.state])) }),
+    };
+    if (!this.registry.ready) return this.check('models', false, 'the models or the worker pool are not loaded yet (or already released)', data);
+    const named = unready.map((m) => `model '${m.id}' is ${m.state}${m.reason ? ` (${m.reason})` : ''}`).join(', ');
+    return this.check('models', !this.config.STRICT_READINESS || unready.length === 0, `${named}; STRICT_READINESS=true needs every model ready`, data);
   }
 
   private check(key: string, ok: boolean, whyNot: string, data: Record<string, unknown> = {}): HealthIndicatorResult {

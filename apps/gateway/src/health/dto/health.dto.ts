@@ -1,4 +1,4 @@
-import { ApiProperty } from '@nestjs/swagger';
+import { ApiProperty, ApiPropertyOptional } from '@nestjs/swagger';
 
 export class HealthModelDto {
   @ApiProperty({ example: 'stub_v1' })
@@ -10,8 +10,11 @@ export class HealthModelDto {
   @ApiProperty({ example: 'classification' })
   task: string;
 
-  @ApiProperty({ example: 'ready', enum: ['ready', 'draining'] })
+  @ApiProperty({ example: 'ready', enum: ['loading', 'ready', 'failed', 'draining'] })
   state: string;
+
+  @ApiPropertyOptional({ example: 'cannot load vad/model.onnx: ONNX Runtime cannot parse it as an ONNX model (Protobuf parsing failed.)', description: 'Why a failed model did not load' })
+  reason?: string;
 }
 
 export class WorkerPoolDto {
@@ -38,7 +41,7 @@ export class ProcessorStatsDto {
 
 /** GET /health: the original details of one replica. */
 export class HealthDto {
-  @ApiProperty({ example: 'ok', enum: ['ok', 'degraded'], description: 'degraded while Redis is unreachable or the worker pool is down' })
+  @ApiProperty({ example: 'ok', enum: ['ok', 'degraded'], description: 'degraded while Redis is unreachable, the worker pool is down, or a model is failed' })
   status: 'ok' | 'degraded';
 
   @ApiProperty({ example: '0.1.0', description: 'Build version (package.json)' })
