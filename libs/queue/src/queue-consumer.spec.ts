@@ -104,6 +104,16 @@ describe('QueueConsumer', () => {
     expect(delivered).toEqual([]);
   });
 
+  it('answers MODEL_UNAVAILABLE, running nothing, for the rows of a model that failed to load on this replica', async () => {
+    const { consumer, registry, delivered } = setup();
+    registry.add({ id: 'broken', failed: 'cannot load broken/model.onnx' });
+    await consumer.process(job([{ id: 'a' }], { modelId: 'broken' }));
+    expect(registry.batches).toEqual([]);
+    expect(delivered).toEqual([
+      { id: 'a', ok: false, code: ErrorCode.MODEL_UNAVAILABLE, message: "model 'broken' failed to load on the replica that took this request: cannot load broken/model.onnx" },
+    ]);
+  });
+
   it('answers MODEL_NOT_FOUND for the rows of a model this replica does not serve', async () => {
     const { consumer, registry, delivered } = setup();
     await consumer.process(job([{ id: 'a' }, { id: 'b' }], { modelId: 'gone' }));

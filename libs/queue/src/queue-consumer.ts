@@ -147,6 +147,11 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
       this.runner.reject(rows, new BalesError(ErrorCode.MODEL_NOT_FOUND, `model '${modelId}' is not registered`));
       return;
     }
+    const unavailable = this.unavailable(modelId);
+    if (unavailable) {
+      this.runner.reject(rows, unavailable);
+      return;
+    }
     if (job.bytesKey) {
       const problem = await this.readRowBytes(job);
       if (problem) {
@@ -196,6 +201,16 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
     item.done = () => undefined;
     this.batcher.add(laneKey(row, model), model.maxBatchSize, [item]);
     return true;
+  }
+
+  /**
+   * Why rows of a model this replica holds but cannot run (it failed to load here) are answered 503, or undefined.
+   * A draining model still runs what was accepted.
+   */
+  private unavailable(modelId: string): BalesError | undefined {
+    const model = this.registry.get(modelId);
+    if (model.state !== ModelState.FAILED) return undefined;
+    return new BalesError(ErrorCode.MODEL_UNAVAILABLE, `model '${modelId}' failed to load on the replica that took this request${model.reason ? `: ${model.reason}` : ''}`);
   }
 
   /** Fills a job's rows from their bytes' key; returns the error its rows get when that fails. */
