@@ -24,3 +24,9 @@ export function serverTiming(receivedAt: number, submittedAt: number, settledAt:
     total,
   ].join(', ');
 }
+
+/** Of a request's rows (a V2 tensor of N), the one whose inference ended last: the one its answer waited for. */
+export function lastToFinish(rows: InferOutcome[]): InferOutcome {
+  const end = (r: InferOutcome) => (r.timing ? r.timing.startedAt + r.timing.inferenceMs : -Infinity);
+  return rows.reduce((last, r) => (end(r) > end(last) ? r : last));
+}

@@ -5,6 +5,7 @@ import { ModelInfo, ModelRegistry, ModelState, TensorSpec } from '@bales/model-r
 import { InferenceQueue, InferOutcome } from '@bales/queue';
 import type { InferenceCall } from '../common/inference-call.decorator';
 import { requestOptions } from '../common/request-options';
+import { lastToFinish, serverTiming } from '../common/server-timing';
 import { binaryOutputs, binaryTensorInputs, isBinaryDatatype, tensorBytes } from './binary-tensor-data';
 import { V2Datatype, V2InferRequestDto } from './dto/v2-infer-request.dto';
 import { V2InferResponseDto, V2ModelMetadataDto, V2OutputTensorDto, V2TensorMetadataDto } from './dto/v2-responses.dto';
@@ -88,7 +89,7 @@ export class V2Service {
   }
 
   /** `tensorData` is the bytes after the JSON header of a body with binary tensor data; undefined for a JSON body. */
-  async infer(name: string, version: string | undefined, req: V2InferRequestDto, { requestId, onClientGone }: InferenceCall, tensorData?: Buffer): Promise<V2InferAnswer> {
+  async infer(name: string, version: string | undefined, req: V2InferRequestDto, { requestId, receivedAt, onClientGone, setServerTiming }: InferenceCall, tensorData?: Buffer): Promise<V2InferAnswer> {
     const model = this.model(name, version, true);
     const { priority, timeoutMs } = requestOptions(this.config, req.parameters?.priority, req.parameters?.timeout_ms, 'parameters.');
     for (const input of req.inputs) {
@@ -116,12 +117,14 @@ export class V2Service {
       throw err;
     }
     try {
+      const submittedAt = performance.now();
       const settled = await Promise.allSettled(
         admission.rows.map((row, i) => this.queue.submit({ requestId: `${requestId}/${i}`, modelId: name, priority, row, timeoutMs, onClientGone })),
       );
       const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
       if (failed) throw failed.reason;
       const rows = settled.map((s) => (s as PromiseFulfilledResult<InferOutcome>).value);
+      setServerTiming(serverTiming(receivedAt, submittedAt, performance.now(), lastToFinish(rows)));
       const tensors: Buffer[] = [];
       const stacked = outputs.map((o, i) => this.stack(model, o, rows, binary[i] ? tensors : undefined));
       return { response: { model_name: name, model_version: rows[0].model_version, id: req.id ?? requestId, outputs: stacked }, tensors };
