@@ -69,11 +69,15 @@ describe('direct dispatch: a request that finds its replica idle runs without th
       expect(stages.inference).toBeGreaterThan(0);
     });
 
-    it('answers V2 infer with the same Server-Timing stages', async () => {
+    it('answers V2 infer with the same Server-Timing stages, a tensor of several rows queued as one job', async () => {
+      const [jobsBefore, directBefore] = [await jobsWritten('direct'), await metric(direct.url, 'bales_direct_rows_total')];
       const v2 = { inputs: [{ name: 'input', shape: [2, 128], datatype: 'FP32', data: [...EXAMPLE_INPUT, ...EXAMPLE_INPUT] }] };
       const res = await fetch(`${direct.url}/v2/models/stub_v1/infer`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(v2) });
       expect(res.status).toBe(200);
       expect([...(res.headers.get('server-timing') ?? '').matchAll(/(\w+);dur=/g)].map((m) => m[1])).toEqual(['request', 'queue', 'batch', 'inference', 'return', 'total']);
+      // Its two rows travel together: one job, and neither run alone by direct dispatch.
+      expect(await jobsWritten('direct')).toBe(jobsBefore + 1);
+      expect(await metric(direct.url, 'bales_direct_rows_total')).toBe(directBefore);
     });
 
     it('under a burst, runs directly only while a worker thread is free and queues the rest, answering each request once', async () => {

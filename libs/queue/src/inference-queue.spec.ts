@@ -367,6 +367,16 @@ describe('InferenceQueue', () => {
       expect(ctx.queue.jobs).toEqual([['busy', 'behind'], ['during']]);
     });
 
+    it("queues a row that must travel with its request's other rows, however idle the consumer", async () => {
+      const ctx = setup();
+      const taken = idleConsumer(ctx);
+      void ctx.submit('a/0', { direct: false });
+      void ctx.submit('a/1', { direct: false });
+      await endOfTick();
+      expect(taken).toEqual([]);
+      expect(ctx.queue.jobs).toEqual([['a/0', 'a/1']]);
+    });
+
     it('drops a directly taken request whose client leaves, as a queued one', async () => {
       const ctx = setup();
       idleConsumer(ctx);

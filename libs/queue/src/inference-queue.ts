@@ -25,6 +25,11 @@ export interface InferSubmission {
    * A plain callback rather than an AbortSignal, which costs an EventTarget per request on the hot path.
    */
   onClientGone?: (listener: () => void) => void;
+  /**
+   * False for a row of a request with several (a V2 tensor of N): they travel together in one job and one batch,
+   * rather than the first few each running alone by direct dispatch.
+   */
+  direct?: boolean;
 }
 
 /** Requests waiting for the end of the current tick, to travel as one job. */
@@ -99,7 +104,7 @@ export class InferenceQueue {
     const deadline = now + req.timeoutMs;
     const direct = { requestId: req.requestId, modelId: req.modelId, origin: this.router.instanceId, priority: req.priority, enqueuedAt: now, deadline, fetchedAt: now, row: req.row };
     // Rows gathered or being written this tick may be more urgent: they go first, through the queue.
-    if (!this.flushScheduled && !this.writing && this.direct.tryTake(direct)) {
+    if (req.direct !== false && !this.flushScheduled && !this.writing && this.direct.tryTake(direct)) {
       this.depth.addWritten(req.modelId, req.priority, [deadline]);
       return result;
     }

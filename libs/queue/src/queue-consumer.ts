@@ -204,11 +204,12 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
   }
 
   /**
-   * Why rows of a model this replica holds but cannot run (it failed to load here) are answered 503, or undefined.
-   * A draining model still runs what was accepted.
+   * Why rows of a model this replica holds but cannot run (it failed to load here, or is loading again) are answered
+   * 503, or undefined. A draining model still runs what was accepted.
    */
   private unavailable(modelId: string): BalesError | undefined {
     const model = this.registry.get(modelId);
+    if (model.state === ModelState.LOADING) return new BalesError(ErrorCode.MODEL_UNAVAILABLE, `model '${modelId}' is loading on the replica that took this request; retry shortly`);
     if (model.state !== ModelState.FAILED) return undefined;
     return new BalesError(ErrorCode.MODEL_UNAVAILABLE, `model '${modelId}' failed to load on the replica that took this request${model.reason ? `: ${model.reason}` : ''}`);
   }
