@@ -91,7 +91,7 @@ export function batchLayout(signature: Signature, override?: unknown): BatchLayo
   const batchName = signature.inputs.map((s) => s.shape[0]).find((d): d is string => typeof d === 'string' && d !== '');
   let problem: string | undefined;
   const axes = tensors.map((t) => {
-    if (given && t.spec.name in given) return overriddenAxis(t, given[t.spec.name]);
+    if (given && Object.hasOwn(given, t.spec.name)) return overriddenAxis(t, given[t.spec.name]);
     const found = detect(t, batchName);
     problem ??= found.conflict;
     return found.axis;

@@ -310,7 +310,7 @@ describe('ModelLifecycle', () => {
       await register('bad', 'garbage.onnx').catch(() => undefined);
       missing.add('garbage.onnx');
       await expect(lifecycle.reload('bad', undefined)).rejects.toMatchObject({ code: ErrorCode.FILE_NOT_FOUND });
-      expect(lifecycle.get('bad')).toMatchObject({ state: 'failed', reason: 'weights_path garbage.onnx does not exist' });
+      expect(lifecycle.get('bad')).toMatchObject({ state: 'failed', reason: "the model's file garbage.onnx is missing" });
       expect(pool.loads.filter((l) => l.key === 'bad@1')).toHaveLength(1);
     });
 

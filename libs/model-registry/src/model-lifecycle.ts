@@ -279,12 +279,22 @@ export class ModelLifecycle {
     const read = (): ModelSource => {
       const source = entry.origin === 'folder' ? this.repository.read(id) : { id, path: entry.path, task, labels, maxBatchSize, batchAxes, version, warmup };
       // Its own file is checked again: it may be gone, or a symlink may now point outside MODELS_DIR.
-      return { ...source, path: path ?? this.repository.resolveWeights(source.path) };
+      return { ...source, path: path ?? this.ownWeights(source.path) };
     };
     await this.start(entry, read);
     const loadMs = performance.now() - started;
     this.logger.log(`loaded failed model ${id} again from ${this.repository.name(entry.path)} in ${loadMs.toFixed(0)} ms`);
     return { modelId: id, oldVersion, newVersion: String(entry.version), loadMs: roundMs(loadMs) };
+  }
+
+  /** A model's own weights file, checked again; named as MODELS_DIR holds it, not by a field the client never sent. */
+  private ownWeights(file: string): string {
+    try {
+      return this.repository.resolveWeights(file);
+    } catch (err) {
+      if (err instanceof BalesError && err.code === ErrorCode.FILE_NOT_FOUND) throw new BalesError(ErrorCode.FILE_NOT_FOUND, `the model's file ${this.repository.name(file)} is missing`);
+      throw err;
+    }
   }
 
   /** A new model entry, hidden until its first load ends. */

@@ -29,6 +29,12 @@ describe('ModelRepository', () => {
       expect(repository.folders()).toEqual(['a', 'b']);
     });
 
+    it('skips a dangling link instead of failing every model', () => {
+      const { dir, repository } = repositoryOf({ 'a/model.onnx': 'x' });
+      symlinkSync(join(dir, 'gone'), join(dir, 'dangling'));
+      expect(repository.folders()).toEqual(['a']);
+    });
+
     it('refuses a MODELS_DIR that does not exist, naming it', () => {
       const missing = join(tmpdir(), 'bales-repository-missing');
       expect(() => new ModelRepository(missing).folders()).toThrow(`MODELS_DIR ${missing} does not exist`);

@@ -57,7 +57,12 @@ export class ModelRepository {
       .sort()
       .filter((name) => {
         const folder = join(this.root, name);
-        return statSync(folder).isDirectory() && existsSync(join(folder, WEIGHTS_FILE));
+        // A dangling link or an unreadable entry is no model folder; it must not stop the others from loading.
+        try {
+          return statSync(folder).isDirectory() && existsSync(join(folder, WEIGHTS_FILE));
+        } catch {
+          return false;
+        }
       });
   }
 

@@ -24,6 +24,11 @@ describe('postprocess', () => {
     expect(results).toEqual([{ values: stateRow(0) }, { values: stateRow(1) }]);
   });
 
+  it('refuses an output whose batch axis does not hold one entry per row, rather than slice it wrongly', () => {
+    const detections = { dims: [5, 6], data: new Float32Array(30) };
+    expect(() => postprocess('raw', 2, { boxes: detections }, { boxes: 0 })).toThrow("output 'boxes' has 5 along its batch axis 0 for a batch of 2");
+  });
+
   it('answers a row with the whole output when the model has no batch axis', () => {
     const results = postprocess('raw', 1, { total: { dims: [4], data: BigInt64Array.from([1n, 2n, 3n, 4n]) } }, { total: null });
     expect(results).toEqual([{ outputs: { total: { shape: [4], data: [1, 2, 3, 4] } } }]);

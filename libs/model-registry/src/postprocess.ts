@@ -75,6 +75,13 @@ export function postprocess(
   rawRows?: boolean[],
 ): RowResult[] {
   const names = Object.keys(outputs);
+  for (const name of names) {
+    const axis = axes[name] ?? null;
+    // A batch axis guessed from a dynamic dim 0 that is not the batch (a list of detections) would slice rows wrongly.
+    if (axis !== null && outputs[name].dims[axis] !== rows) {
+      throw new Error(`output '${name}' has ${outputs[name].dims[axis]} along its batch axis ${axis} for a batch of ${rows}; config.json batch_axes can say where its batch is (null for none)`);
+    }
+  }
   const splits = names.map((name) => rowSplit(outputs[name], axes[name] ?? null));
   const shapes = names.map((name) => rowShape(outputs[name].dims, axes[name] ?? null));
   const results = new Array<RowResult>(rows);

@@ -65,7 +65,7 @@ export async function warmUp(session: InferenceSession, signature: Signature, se
 
 /**
  * Tries batch 1 with the other dynamic dimensions at SYNTHETIC_DIM, then every dynamic dimension at 1: the
- * second fits models that bound a dynamic dimension below SYNTHETIC_DIM, and is what fitted before.
+ * second fits models that bound a dynamic dimension below SYNTHETIC_DIM.
  */
 async function syntheticWarmUp(session: InferenceSession, signature: Signature, batchAxes: unknown): Promise<WarmupReport> {
   const axes = inputBatchAxes(signature, batchAxes);

@@ -215,7 +215,13 @@ export class WorkerPool {
   private async recycle(sessions: HeldSession[]): Promise<void> {
     for (let i = 0; i < this.workers.length && !this.closing; i++) {
       const fresh = this.spawn();
-      await Promise.all(sessions.map((session) => this.load(fresh, session)));
+      try {
+        await Promise.all(sessions.map((session) => this.load(fresh, session)));
+      } catch (err) {
+        // The old thread keeps serving; the fresh one must not linger with the sessions it did load.
+        await fresh.thread.terminate();
+        throw err;
+      }
       const old = this.workers[i];
       this.workers[i] = fresh;
       await old.drained();
