@@ -384,6 +384,8 @@ describe('InferenceQueue', () => {
       ctx.leave.get('a')!();
       expect(await answer).toMatchObject({ code: ErrorCode.CLIENT_CLOSED });
       expect(ctx.pending.has('a')).toBe(false);
+      // Its row was never in Redis: no other replica needs telling.
+      expect(ctx.router.cancel).not.toHaveBeenCalled();
     });
   });
 });

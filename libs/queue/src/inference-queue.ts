@@ -96,8 +96,10 @@ export class InferenceQueue {
     this.depth.addAccepted(req.modelId);
     const now = epochNow();
     const result = this.pending.add(req.requestId, req.timeoutMs);
+    // Other replicas hear of a client gone only for a row that went to Redis: a direct one never reaches them.
+    let queued = true;
     req.onClientGone?.(() => {
-      if (this.pending.fail(req.requestId, new BalesError(ErrorCode.CLIENT_CLOSED, 'the client closed the connection'))) {
+      if (this.pending.fail(req.requestId, new BalesError(ErrorCode.CLIENT_CLOSED, 'the client closed the connection')) && queued) {
         this.router.cancel(req.requestId, now + req.timeoutMs);
       }
     });
@@ -106,6 +108,7 @@ export class InferenceQueue {
     // Rows gathered or being written this tick may be more urgent: they go first, through the queue.
     if (req.direct !== false && !this.flushScheduled && !this.writing && this.direct.tryTake(direct)) {
       this.depth.addWritten(req.modelId, req.priority, [deadline]);
+      queued = false;
       return result;
     }
     const key = `${req.modelId}\u0000${req.priority}`;
