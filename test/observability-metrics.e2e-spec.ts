@@ -64,7 +64,9 @@ async function expectSumsMatchAnswers(url: string, unit: TimeUnit): Promise<void
 }
 
 describe('GET /metrics (real HTTP, Redis and ONNX Runtime)', () => {
-  const own = ownGateway({ MAX_BODY_BYTES: '65536' });
+  // Every request queued: this in-process client sends a burst slowly enough that an idle replica could run each
+  // request alone by direct dispatch (test/direct-dispatch.e2e-spec.ts), and the batch metrics need shared batches.
+  const own = ownGateway({ MAX_BODY_BYTES: '65536', DIRECT_DISPATCH: 'false' });
 
   it('counts every POST /infer answer by model_id and status, and observes its latency', async () => {
     const [ok, invalid, unknownModel, badJson, latencies] = await growth(
