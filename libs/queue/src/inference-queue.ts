@@ -104,9 +104,9 @@ export class InferenceQueue {
       }
     });
     const deadline = now + req.timeoutMs;
-    const direct = { requestId: req.requestId, modelId: req.modelId, origin: this.router.instanceId, priority: req.priority, enqueuedAt: now, deadline, fetchedAt: now, row: req.row };
     // Rows gathered or being written this tick may be more urgent: they go first, through the queue.
-    if (req.direct !== false && !this.flushScheduled && !this.writing && this.direct.tryTake(direct)) {
+    const mayRunDirectly = req.direct !== false && !this.flushScheduled && !this.writing;
+    if (mayRunDirectly && this.direct.tryTake({ requestId: req.requestId, modelId: req.modelId, origin: this.router.instanceId, priority: req.priority, enqueuedAt: now, deadline, fetchedAt: now, row: req.row })) {
       this.depth.addWritten(req.modelId, req.priority, [deadline]);
       queued = false;
       return result;

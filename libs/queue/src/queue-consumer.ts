@@ -147,11 +147,6 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
       this.runner.reject(rows, new BalesError(ErrorCode.MODEL_NOT_FOUND, `model '${modelId}' is not registered`));
       return;
     }
-    const unavailable = this.unavailable(modelId);
-    if (unavailable) {
-      this.runner.reject(rows, unavailable);
-      return;
-    }
     if (job.bytesKey) {
       const problem = await this.readRowBytes(job);
       if (problem) {
@@ -160,6 +155,11 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
       }
     }
     const model = this.registry.get(modelId);
+    const unavailable = this.unavailable(model);
+    if (unavailable) {
+      this.runner.reject(rows, unavailable);
+      return;
+    }
     const valid: QueuedRow[] = [];
     for (const row of rows) {
       const problem = this.registry.checkRow(modelId, row.row);
@@ -207,8 +207,8 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
    * Why rows of a model this replica holds but cannot run (it failed to load here, or is loading again) are answered
    * 503, or undefined. A draining model still runs what was accepted.
    */
-  private unavailable(modelId: string): BalesError | undefined {
-    const model = this.registry.get(modelId);
+  private unavailable(model: ModelInfo): BalesError | undefined {
+    const modelId = model.id;
     if (model.state === ModelState.LOADING) return new BalesError(ErrorCode.MODEL_UNAVAILABLE, `model '${modelId}' is loading on the replica that took this request; retry shortly`);
     if (model.state !== ModelState.FAILED) return undefined;
     return new BalesError(ErrorCode.MODEL_UNAVAILABLE, `model '${modelId}' failed to load on the replica that took this request${model.reason ? `: ${model.reason}` : ''}`);
