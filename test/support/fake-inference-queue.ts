@@ -20,7 +20,7 @@ export class FakeInferenceQueue implements Pick<InferenceQueue, 'submit'> {
 
   /** What a processor answers for one row run in a batch of one. */
   async runAlone(s: InferSubmission): Promise<InferOutcome> {
-    const batch = await this.registry.run(s.modelId, [s.row]);
+    const batch = await this.registry.run(s.modelId, [s.row], s.version);
     return { id: s.requestId, ok: true, model_id: s.modelId, model_version: batch.version, result: batch.results[0], batch_size: 1, queued_ms: 0 };
   }
 }

@@ -65,7 +65,8 @@ interface Entry {
  * An in-memory ModelRegistry for unit tests of the glue (services, consumer, runner): no ONNX Runtime and
  * no worker threads. Payloads are checked and encoded by the real input encoder, so INVALID_INPUT messages
  * are the gateway's own. A batch answers each row from that row's own first values (a classifier takes the
- * argmax of its first `width` inputs), so results are deterministic and tell rows apart.
+ * argmax of its first `width` inputs), so results are deterministic and tell rows apart. It holds one version per
+ * model, its current one: work admitted under another is not held here, as on a replica that released it.
  */
 export class FakeModelRegistry implements ModelRegistryApi {
   ready = true;
@@ -77,6 +78,7 @@ export class FakeModelRegistry implements ModelRegistryApi {
   private readonly maxBatchSize: number;
   private readonly weights: Map<string, Signature>;
   private readonly models = new Map<string, Entry>();
+  private readonly listeners: (() => void)[] = [];
 
   constructor(models: FakeModel[] = [{ id: 'stub_v1' }], options: FakeRegistryOptions = {}) {
     this.slots = options.slots ?? 2;
@@ -90,6 +92,7 @@ export class FakeModelRegistry implements ModelRegistryApi {
     const model = { task: 'classification' as Task, signature: STUB_SIGNATURE, version: 1, ...m };
     const entry: Entry = { model, state: m.failed ? ModelState.FAILED : ModelState.READY, loadedAt: new Date().toISOString(), served: 0, pending: 0, running: 0 };
     this.models.set(m.id, entry);
+    this.changed();
     return this.info(entry);
   }
 
@@ -129,14 +132,32 @@ export class FakeModelRegistry implements ModelRegistryApi {
     return { model: this.info(entry), rows, release: this.lease(entry) };
   }
 
-  checkRow(id: string, row: EncodedRow): string | undefined {
-    const entry = this.models.get(id);
-    return entry ? checkRow(entry.model.signature.inputs, batchLayout(entry.model.signature).inputs, row) : `model '${id}' is not registered`;
+  /** The fake holds one version per model: its current one, while it is up. */
+  checkRow(id: string, row: EncodedRow, version?: string): string | undefined {
+    const entry = this.held(id, version);
+    if (!entry) return `model '${id}'${version === undefined ? '' : ` v${version}`} is not held here`;
+    return checkRow(entry.model.signature.inputs, batchLayout(entry.model.signature).inputs, row);
   }
 
-  async run(id: string, rows: EncodedRow[]): Promise<BatchOutcome> {
+  runnable(): { id: string; version: string }[] {
+    return [...this.models.values()].filter((e) => this.held(e.model.id)).map((e) => ({ id: e.model.id, version: String(e.model.version) }));
+  }
+
+  version(id: string, version: string): ModelInfo | undefined {
+    const entry = this.held(id, version);
+    return entry && this.info(entry);
+  }
+
+  onChange(listener: () => void): void {
+    this.listeners.push(listener);
+  }
+
+  async run(id: string, rows: EncodedRow[], asked?: string): Promise<BatchOutcome> {
     const entry = this.entry(id);
     const version = String(entry.model.version);
+    if (asked !== undefined && !this.held(id, asked)) {
+      throw new BalesError(ErrorCode.MODEL_UNAVAILABLE, `model '${id}' v${asked} is not held by the replica that took this request`, { model_id: id, state: entry.state });
+    }
     const startedAt = Date.now();
     entry.running++;
     try {
@@ -159,8 +180,11 @@ export class FakeModelRegistry implements ModelRegistryApi {
     return this.add({ id: req.id, task: req.task, labels: req.labels, maxBatchSize: req.maxBatchSize, signature });
   }
 
-  async reload(id: string, weightsPath: string, allowSignatureChange = false): Promise<ReloadOutcome> {
+  async reload(id: string, weightsPath: string | undefined, allowSignatureChange = false): Promise<ReloadOutcome> {
     const entry = this.takingRequests(id);
+    if (weightsPath === undefined) {
+      throw new BalesError(ErrorCode.INVALID_REQUEST, `weights_path is required to hot-swap model '${id}', which is ready; only a failed model is loaded again without one`);
+    }
     const signature = this.weightsAt(weightsPath);
     if (!allowSignatureChange && JSON.stringify(signature) !== JSON.stringify(entry.model.signature)) {
       throw new BalesError(ErrorCode.MODEL_CONFLICT, 'signature change refused; send allow_signature_change: true to accept it');
@@ -168,6 +192,7 @@ export class FakeModelRegistry implements ModelRegistryApi {
     const oldVersion = entry.model.version;
     entry.model = { ...entry.model, signature, version: oldVersion + 1 };
     entry.loadedAt = new Date().toISOString();
+    this.changed();
     return { modelId: id, oldVersion: String(oldVersion), newVersion: String(oldVersion + 1), loadMs: 0 };
   }
 
@@ -181,7 +206,49 @@ export class FakeModelRegistry implements ModelRegistryApi {
       this.checkIdle(entry);
     });
     this.models.delete(id);
+    this.changed();
     return { modelId: id, version: String(entry.model.version), drainedRequests, drainMs: performance.now() - started };
+  }
+
+  // A fleet call's steps on one replica: the glue's unit tests never reach them.
+  weightsName(): string {
+    throw new Error('not in the fake');
+  }
+
+  locate(): string {
+    throw new Error('not in the fake');
+  }
+
+  digest(): Promise<string> {
+    throw new Error('not in the fake');
+  }
+
+  prepare(): Promise<{ loadMs: number }> {
+    throw new Error('not in the fake');
+  }
+
+  commit(): void {
+    throw new Error('not in the fake');
+  }
+
+  abort(): Promise<void> {
+    throw new Error('not in the fake');
+  }
+
+  release(): void {
+    throw new Error('not in the fake');
+  }
+
+  stopAdmission(): { version: string; pending: number } {
+    throw new Error('not in the fake');
+  }
+
+  drained(): Promise<void> {
+    throw new Error('not in the fake');
+  }
+
+  fail(): void {
+    throw new Error('not in the fake');
   }
 
   private weightsAt(path: string): Signature {
@@ -194,6 +261,17 @@ export class FakeModelRegistry implements ModelRegistryApi {
     const entry = this.models.get(id);
     if (!entry) throw new BalesError(ErrorCode.MODEL_NOT_FOUND, `model '${id}' is not registered`);
     return entry;
+  }
+
+  /** The model when it holds `version` (its current one when none is named) ready to run: a failed model holds none. */
+  private held(id: string, version?: string): Entry | undefined {
+    const entry = this.models.get(id);
+    if (!entry || (entry.state !== ModelState.READY && entry.state !== ModelState.DRAINING)) return undefined;
+    return version === undefined || version === String(entry.model.version) ? entry : undefined;
+  }
+
+  private changed(): void {
+    for (const listener of this.listeners) listener();
   }
 
   private takingRequests(id: string): Entry {

@@ -27,7 +27,7 @@ function setup() {
   const runner = new BatchRunner(metrics as unknown as BalesMetrics, registry as unknown as ModelRegistry, router as unknown as ResultRouter, pending);
   /** A row queued by `origin`; one of this replica's own is pending here, as its client waits. */
   const queued = (requestId: string, label: number, extra: Partial<QueuedRow> = {}): QueuedRow => {
-    const row: QueuedRow = { requestId, modelId: 'stub_v1', origin: HERE, priority: 2, enqueuedAt: epochNow(), deadline: epochNow() + 5000, fetchedAt: epochNow(), row: stubRow(label), ...extra };
+    const row: QueuedRow = { requestId, modelId: 'stub_v1', version: '3', origin: HERE, priority: 2, enqueuedAt: epochNow(), deadline: epochNow() + 5000, fetchedAt: epochNow(), row: stubRow(label), ...extra };
     if (row.origin === HERE) void pending.add(requestId, 5000).catch(() => undefined);
     return row;
   };
@@ -56,6 +56,17 @@ describe('BatchRunner', () => {
     expect(delivered.map((d) => [d.message.id, d.origin])).toEqual([
       ['a', HERE],
       ['b', 'replica-b'],
+    ]);
+  });
+
+  it('runs rows on the version they name, and answers MODEL_UNAVAILABLE for a version this replica does not hold', async () => {
+    const { runner, queued, delivered, registry } = setup();
+    await runner.run('stub_v1', [queued('a', 1)], '3');
+    await runner.run('stub_v1', [queued('b', 2, { version: '2' })], '2');
+    expect(registry.batches.map((b) => b.version)).toEqual(['3']);
+    expect(delivered.map((d) => d.message)).toEqual([
+      expect.objectContaining({ id: 'a', ok: true, model_version: '3' }),
+      { id: 'b', ok: false, code: ErrorCode.MODEL_UNAVAILABLE, message: "model 'stub_v1' v2 is not held by the replica that took this request" },
     ]);
   });
 

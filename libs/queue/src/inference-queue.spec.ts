@@ -1,11 +1,11 @@
-import type { Queue } from 'bullmq';
 import { loadConfig } from '@bales/config';
 import { BalesError, ErrorCode } from '@bales/errors';
 import type { EncodedRow } from '@bales/model-registry';
 import { AbandonedJobs } from './abandoned-jobs';
 import { DirectDispatch } from './direct-dispatch';
 import { InferenceQueue, InferSubmission } from './inference-queue';
-import type { InferJobData } from './job-codec';
+import { InferJobData, versionQueue } from './job-codec';
+import type { ModelQueues } from './model-queues';
 import { InferOutcome, PendingRequests, ResultMessage } from './pending-requests';
 import type { QueueConnection } from './queue-connection';
 import { DEPTH_REFRESH_MS, QueueDepth } from './queue-depth';
@@ -15,19 +15,39 @@ import type { ResultRouter } from './result-router';
 const HERE = 'replica-a';
 const ROW: EncodedRow = { buffers: [Buffer.alloc(512)], dims: [[128]] };
 
-/** BullMQ's Queue as the producer uses it: each add() waits until the test answers it. */
-class FakeQueue {
-  readonly added: { data: InferJobData; priority: number; written: (id: string) => void; failed: (err: Error) => void }[] = [];
+/**
+ * BullMQ's queues as the producer uses them, one per model version, all recording into one log in the order jobs
+ * are written: each add() waits until the test answers it.
+ */
+class FakeQueues {
+  readonly added: { queue: string; data: InferJobData; priority: number; written: (id: string) => void; failed: (err: Error) => void }[] = [];
+  /** Each removed job as `queue name/job id`. */
   readonly removed: string[] = [];
   /** What remove() answers: 1 removed, 0 when a worker holds the job. */
   removes = 1;
+  /** The Redis client every queue shares. */
+  client?: Promise<unknown>;
 
-  add(_name: string, data: InferJobData, opts: { priority: number }): Promise<{ id: string }> {
-    return new Promise((resolve, reject) => this.added.push({ data, priority: opts.priority, written: (id) => resolve({ id }), failed: reject }));
+  /** ModelQueues.get: the handle of one model version's queue. */
+  get(modelId: string, version: string) {
+    const name = versionQueue(modelId, version);
+    // Looked up at each call, so a test can wrap add() or set the client after the handle was taken.
+    const queues = this;
+    return {
+      add: (job: string, data: InferJobData, opts: { priority: number }) => this.add(name, job, data, opts),
+      remove: (id: string) => this.remove(name, id),
+      get client() {
+        return queues.client;
+      },
+    };
   }
 
-  async remove(id: string): Promise<number> {
-    this.removed.push(id);
+  add(queue: string, _job: string, data: InferJobData, opts: { priority: number }): Promise<{ id: string }> {
+    return new Promise((resolve, reject) => this.added.push({ queue, data, priority: opts.priority, written: (id) => resolve({ id }), failed: reject }));
+  }
+
+  async remove(queue: string, id: string): Promise<number> {
+    this.removed.push(`${queue}/${id}`);
     return this.removes;
   }
 
@@ -39,20 +59,19 @@ class FakeQueue {
 
 function setup(env: Record<string, string> = {}) {
   const config = loadConfig({ MAX_QUEUE_DEPTH: '4', MAX_BATCH_SIZE: '2', ...env });
-  const queue = new FakeQueue();
+  const queue = new FakeQueues();
   const pending = new PendingRequests();
   const redis = { instanceId: HERE, logError: jest.fn() };
   const router = { cancel: jest.fn() };
   const connection = { connected: true, client: undefined };
   const depth = new QueueDepth(config, connection as unknown as QueueConnection);
-  const bull = queue as unknown as Queue;
-  const abandoned = new AbandonedJobs(bull, pending, depth, redis as unknown as RedisConnections);
+  const abandoned = new AbandonedJobs(pending, depth, redis as unknown as RedisConnections);
   const direct = new DirectDispatch();
-  const producer = new InferenceQueue(bull, config, pending, redis as unknown as RedisConnections, router as unknown as ResultRouter, connection as unknown as QueueConnection, depth, abandoned, direct);
+  const producer = new InferenceQueue(queue as unknown as ModelQueues, config, pending, redis as unknown as RedisConnections, router as unknown as ResultRouter, connection as unknown as QueueConnection, depth, abandoned, direct);
   /** Client-gone listeners, per request, for a test to call as the HTTP layer would. */
   const leave = new Map<string, () => void>();
   const submit = (requestId: string, extra: Partial<InferSubmission> = {}) =>
-    settled(producer.submit({ requestId, modelId: 'stub_v1', priority: 2, row: ROW, timeoutMs: 5000, onClientGone: (l) => leave.set(requestId, l), ...extra }));
+    settled(producer.submit({ requestId, modelId: 'stub_v1', version: '1', priority: 2, row: ROW, timeoutMs: 5000, onClientGone: (l) => leave.set(requestId, l), ...extra }));
   return { config, queue, pending, redis, router, connection, depth, direct, producer, submit, leave };
 }
 
@@ -72,28 +91,31 @@ describe('InferenceQueue', () => {
   beforeEach(() => jest.useFakeTimers({ doNotFake: ['performance', 'setImmediate', 'nextTick', 'queueMicrotask'] }));
   afterEach(() => jest.useRealTimers());
 
-  it('writes the requests of one model and priority arriving in one tick as one job, naming this replica as their origin', async () => {
+  it('writes the requests of one model version and priority arriving in one tick as one job, naming this replica as their origin', async () => {
     const { queue, submit } = setup();
     void submit('a');
     void submit('b');
     expect(queue.added).toHaveLength(0);
     await endOfTick();
     expect(queue.jobs).toEqual([['a', 'b']]);
-    expect(queue.added[0]).toMatchObject({ priority: 2, data: { m: 'stub_v1', o: HERE } });
+    expect(queue.added[0]).toMatchObject({ queue: 'infer/stub_v1/1', priority: 2, data: { m: 'stub_v1', v: '1', o: HERE } });
   });
 
-  it('writes separate jobs per model and per priority, none bigger than MAX_BATCH_SIZE', async () => {
+  it("writes separate jobs per model, per version and per priority, each to its model version's queue, none bigger than MAX_BATCH_SIZE", async () => {
     const { queue, submit } = setup({ MAX_QUEUE_DEPTH: '100' });
     for (const id of ['a', 'b', 'c']) void submit(id);
     void submit('urgent', { priority: 1 });
     void submit('other', { modelId: 'other' });
+    // Admitted under the next version, as after a reload's commit: it must not run on the version before.
+    void submit('next', { version: '2' });
     await endOfTick();
-    expect(queue.jobs).toEqual([['a', 'b'], ['c'], ['urgent'], ['other']]);
-    expect(queue.added.map((a) => [a.data.m, a.priority])).toEqual([
-      ['stub_v1', 2],
-      ['stub_v1', 2],
-      ['stub_v1', 1],
-      ['other', 2],
+    expect(queue.jobs).toEqual([['a', 'b'], ['c'], ['urgent'], ['other'], ['next']]);
+    expect(queue.added.map((a) => [a.queue, a.data.m, a.data.v, a.priority])).toEqual([
+      ['infer/stub_v1/1', 'stub_v1', '1', 2],
+      ['infer/stub_v1/1', 'stub_v1', '1', 2],
+      ['infer/stub_v1/1', 'stub_v1', '1', 1],
+      ['infer/other/1', 'other', '1', 2],
+      ['infer/stub_v1/2', 'stub_v1', '2', 2],
     ]);
   });
 
@@ -118,6 +140,29 @@ describe('InferenceQueue', () => {
     queue.added[0].written('1');
     await endOfTick();
     expect(queue.jobs).toEqual([['a'], ['b', 'c']]);
+  });
+
+  it('settles its writes only once no accepted request waits to be written, gathered or in flight', async () => {
+    const { queue, submit, producer } = setup();
+    void submit('a');
+    let settled = false;
+    void producer.writesSettled().then(() => (settled = true));
+    const poll = async () => {
+      await endOfTick();
+      jest.advanceTimersByTime(5);
+      await endOfTick();
+    };
+    await endOfTick();
+    void submit('b');
+    await poll();
+    expect(settled).toBe(false);
+    queue.added[0].written('1');
+    await poll();
+    // 'b' waited behind the first write: its own is in flight now.
+    expect([queue.jobs, settled]).toEqual([[['a'], ['b']], false]);
+    queue.added[1].written('2');
+    await poll();
+    expect(settled).toBe(true);
   });
 
   it('writes the requests gathered so far before each depth read, even while a write is in flight', async () => {
@@ -212,7 +257,7 @@ describe('InferenceQueue', () => {
     expect(queue.removed).toEqual([]);
     leave.get('b')!();
     await endOfTick();
-    expect(queue.removed).toEqual(['7']);
+    expect(queue.removed).toEqual(['infer/stub_v1/1/7']);
     expect(depth.total('stub_v1')).toBe(0);
   });
 
@@ -225,7 +270,7 @@ describe('InferenceQueue', () => {
     expect(queue.removed).toEqual([]);
     queue.added[0].written('7');
     await endOfTick();
-    expect(queue.removed).toEqual(['7']);
+    expect(queue.removed).toEqual(['infer/stub_v1/1/7']);
   });
 
   it('leaves a job in the queue when any of its requests got a result', async () => {
@@ -250,7 +295,7 @@ describe('InferenceQueue', () => {
     await endOfTick();
     leave.get('a')!();
     await endOfTick();
-    expect(queue.removed).toEqual(['7']);
+    expect(queue.removed).toEqual(['infer/stub_v1/1/7']);
     expect(depth.total('stub_v1')).toBe(1);
   });
 
@@ -276,9 +321,9 @@ describe('InferenceQueue', () => {
       (ctx.connection as { client: unknown }).client = client;
       (ctx.queue as unknown as { client: Promise<unknown> }).client = Promise.resolve(client);
       const add = ctx.queue.add.bind(ctx.queue);
-      ctx.queue.add = (name, data, opts) => {
+      ctx.queue.add = (queue, job, data, opts) => {
         log.push(`add ${data.b}`);
-        return add(name, data, opts);
+        return add(queue, job, data, opts);
       };
       return { ...ctx, log, sets };
     }
@@ -308,7 +353,7 @@ describe('InferenceQueue', () => {
       leave.get('a')!();
       await endOfTick();
       await endOfTick();
-      expect(queue.removed).toEqual(['7']);
+      expect(queue.removed).toEqual(['infer/stub_v1/1/7']);
       expect(log).toEqual([`set ${queue.added[0].data.b}`, `add ${queue.added[0].data.b}`, `del ${queue.added[0].data.b}`]);
     });
 

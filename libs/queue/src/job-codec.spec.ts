@@ -1,5 +1,5 @@
 import type { EncodedRow } from '@bales/model-registry';
-import { INLINE_ROW_BYTES, OutgoingRow, ROW_BYTES_GRACE_MS, attachRowBytes, decodeJob, encodeJob } from './job-codec';
+import { INLINE_ROW_BYTES, OutgoingRow, ROW_BYTES_GRACE_MS, attachRowBytes, decodeJob, encodeJob, versionQueue } from './job-codec';
 
 const NOW = 1_700_000_000_000;
 
@@ -14,7 +14,7 @@ function outgoing(id: string, row: EncodedRow, deadline = NOW + 5000): OutgoingR
 /** Encodes, then decodes as the consumer would, through JSON as BullMQ stores the job. */
 function roundTrip(rows: OutgoingRow[], inlineBelow?: number) {
   let keys = 0;
-  const encoded = encodeJob('stub_v1', 'replica-a', rows, () => `bales:infer:rows:replica-a:${keys++}`, NOW, inlineBelow);
+  const encoded = encodeJob('stub_v1', '3', 'replica-a', rows, () => `bales:infer:rows:replica-a:${keys++}`, NOW, inlineBelow);
   const decoded = decodeJob(JSON.parse(JSON.stringify(encoded.data)), 2);
   return { encoded, decoded };
 }
@@ -26,9 +26,9 @@ describe('job codec', () => {
     expect(encoded.bytes).toBeUndefined();
     expect(encoded.data.b).toBeUndefined();
     expect(decoded.bytesKey).toBeUndefined();
-    expect(decoded.rows.map((r) => [r.requestId, r.modelId, r.origin, r.priority, r.enqueuedAt, r.deadline, r.row.raw])).toEqual([
-      ['a', 'stub_v1', 'replica-a', 2, NOW, NOW + 5000, undefined],
-      ['b', 'stub_v1', 'replica-a', 2, NOW, NOW + 5000, true],
+    expect(decoded.rows.map((r) => [r.requestId, r.modelId, r.version, r.origin, r.priority, r.enqueuedAt, r.deadline, r.row.raw])).toEqual([
+      ['a', 'stub_v1', '3', 'replica-a', 2, NOW, NOW + 5000, undefined],
+      ['b', 'stub_v1', '3', 'replica-a', 2, NOW, NOW + 5000, true],
     ]);
     expect(decoded.rows.map((r) => r.row.buffers.map((b) => b.equals(row.buffers[0])))).toEqual([[true], [true]]);
   });
@@ -44,6 +44,7 @@ describe('job codec', () => {
     // The job's JSON is a few dozen bytes per row, whatever the rows' size.
     expect(JSON.stringify(encoded.data).length).toBeLessThan(200);
     expect(decoded.bytesKey).toBe(encoded.data.b);
+    expect(decoded.rows.map((r) => r.version)).toEqual(['3', '3']);
     expect(decoded.rows.every((r) => r.row.buffers.length === 0)).toBe(true);
     expect(attachRowBytes(decoded, encoded.bytes!.value)).toBeUndefined();
     expect(decoded.rows[0].row.buffers[0].equals(image.buffers[0])).toBe(true);
@@ -64,7 +65,7 @@ describe('job codec', () => {
 
   it('gives the key a whole number of milliseconds to live, as PX requires, from fractional clock times', () => {
     const row: EncodedRow = { buffers: [Buffer.alloc(INLINE_ROW_BYTES)], dims: [[INLINE_ROW_BYTES / 4]] };
-    const encoded = encodeJob('stub_v1', 'replica-a', [{ requestId: 'a', enqueuedAt: NOW + 0.25, deadline: NOW + 3000.75 }].map((r) => ({ ...r, row })), () => 'k', NOW + 0.5);
+    const encoded = encodeJob('stub_v1', '1', 'replica-a', [{ requestId: 'a', enqueuedAt: NOW + 0.25, deadline: NOW + 3000.75 }].map((r) => ({ ...r, row })), () => 'k', NOW + 0.5);
     expect(encoded.bytes!.ttlMs).toBe(3001 + ROW_BYTES_GRACE_MS);
   });
 
@@ -77,38 +78,46 @@ describe('job codec', () => {
     expect(decoded.rows.every((r) => r.row.buffers.length === 0)).toBe(true);
   });
 
+  it('names a queue per model version, without the colon BullMQ refuses in a queue name', () => {
+    expect(versionQueue('stub_v1', '2')).toBe('infer/stub_v1/2');
+    expect(versionQueue('stub_v1', '2')).not.toBe(versionQueue('stub_v1', '3'));
+    expect(versionQueue('resnet-50.v1', '12')).not.toContain(':');
+  });
+
   it('throws on every malformed job, naming what is wrong', () => {
     const ok = ['a', NOW, NOW + 5000, ['AAAAAA=='], [[1]]];
     const okBinary = ['a', NOW, NOW + 5000, [4], [[1]]];
     const cases: [unknown, string][] = [
-      [null, 'malformed infer job: expected {m, o, r[]}'],
-      ['text', 'malformed infer job: expected {m, o, r[]}'],
-      [{ o: 'x', r: [] }, 'malformed infer job: expected {m, o, r[]}'],
-      [{ m: 'stub_v1', r: [] }, 'malformed infer job: expected {m, o, r[]}'],
-      [{ m: 'stub_v1', o: 'x', r: {} }, 'malformed infer job: expected {m, o, r[]}'],
-      [{ m: 'stub_v1', o: 'x', r: [], b: 7 }, 'malformed infer job: bytes key'],
-      [{ m: 'stub_v1', o: 'x', r: [], b: '' }, 'malformed infer job: bytes key'],
-      [{ m: 'stub_v1', o: 'x', r: ['row'] }, 'malformed infer job row 0'],
-      [{ m: 'stub_v1', o: 'x', r: [ok.slice(0, 4)] }, 'malformed infer job row 0'],
-      [{ m: 'stub_v1', o: 'x', r: [[...ok, 2]] }, 'malformed infer job row 0'],
-      [{ m: 'stub_v1', o: 'x', r: [[...ok, 1, 1]] }, 'malformed infer job row 0'],
-      [{ m: 'stub_v1', o: 'x', r: [ok, [7, NOW, NOW, [], []]] }, 'malformed infer job row 1: id or times'],
-      [{ m: 'stub_v1', o: 'x', r: [['a', 'now', NOW, [], []]] }, 'malformed infer job row 0: id or times'],
-      [{ m: 'stub_v1', o: 'x', r: [['a', NOW, null, [], []]] }, 'malformed infer job row 0: id or times'],
-      [{ m: 'stub_v1', o: 'x', r: [['a', NOW, NOW, 'AAAA', [[1]]]] }, 'malformed infer job row 0: inputs'],
-      [{ m: 'stub_v1', o: 'x', r: [['a', NOW, NOW, [4], [[1]]]] }, 'malformed infer job row 0: inputs'],
-      [{ m: 'stub_v1', o: 'x', r: [['a', NOW, NOW, ['AAAA'], [[1], [1]]]] }, 'malformed infer job row 0: dims'],
-      [{ m: 'stub_v1', o: 'x', r: [['a', NOW, NOW, ['AAAA'], [[0]]]] }, 'malformed infer job row 0: dims'],
-      [{ m: 'stub_v1', o: 'x', r: [['a', NOW, NOW, ['AAAA'], [[1.5]]]] }, 'malformed infer job row 0: dims'],
-      [{ m: 'stub_v1', o: 'x', r: [['a', NOW, NOW, ['AAAA'], 'dims']] }, 'malformed infer job row 0: dims'],
+      [null, 'malformed infer job: expected {m, v, o, r[]}'],
+      ['text', 'malformed infer job: expected {m, v, o, r[]}'],
+      [{ v: '1', o: 'x', r: [] }, 'malformed infer job: expected {m, v, o, r[]}'],
+      [{ m: 'stub_v1', o: 'x', r: [] }, 'malformed infer job: expected {m, v, o, r[]}'],
+      [{ m: 'stub_v1', v: 1, o: 'x', r: [] }, 'malformed infer job: expected {m, v, o, r[]}'],
+      [{ m: 'stub_v1', v: '1', r: [] }, 'malformed infer job: expected {m, v, o, r[]}'],
+      [{ m: 'stub_v1', v: '1', o: 'x', r: {} }, 'malformed infer job: expected {m, v, o, r[]}'],
+      [{ m: 'stub_v1', v: '1', o: 'x', r: [], b: 7 }, 'malformed infer job: bytes key'],
+      [{ m: 'stub_v1', v: '1', o: 'x', r: [], b: '' }, 'malformed infer job: bytes key'],
+      [{ m: 'stub_v1', v: '1', o: 'x', r: ['row'] }, 'malformed infer job row 0'],
+      [{ m: 'stub_v1', v: '1', o: 'x', r: [ok.slice(0, 4)] }, 'malformed infer job row 0'],
+      [{ m: 'stub_v1', v: '1', o: 'x', r: [[...ok, 2]] }, 'malformed infer job row 0'],
+      [{ m: 'stub_v1', v: '1', o: 'x', r: [[...ok, 1, 1]] }, 'malformed infer job row 0'],
+      [{ m: 'stub_v1', v: '1', o: 'x', r: [ok, [7, NOW, NOW, [], []]] }, 'malformed infer job row 1: id or times'],
+      [{ m: 'stub_v1', v: '1', o: 'x', r: [['a', 'now', NOW, [], []]] }, 'malformed infer job row 0: id or times'],
+      [{ m: 'stub_v1', v: '1', o: 'x', r: [['a', NOW, null, [], []]] }, 'malformed infer job row 0: id or times'],
+      [{ m: 'stub_v1', v: '1', o: 'x', r: [['a', NOW, NOW, 'AAAA', [[1]]]] }, 'malformed infer job row 0: inputs'],
+      [{ m: 'stub_v1', v: '1', o: 'x', r: [['a', NOW, NOW, [4], [[1]]]] }, 'malformed infer job row 0: inputs'],
+      [{ m: 'stub_v1', v: '1', o: 'x', r: [['a', NOW, NOW, ['AAAA'], [[1], [1]]]] }, 'malformed infer job row 0: dims'],
+      [{ m: 'stub_v1', v: '1', o: 'x', r: [['a', NOW, NOW, ['AAAA'], [[0]]]] }, 'malformed infer job row 0: dims'],
+      [{ m: 'stub_v1', v: '1', o: 'x', r: [['a', NOW, NOW, ['AAAA'], [[1.5]]]] }, 'malformed infer job row 0: dims'],
+      [{ m: 'stub_v1', v: '1', o: 'x', r: [['a', NOW, NOW, ['AAAA'], 'dims']] }, 'malformed infer job row 0: dims'],
       // With a bytes key, inputs are byte lengths: whole and not negative.
-      [{ m: 'stub_v1', o: 'x', r: [ok], b: 'k' }, 'malformed infer job row 0: inputs'],
-      [{ m: 'stub_v1', o: 'x', r: [['a', NOW, NOW, [-4], [[1]]]], b: 'k' }, 'malformed infer job row 0: inputs'],
-      [{ m: 'stub_v1', o: 'x', r: [['a', NOW, NOW, [2.5], [[1]]]], b: 'k' }, 'malformed infer job row 0: inputs'],
-      [{ m: 'stub_v1', o: 'x', r: [['a', NOW, NOW, [4, 4], [[1]]]], b: 'k' }, 'malformed infer job row 0: dims'],
+      [{ m: 'stub_v1', v: '1', o: 'x', r: [ok], b: 'k' }, 'malformed infer job row 0: inputs'],
+      [{ m: 'stub_v1', v: '1', o: 'x', r: [['a', NOW, NOW, [-4], [[1]]]], b: 'k' }, 'malformed infer job row 0: inputs'],
+      [{ m: 'stub_v1', v: '1', o: 'x', r: [['a', NOW, NOW, [2.5], [[1]]]], b: 'k' }, 'malformed infer job row 0: inputs'],
+      [{ m: 'stub_v1', v: '1', o: 'x', r: [['a', NOW, NOW, [4, 4], [[1]]]], b: 'k' }, 'malformed infer job row 0: dims'],
     ];
     for (const [data, message] of cases) expect(() => decodeJob(data, 2)).toThrow(message);
-    expect(decodeJob({ m: 'stub_v1', o: 'x', r: [ok] }, 2).rows).toHaveLength(1);
-    expect(decodeJob({ m: 'stub_v1', o: 'x', r: [okBinary], b: 'k' }, 2).lengths).toEqual([[4]]);
+    expect(decodeJob({ m: 'stub_v1', v: '1', o: 'x', r: [ok] }, 2).rows).toHaveLength(1);
+    expect(decodeJob({ m: 'stub_v1', v: '1', o: 'x', r: [okBinary], b: 'k' }, 2).lengths).toEqual([[4]]);
   });
 });

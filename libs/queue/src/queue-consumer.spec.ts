@@ -8,6 +8,7 @@ import { BatchRunner } from './batch-runner';
 import { DirectDispatch } from './direct-dispatch';
 import { epochNow } from './clock';
 import { InferJobData, encodeJob, encodeRow } from './job-codec';
+import type { ModelQueues } from './model-queues';
 import { PendingRequests, ResultMessage } from './pending-requests';
 import { QueueConsumer, RowBytesStore } from './queue-consumer';
 import type { QueueConnection } from './queue-connection';
@@ -27,9 +28,9 @@ function stubRow(label: number, width = 128): EncodedRow {
 }
 
 /** A job as the BullMQ worker hands it over, its rows written by ORIGIN. */
-function job(rows: { id: string; row?: EncodedRow; deadline?: number }[], extra: { modelId?: string; stalledCounter?: number } = {}): Job {
+function job(rows: { id: string; row?: EncodedRow; deadline?: number }[], extra: { modelId?: string; version?: string; stalledCounter?: number } = {}): Job {
   const now = epochNow();
-  const data: InferJobData = { m: extra.modelId ?? 'stub_v1', o: ORIGIN, r: rows.map((r, i) => encodeRow(r.id, now, r.deadline ?? now + 5000, r.row ?? stubRow(i))) };
+  const data: InferJobData = { m: extra.modelId ?? 'stub_v1', v: extra.version ?? '1', o: ORIGIN, r: rows.map((r, i) => encodeRow(r.id, now, r.deadline ?? now + 5000, r.row ?? stubRow(i))) };
   return { data, opts: { priority: 2 }, stalledCounter: extra.stalledCounter ?? 0 } as unknown as Job;
 }
 
@@ -43,8 +44,25 @@ function setup() {
   const depth = { removeTaken: jest.fn() };
   const connection = { connected: true };
   const direct = new DirectDispatch();
-  const consumer = new QueueConsumer(config, registry as unknown as ModelRegistry, runner, {} as RedisConnections, connection as QueueConnection, depth as unknown as QueueDepth, direct, metrics as unknown as BalesMetrics);
-  return { registry, delivered, depth, direct, metrics, consumer };
+  // Jobs of each model version's queue still queued or held anywhere, as ModelQueues counts them in Redis.
+  const unfinished = new Map<string, number>();
+  const forgotten: string[] = [];
+  const queues = {
+    unfinished: async (modelId: string, version: string) => unfinished.get(`${modelId}@${version}`) ?? 0,
+    forget: async (modelId: string, version: string) => void forgotten.push(`${modelId}@${version}`),
+  };
+  const consumer = new QueueConsumer(
+    config,
+    registry as unknown as ModelRegistry,
+    runner,
+    {} as RedisConnections,
+    connection as QueueConnection,
+    depth as unknown as QueueDepth,
+    direct,
+    metrics as unknown as BalesMetrics,
+    queues as unknown as ModelQueues,
+  );
+  return { registry, delivered, depth, direct, metrics, consumer, unfinished, forgotten };
 }
 
 /** Holds every batch until `release()` lets the oldest one held finish. */
@@ -96,9 +114,11 @@ describe('QueueConsumer', () => {
 
   it('fails a job whose payload from Redis is malformed, running and reporting nothing', async () => {
     const { consumer, registry, depth, delivered } = setup();
-    const bad = { data: { m: 'stub_v1', o: ORIGIN, r: [['a', 'not a time', 0, [], []]] }, opts: { priority: 2 }, stalledCounter: 0 } as unknown as Job;
+    const bad = { data: { m: 'stub_v1', v: '1', o: ORIGIN, r: [['a', 'not a time', 0, [], []]] }, opts: { priority: 2 }, stalledCounter: 0 } as unknown as Job;
     await expect(consumer.process(bad)).rejects.toThrow('malformed infer job row 0: id or times');
     await expect(consumer.process({ data: { m: 'stub_v1' }, opts: {} } as unknown as Job)).rejects.toThrow('malformed infer job');
+    // Without a version as a string, the job's rows cannot be matched to sessions of the version they were admitted under.
+    await expect(consumer.process(job([{ id: 'a' }], { version: 1 as unknown as string }))).rejects.toThrow('malformed infer job: expected {m, v, o, r[]}');
     expect(registry.batches).toEqual([]);
     expect(depth.removeTaken).not.toHaveBeenCalled();
     expect(delivered).toEqual([]);
@@ -122,6 +142,38 @@ describe('QueueConsumer', () => {
       { id: 'a', ok: false, code: ErrorCode.MODEL_NOT_FOUND, message: "model 'gone' is not registered" },
       { id: 'b', ok: false, code: ErrorCode.MODEL_NOT_FOUND, message: "model 'gone' is not registered" },
     ]);
+  });
+
+  it('runs rows on the version they were admitted under, and answers MODEL_UNAVAILABLE for a version this replica no longer holds', async () => {
+    const { consumer, registry, delivered } = setup();
+    await registry.reload('stub_v1', 'stub_v2.onnx');
+    await consumer.process(job([{ id: 'old' }], { version: '1' }));
+    await consumer.process(job([{ id: 'new' }], { version: '2' }));
+    expect(registry.batches.map((b) => [b.version, b.rows.length])).toEqual([['2', 1]]);
+    expect(delivered).toEqual([
+      { id: 'old', ok: false, code: ErrorCode.MODEL_UNAVAILABLE, message: "model 'stub_v1' v1 is not held by the replica that took this request; retry shortly" },
+      expect.objectContaining({ id: 'new', ok: true, model_version: '2' }),
+    ]);
+  });
+
+  it('reports a version drained only once its queue holds no job anywhere and none of its rows is in hand here, then forgets its queue', async () => {
+    const { consumer, registry, unfinished, forgotten } = setup();
+    const gate = holdBatches(registry);
+    unfinished.set('stub_v1@1', 1);
+    const processed = consumer.process(job([{ id: 'a' }]));
+    let drained = false;
+    const draining = consumer.drained('stub_v1', '1').then(() => (drained = true));
+    // The queue is looked at every 100 ms: each wait spans more than one look.
+    const looks = () => new Promise((r) => setTimeout(r, 250));
+    await looks();
+    expect(drained).toBe(false);
+    unfinished.set('stub_v1@1', 0);
+    await looks();
+    expect(drained).toBe(false);
+    gate.release();
+    await processed;
+    await draining;
+    expect(forgotten).toEqual(['stub_v1@1']);
   });
 
   it('answers INVALID_INPUT for a row that does not fit the model, and runs the others', async () => {
@@ -157,7 +209,7 @@ describe('QueueConsumer', () => {
     /** A job in the binary layout, its bytes stored in `store` unless told otherwise. */
     function binaryJob(store: Map<string, Buffer>, rows: { id: string; row?: EncodedRow }[], bytes?: (b: Buffer) => Buffer | undefined): Job {
       const now = epochNow();
-      const encoded = encodeJob('stub_v1', ORIGIN, rows.map((r, i) => ({ requestId: r.id, enqueuedAt: now, deadline: now + 5000, row: r.row ?? stubRow(i) })), () => `k${store.size}`, now, 0);
+      const encoded = encodeJob('stub_v1', '1', ORIGIN, rows.map((r, i) => ({ requestId: r.id, enqueuedAt: now, deadline: now + 5000, row: r.row ?? stubRow(i) })), () => `k${store.size}`, now, 0);
       const value = bytes ? bytes(encoded.bytes!.value) : encoded.bytes!.value;
       if (value) store.set(encoded.bytes!.key, value);
       return { data: encoded.data, opts: { priority: 2 }, stalledCounter: 0 } as unknown as Job;
@@ -246,7 +298,7 @@ describe('QueueConsumer', () => {
 
     it('fails a malformed job with a bytes key, deleting the key', async () => {
       const { consumer, deleted } = withStore();
-      const bad = { data: { m: 'stub_v1', o: ORIGIN, r: [['a', NOW_BAD, 0, ['x'], [[1]]]], b: 'k9' }, opts: { priority: 2 }, stalledCounter: 0 } as unknown as Job;
+      const bad = { data: { m: 'stub_v1', v: '1', o: ORIGIN, r: [['a', NOW_BAD, 0, ['x'], [[1]]]], b: 'k9' }, opts: { priority: 2 }, stalledCounter: 0 } as unknown as Job;
       await expect(consumer.process(bad)).rejects.toThrow('malformed infer job row 0: id or times');
       expect(deleted).toEqual(['k9']);
     });

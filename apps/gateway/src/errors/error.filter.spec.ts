@@ -23,6 +23,7 @@ const DOCUMENTED: Record<ErrorCode, [number, string]> = {
   [ErrorCode.MODEL_UNAVAILABLE]: [503, 'Service Unavailable'],
   [ErrorCode.SHUTTING_DOWN]: [503, 'Service Unavailable'],
   [ErrorCode.TIMEOUT]: [504, 'Gateway Timeout'],
+  [ErrorCode.FLEET_TIMEOUT]: [504, 'Gateway Timeout'],
   [ErrorCode.CLIENT_CLOSED]: [499, 'Client Closed Request'],
 };
 const CODES = Object.values(ErrorCode);

@@ -1,6 +1,7 @@
 import { loadConfig } from '@bales/config';
 import { ErrorCode } from '@bales/errors';
-import type { ModelRegistry } from '@bales/model-registry';
+import type { Fleet } from '@bales/fleet';
+import { ModelState, type ModelRegistry, type RegisterRequest } from '@bales/model-registry';
 import { BalesMetrics } from '@bales/observability';
 import { FakeModelRegistry, STUB_SIGNATURE } from '../../../../test/support/fake-model-registry';
 import { sample } from '../../../../test/support/observability';
@@ -13,10 +14,26 @@ const WIDE = {
   outputs: [{ name: 'probabilities', type: 'float32', shape: ['batch', 10] }],
 };
 
+/** A fleet of this one replica: each call is carried out on the registry alone, and each model is held here at its version. */
+function oneReplicaFleet(registry: FakeModelRegistry): Pick<Fleet, 'register' | 'reload' | 'unregister' | 'replicasOf'> {
+  return {
+    register: async (req: RegisterRequest) => ({ model: await registry.register(req), replicas: [{ replica_id: 'replica-a', load_ms: 0 }] }),
+    reload: async (id: string, weightsPath: string | undefined, allowSignatureChange: boolean) => ({
+      ...(await registry.reload(id, weightsPath, allowSignatureChange)),
+      replicas: [],
+    }),
+    unregister: async (id: string) => ({ ...(await registry.unregister(id)), replicas: [] }),
+    replicasOf: (id: string) => {
+      const { version, state } = registry.get(id);
+      return [{ replica_id: 'replica-a', version, state }];
+    },
+  };
+}
+
 function setup() {
   const registry = new FakeModelRegistry([{ id: 'stub_v1' }], { weights: { 'stub_v2.onnx': STUB_SIGNATURE, 'wide.onnx': WIDE } });
   const metrics = new BalesMetrics(loadConfig({ ENABLE_PROMETHEUS: 'false' }));
-  const service = new ModelsService(registry as unknown as ModelRegistry, metrics);
+  const service = new ModelsService(registry as unknown as ModelRegistry, oneReplicaFleet(registry) as Fleet, metrics);
   const reloads = async (modelId: string, result: 'ok' | 'failed') => sample(await metrics.registry.metrics(), 'bales_model_reloads_total', { model_id: modelId, result });
   return { registry, service, reloads };
 }
@@ -26,7 +43,7 @@ describe('ModelsService', () => {
     const { service, registry } = setup();
     const body: RegisterModelDto = { model_id: 'digits', weights_path: 'wide.onnx', task: 'classification', labels: ['zero', 'one'], max_batch_size: 4 };
     const info = await service.register(body);
-    expect(info).toMatchObject({ id: 'digits', task: 'classification', labels: ['zero', 'one'], maxBatchSize: 4, signature: WIDE });
+    expect(info).toMatchObject({ id: 'digits', task: 'classification', labels: ['zero', 'one'], maxBatchSize: 4, signature: WIDE, replicas: [{ replica_id: 'replica-a' }] });
     expect(registry.has('digits')).toBe(true);
   });
 
@@ -61,10 +78,10 @@ describe('ModelsService', () => {
     expect(await reloads('made_up', 'failed')).toBe(0);
   });
 
-  it('lists, gets and unregisters through the registry', async () => {
+  it('lists and gets from this replica, with each replica\'s version and state, and unregisters through the fleet', async () => {
     const { service } = setup();
     expect(service.list().map((m) => m.id)).toEqual(['stub_v1']);
-    expect(service.get('stub_v1').version).toBe('1');
+    expect(service.get('stub_v1')).toMatchObject({ version: '1', replicas: [{ replica_id: 'replica-a', version: '1', state: ModelState.READY }] });
     expect(await service.unregister('stub_v1')).toMatchObject({ modelId: 'stub_v1', version: '1', drainedRequests: 0 });
     expect(service.list()).toEqual([]);
   });
