@@ -3,13 +3,24 @@ import { BalesError, ErrorCode } from '@bales/errors';
 import { NO_LAYOUT, batchLayout, type BatchLayout } from './batch-axes';
 import type { EncodedRow } from './input-encoder';
 import type { ModelRepository, ModelSource } from './model-repository';
-import type { BatchOutcome, ModelInfo, RegisterRequest, ReloadOutcome, UnloadOutcome } from './model-types';
+import type { BatchOutcome, ModelInfo, PrepareRequest, RegisterRequest, ReloadOutcome, UnloadOutcome } from './model-types';
 import { ModelState } from './model-types';
 import { LoadFailure, type Signature, type Task, type TensorSpec, type WarmupReport, type WarmupSetting } from './protocol';
 import type { HeldSession, LoadedSession, WorkerPool } from './worker-pool';
 
 /** What the lifecycle needs of the worker threads. */
 export type SessionPool = Pick<WorkerPool, 'loadEverywhere' | 'unloadEverywhere' | 'run' | 'recycleIfDue'>;
+
+/** A version whose sessions every worker holds, beside the one served: prepared by a fleet reload, or kept after it. */
+interface HeldVersion {
+  version: number;
+  key: string;
+  path: string;
+  signature: Signature;
+  layout: BatchLayout;
+  warmup?: WarmupReport;
+  loadedAt?: string;
+}
 
 interface ModelEntry {
   id: string;
@@ -39,6 +50,10 @@ interface ModelEntry {
   loadedAt?: string;
   /** The version a hot swap is loading beside the served one; a second reload is refused meanwhile. */
   nextVersion?: number;
+  /** A version loaded by a fleet reload's prepare, served once it is committed. */
+  prepared?: HeldVersion;
+  /** Versions replaced by a commit whose queued work may still be running somewhere: kept until released. */
+  older: Map<number, HeldVersion>;
   served: number;
   /** Requests admitted on this replica and not answered yet: a DELETE waits for them. */
   outstanding: number;
@@ -86,6 +101,7 @@ export class ModelLifecycle {
   /** Batches in flight per session key; a replaced session is released when its count reaches zero. */
   private readonly inFlight = new Map<string, number>();
   private readonly retired = new Set<string>();
+  private readonly listeners: (() => void)[] = [];
 
   constructor(
     private readonly pool: SessionPool,
@@ -114,17 +130,59 @@ export class ModelLifecycle {
     return this.info(this.ready(id));
   }
 
-  /** The model's current inputs and their batch axes, or undefined when it is not registered. */
-  inputs(id: string): { inputs: TensorSpec[]; axes: (number | null)[] } | undefined {
-    const entry = this.find(id);
-    return entry && { inputs: entry.signature.inputs, axes: entry.layout.inputs };
+  /** The inputs and batch axes of a version (the served one when none is named), or undefined when it is not held. */
+  inputs(id: string, version?: string): { inputs: TensorSpec[]; axes: (number | null)[] } | undefined {
+    const held = this.held(id, version);
+    return held && { inputs: held.signature.inputs, axes: held.layout.inputs };
   }
 
-  /** Every model's current version: what each worker thread holds. */
+  /**
+   * A held version as info() shows the model, with that version's signature, batch axes and rows per batch; or
+   * undefined when this replica holds no such version (never loaded, or released).
+   */
+  version(id: string, version: string): ModelInfo | undefined {
+    const entry = this.models.get(id);
+    const held = this.held(id, version);
+    if (!entry || !held) return undefined;
+    return { ...this.info(entry), version, signature: held.signature, batchAxes: held.layout.axes, unbatchedReason: held.layout.unbatched, maxBatchSize: this.maxBatchOf(entry, held.layout) };
+  }
+
+  /** Every version the worker threads hold: served, prepared and kept; a replaced worker thread loads them all. */
   sessions(): HeldSession[] {
-    return [...this.models.values()]
-      .filter((e) => e.state === ModelState.READY || e.state === ModelState.DRAINING)
-      .map((e) => ({ key: e.key, path: e.path, warmup: e.warmupSetting, batchAxes: e.configBatchAxes }));
+    const held: HeldSession[] = [];
+    for (const e of this.models.values()) {
+      const session = (v: { key: string; path: string }) => ({ key: v.key, path: v.path, warmup: e.warmupSetting, batchAxes: e.configBatchAxes });
+      if (e.state === ModelState.READY || e.state === ModelState.DRAINING) held.push(session(e));
+      if (e.prepared) held.push(session(e.prepared));
+      for (const v of e.older.values()) held.push(session(v));
+    }
+    return held;
+  }
+
+  /**
+   * The model versions this replica can run queued work for: each one whose sessions are up, served or not (a
+   * version prepared here may already be committed on the replica that queued the work).
+   */
+  runnable(): { id: string; version: string }[] {
+    const out: { id: string; version: string }[] = [];
+    for (const e of this.models.values()) {
+      if (e.state === ModelState.READY || e.state === ModelState.DRAINING) out.push({ id: e.id, version: String(e.version) });
+      if (e.prepared) out.push({ id: e.id, version: String(e.prepared.version) });
+      for (const v of e.older.values()) out.push({ id: e.id, version: String(v.version) });
+    }
+    return out;
+  }
+
+  /** The weights file a model serves (any state). */
+  path(id: string): string {
+    const entry = this.find(id);
+    if (!entry) throw notRegistered(id);
+    return entry.path;
+  }
+
+  /** Calls `listener` whenever runnable() may have changed. */
+  onChange(listener: () => void): void {
+    this.listeners.push(listener);
   }
 
   /**
@@ -174,17 +232,21 @@ export class ModelLifecycle {
    * Runs rows as one batch on the model's current version. The version is pinned for the whole batch;
    * a reload meanwhile releases it only after this returns.
    */
-  async run(id: string, rows: EncodedRow[]): Promise<BatchOutcome> {
-    const entry = this.find(id);
-    if (!entry) throw notRegistered(id);
-    // A draining model still runs what it accepted; a failed or loading one holds no sessions.
-    if (entry.state === ModelState.FAILED || entry.state === ModelState.LOADING) throw unavailable(entry);
-    const { key, version } = entry;
+  async run(id: string, rows: EncodedRow[], version?: string): Promise<BatchOutcome> {
+    const entry = this.models.get(id);
+    if (!entry || (!entry.shown && version === undefined)) throw notRegistered(id);
+    const held = this.held(id, version);
+    if (!held) {
+      // A draining model still runs what it accepted; a failed or loading one holds no sessions.
+      if (version === undefined || entry.state === ModelState.FAILED || entry.state === ModelState.LOADING) throw unavailable(entry);
+      throw new BalesError(ErrorCode.MODEL_UNAVAILABLE, `model '${id}' v${version} is not held by the replica that took this request`, { model_id: id, state: entry.state });
+    }
+    const { key, version: heldVersion } = held;
     this.inFlight.set(key, (this.inFlight.get(key) ?? 0) + 1);
     try {
-      const reply = await this.pool.run({ key, task: entry.task, labels: entry.labels, inputs: entry.signature.inputs, layout: entry.layout, rows });
+      const reply = await this.pool.run({ key, task: entry.task, labels: entry.labels, inputs: held.signature.inputs, layout: held.layout, rows });
       entry.served += rows.length;
-      return { version: String(version), ...reply };
+      return { version: String(heldVersion), ...reply };
     } catch (err) {
       throw new BalesError(ErrorCode.INFERENCE_FAILED, `inference failed on ${key}: ${(err as Error).message}`);
     } finally {
@@ -227,6 +289,7 @@ export class ModelLifecycle {
       Object.assign(entry, { key, version, path, signature, layout, warmup, loadedAt: new Date().toISOString() });
       this.warnUnwarmed(entry);
       this.retire(old.key);
+      this.changed();
       const loadMs = performance.now() - started;
       this.pool.recycleIfDue();
       this.logger.log(`reloaded ${id}: v${old.version} -> v${version} in ${loadMs.toFixed(0)} ms`);
@@ -258,12 +321,165 @@ export class ModelLifecycle {
       this.checkIdle(entry);
     });
     this.models.delete(id);
+    this.changed();
     // Batches of other replicas' requests may still be running on it: the session goes with the last of them.
     if (this.inFlight.has(entry.key)) this.retired.add(entry.key);
     else await this.pool.unloadEverywhere(entry.key);
     const drainMs = roundMs(performance.now() - started);
     this.logger.log(`unloaded ${id} v${entry.version} after draining ${drained} requests in ${drainMs} ms`);
     return { modelId: id, version: String(entry.version), drainedRequests: drained, drainMs };
+  }
+
+
+  /**
+   * A fleet call's first phase: loads and warms `version` beside the served one (or, for an id this replica does not
+   * hold, as a new model hidden from clients), and serves nothing new until commit(). A failed model is loaded
+   * again this way too. Throws as reload() does; nothing changes then.
+   */
+  async prepare(req: PrepareRequest): Promise<{ loadMs: number }> {
+    const started = performance.now();
+    const existing = this.models.get(req.id);
+    if (existing?.state === ModelState.LOADING || existing?.prepared || existing?.nextVersion !== undefined) {
+      throw new BalesError(ErrorCode.MODEL_CONFLICT, `model '${req.id}' is already being loaded on this replica`);
+    }
+    if (existing?.state === ModelState.DRAINING) throw new BalesError(ErrorCode.MODEL_CONFLICT, `model '${req.id}' is being deleted`);
+    if (!existing) {
+      const source = this.sourceFor(req);
+      const entry = this.add(source, req.origin);
+      try {
+        await this.start(entry, () => source, false);
+      } catch (err) {
+        this.models.delete(req.id);
+        throw err;
+      }
+      return { loadMs: roundMs(performance.now() - started) };
+    }
+    const path = req.weightsPath === undefined ? this.ownWeights(existing.path) : this.repository.resolveWeights(req.weightsPath);
+    const key = sessionKey(req.id, req.version);
+    existing.nextVersion = req.version;
+    try {
+      const { signature, warmup } = await this.loadSessions({ key, path, warmup: existing.warmupSetting, batchAxes: existing.configBatchAxes });
+      const change = existing.state === ModelState.READY ? signatureChange(existing.signature, signature) : undefined;
+      if (change && !req.allowSignatureChange) {
+        await this.pool.unloadEverywhere(key);
+        throw new BalesError(ErrorCode.MODEL_CONFLICT, `signature change refused (${change}); send allow_signature_change: true to accept it`);
+      }
+      const layout = await this.layoutFor(key, signature, existing.configBatchAxes);
+      existing.prepared = { version: req.version, key, path, signature, layout, warmup, loadedAt: new Date().toISOString() };
+      this.changed();
+      return { loadMs: roundMs(performance.now() - started) };
+    } finally {
+      existing.nextVersion = undefined;
+    }
+  }
+
+  /**
+   * A fleet call's second phase: new requests are admitted under `version` from now on. The version served until
+   * now is kept for the work queued under it, until release(). Committing the served version again changes nothing.
+   */
+  commit(id: string, version: number): void {
+    const entry = this.models.get(id);
+    if (!entry) throw notRegistered(id);
+    if (entry.version === version && !entry.prepared) {
+      entry.shown = true;
+      this.changed();
+      return;
+    }
+    const next = entry.prepared;
+    if (next?.version !== version) throw new BalesError(ErrorCode.MODEL_CONFLICT, `model '${id}' v${version} is not prepared on this replica`);
+    if (entry.state === ModelState.READY) {
+      const { key, path, signature, layout, warmup, loadedAt } = entry;
+      entry.older.set(entry.version, { version: entry.version, key, path, signature, layout, warmup, loadedAt });
+    }
+    Object.assign(entry, { version, key: next.key, path: next.path, signature: next.signature, layout: next.layout, warmup: next.warmup, loadedAt: next.loadedAt, state: ModelState.READY, reason: undefined, prepared: undefined });
+    this.warnUnwarmed(entry);
+    this.changed();
+  }
+
+  /** Undoes a prepare(): a prepared version's sessions are released, and a new id that was never committed is gone. */
+  async abort(id: string, version: number): Promise<void> {
+    const entry = this.models.get(id);
+    if (!entry) return;
+    if (!entry.shown && entry.version === version) {
+      this.models.delete(id);
+      this.changed();
+      this.retire(entry.key);
+    } else if (entry.prepared?.version === version) {
+      const key = entry.prepared.key;
+      entry.prepared = undefined;
+      this.changed();
+      this.retire(key);
+    }
+  }
+
+  /**
+   * No work is left anywhere for `version`: its sessions go once its running batches end. Releasing the served
+   * version of a model being deleted removes the model.
+   */
+  release(id: string, version: number): void {
+    const entry = this.models.get(id);
+    if (!entry) return;
+    const kept = entry.older.get(version);
+    if (kept) {
+      entry.older.delete(version);
+      this.retire(kept.key);
+    } else if (entry.version === version && entry.state === ModelState.DRAINING) {
+      this.models.delete(id);
+      this.retire(entry.key);
+      for (const v of entry.older.values()) this.retire(v.key);
+    } else return;
+    this.changed();
+  }
+
+  /**
+   * A fleet DELETE's first phase: no new request is admitted (404 from then on); work already accepted still runs.
+   * A failed model holds nothing and goes at once. Returns the requests this replica had accepted.
+   */
+  stopAdmission(id: string): { version: string; pending: number } {
+    const entry = this.models.get(id);
+    if (!entry?.shown) throw notRegistered(id);
+    if (entry.state === ModelState.FAILED) {
+      this.models.delete(id);
+      this.changed();
+      return { version: String(entry.version), pending: 0 };
+    }
+    if (entry.state === ModelState.READY) entry.state = ModelState.DRAINING;
+    return { version: String(entry.version), pending: entry.outstanding };
+  }
+
+  /** Resolves once every request this replica accepted for the model has been answered. */
+  drained(id: string): Promise<void> {
+    const entry = this.models.get(id);
+    if (!entry || entry.outstanding === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const check = () => (entry.outstanding === 0 ? resolve() : setTimeout(check, 10).unref());
+      check();
+    });
+  }
+
+  /**
+   * Marks a model failed here with `reason` (its file is not the fleet's), releasing its sessions: it takes no
+   * requests and runs no work on this replica, while the others serve it.
+   */
+  fail(id: string, reason: string): void {
+    const entry = this.models.get(id);
+    if (!entry) return;
+    const up = entry.state === ModelState.READY || entry.state === ModelState.DRAINING;
+    if (up) this.retire(entry.key);
+    if (entry.prepared) this.retire(entry.prepared.key);
+    Object.assign(entry, { state: ModelState.FAILED, reason, prepared: undefined, layout: NO_LAYOUT, shown: true });
+    this.logger.error(`model ${id} is failed: ${reason}`);
+    this.changed();
+  }
+
+  /** A new model's source: a MODELS_DIR folder (its config.json, with the weights named), or the request itself. */
+  private sourceFor(req: PrepareRequest): ModelSource {
+    if (req.origin === 'folder') {
+      const source = this.repository.read(req.id);
+      return { ...source, version: req.version, path: req.weightsPath === undefined ? source.path : this.repository.resolveWeights(req.weightsPath) };
+    }
+    if (req.weightsPath === undefined) throw new BalesError(ErrorCode.INVALID_REQUEST, 'weights_path is required to register a model');
+    return { id: req.id, path: this.repository.resolveWeights(req.weightsPath), task: req.task ?? 'classification', labels: req.labels, maxBatchSize: req.maxBatchSize, version: req.version };
   }
 
   /**
@@ -300,7 +516,7 @@ export class ModelLifecycle {
   /** A new model entry, hidden until its first load ends. */
   private add(source: ModelSource, origin: ModelEntry['origin']): ModelEntry {
     const { id, task, version, path } = source;
-    const entry: ModelEntry = { id, origin, shown: false, task, state: ModelState.LOADING, version, key: sessionKey(id, version), path, signature: NO_SIGNATURE, layout: NO_LAYOUT, warmupSetting: undefined, served: 0, outstanding: 0 };
+    const entry: ModelEntry = { id, origin, shown: false, task, state: ModelState.LOADING, version, key: sessionKey(id, version), path, signature: NO_SIGNATURE, layout: NO_LAYOUT, warmupSetting: undefined, served: 0, outstanding: 0, older: new Map() };
     this.models.set(id, entry);
     return entry;
   }
@@ -310,7 +526,7 @@ export class ModelLifecycle {
    * the reason (logged, and thrown to the caller). Sets LOADING before its first await, so a second load of the same
    * model meanwhile sees it.
    */
-  private async start(entry: ModelEntry, read: () => ModelSource): Promise<void> {
+  private async start(entry: ModelEntry, read: () => ModelSource, show = true): Promise<void> {
     Object.assign(entry, { state: ModelState.LOADING, reason: undefined, warmup: undefined, loadedAt: undefined, signature: NO_SIGNATURE, layout: NO_LAYOUT });
     try {
       const source = read();
@@ -335,7 +551,8 @@ export class ModelLifecycle {
       this.logger.error(`model ${entry.id} is failed: ${entry.reason}`);
       throw err;
     } finally {
-      entry.shown = true;
+      entry.shown ||= show;
+      this.changed();
     }
   }
 
@@ -402,8 +619,29 @@ export class ModelLifecycle {
     }
   }
 
+  /** A version this replica holds sessions for: the served one (when none is named), a prepared or a kept one. */
+  private held(id: string, version?: string): HeldVersion | undefined {
+    const e = this.models.get(id);
+    if (!e) return undefined;
+    if (version === undefined || version === String(e.version)) {
+      const up = e.state === ModelState.READY || e.state === ModelState.DRAINING;
+      // A new id's first version, prepared and not yet committed here, runs only work that names it.
+      return up && (e.shown || version !== undefined) ? e : undefined;
+    }
+    if (e.prepared && String(e.prepared.version) === version) return e.prepared;
+    return e.older.get(Number(version));
+  }
+
+  private maxBatchOf(e: ModelEntry, layout: BatchLayout): number {
+    return layout.unbatched ? 1 : Math.min(this.maxBatchSize, e.configMaxBatch ?? Infinity);
+  }
+
+  private changed(): void {
+    for (const listener of this.listeners) listener();
+  }
+
   private info(e: ModelEntry): ModelInfo {
-    const maxBatchSize = e.layout.unbatched ? 1 : Math.min(this.maxBatchSize, e.configMaxBatch ?? Infinity);
+    const maxBatchSize = this.maxBatchOf(e, e.layout);
     return {
       id: e.id,
       version: String(e.version),

@@ -1,10 +1,12 @@
 import { Injectable, Logger, OnApplicationShutdown, OnModuleInit } from '@nestjs/common';
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
 import { BalesConfig } from '@bales/config';
 import { BalesError, ErrorCode } from '@bales/errors';
 import { EncodedRow, TensorInput, checkRow, encodePayload, encodeTensors } from './input-encoder';
 import { ModelLifecycle } from './model-lifecycle';
 import { MODEL_ID_PATTERN, MODEL_ID_RULE, ModelRepository } from './model-repository';
-import type { Admission, BatchOutcome, ModelInfo, RegisterRequest, ReloadOutcome, TensorAdmission, UnloadOutcome } from './model-types';
+import type { Admission, BatchOutcome, ModelInfo, PrepareRequest, RegisterRequest, ReloadOutcome, TensorAdmission, UnloadOutcome } from './model-types';
 import { WorkerPool } from './worker-pool';
 
 /**
@@ -97,18 +99,89 @@ export class ModelRegistry implements OnModuleInit, OnApplicationShutdown {
     return { model, rows: encoded, release };
   }
 
-  /** Why a decoded queue row does not fit the model's current inputs, or undefined when it does. */
-  checkRow(id: string, row: EncodedRow): string | undefined {
-    const model = this.lifecycle.inputs(id);
-    return model ? checkRow(model.inputs, model.axes, row) : `model '${id}' is not registered`;
+  /** Why a decoded queue row does not fit the inputs of its version (the served one when none is named), or undefined when it does. */
+  checkRow(id: string, row: EncodedRow, version?: string): string | undefined {
+    const model = this.lifecycle.inputs(id, version);
+    return model ? checkRow(model.inputs, model.axes, row) : `model '${id}'${version === undefined ? '' : ` v${version}`} is not held here`;
   }
 
   /**
-   * Runs rows as one batch on the least busy worker, on the model's current version.
+   * Runs rows as one batch on the least busy worker, on the version named (the served one when none is).
    * The version is pinned for the whole batch; a reload meanwhile releases it only after this returns.
    */
-  run(id: string, rows: EncodedRow[]): Promise<BatchOutcome> {
-    return this.lifecycle.run(id, rows);
+  run(id: string, rows: EncodedRow[], version?: string): Promise<BatchOutcome> {
+    return this.lifecycle.run(id, rows, version);
+  }
+
+  /** The model versions this replica can run queued work for: every one whose sessions are up, served or not. */
+  runnable(): { id: string; version: string }[] {
+    return this.lifecycle.runnable();
+  }
+
+  /** A version this replica holds, with its own signature and batch axes; undefined when it holds none such. */
+  version(id: string, version: string): ModelInfo | undefined {
+    return this.lifecycle.version(id, version);
+  }
+
+  /** Calls `listener` whenever runnable() may have changed. */
+  onChange(listener: () => void): void {
+    this.lifecycle.onChange(listener);
+  }
+
+  /** The file a model serves, as MODELS_DIR names it (e.g. `stub_v1/model.onnx`). */
+  weightsName(id: string): string {
+    return this.repository.name(this.lifecycle.path(id));
+  }
+
+  /** A weights path as MODELS_DIR names it, checked as POST /models checks it (PATH_NOT_ALLOWED, FILE_NOT_FOUND). */
+  locate(weightsPath: string): string {
+    return this.repository.name(this.repository.resolveWeights(weightsPath));
+  }
+
+  /** The sha256 of a weights file inside MODELS_DIR, read as a stream so the event loop never blocks on it. */
+  async digest(weightsPath: string): Promise<string> {
+    const hash = createHash('sha256');
+    for await (const chunk of createReadStream(this.repository.resolveWeights(weightsPath))) hash.update(chunk as Buffer);
+    return hash.digest('hex');
+  }
+
+  /**
+   * A fleet call's first phase on this replica: loads `version` beside the served one, or a new id hidden from
+   * clients. Nothing is served from it until commit().
+   */
+  prepare(req: PrepareRequest): Promise<{ loadMs: number }> {
+    if (!MODEL_ID_PATTERN.test(req.id)) throw new BalesError(ErrorCode.INVALID_REQUEST, MODEL_ID_RULE);
+    return this.lifecycle.prepare(req);
+  }
+
+  /** New requests are admitted under `version`; the version served until now stays for its queued work until release(). */
+  commit(id: string, version: number): void {
+    this.lifecycle.commit(id, version);
+  }
+
+  /** Undoes a prepare() whose fleet call failed. */
+  abort(id: string, version: number): Promise<void> {
+    return this.lifecycle.abort(id, version);
+  }
+
+  /** No work is left anywhere for this version: its sessions go once its batches end (the model too, when it is being deleted). */
+  release(id: string, version: number): void {
+    this.lifecycle.release(id, version);
+  }
+
+  /** A fleet DELETE on this replica: 404 for new requests from now on; accepted work still runs until release(). */
+  stopAdmission(id: string): { version: string; pending: number } {
+    return this.lifecycle.stopAdmission(id);
+  }
+
+  /** Resolves once every request this replica accepted for the model has been answered. */
+  drained(id: string): Promise<void> {
+    return this.lifecycle.drained(id);
+  }
+
+  /** Marks a model failed on this replica with the reason, releasing its sessions; the other replicas still serve it. */
+  fail(id: string, reason: string): void {
+    this.lifecycle.fail(id, reason);
   }
 
   /**

@@ -42,6 +42,20 @@ export interface RegisterRequest {
   maxBatchSize?: number;
 }
 
+/** One replica's part of a fleet call: a version to load beside the served one, or a new model to load hidden. */
+export interface PrepareRequest {
+  id: string;
+  version: number;
+  /** Inside MODELS_DIR; undefined: the model's own file (a failed model loaded again, or a folder model). */
+  weightsPath?: string;
+  /** Where a new id comes from: its MODELS_DIR folder (config.json and model.onnx), or a registration. */
+  origin: 'folder' | 'api';
+  task?: Task;
+  labels?: string[];
+  maxBatchSize?: number;
+  allowSignatureChange?: boolean;
+}
+
 export interface BatchOutcome {
   version: string;
   results: RowResult[];
