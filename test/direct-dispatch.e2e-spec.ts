@@ -3,6 +3,7 @@ import { EXAMPLE_INPUT } from './support/example-input';
 import { GatewayProcess, TestGateway, post, spawnGateway, startGateway, waitFor } from './support/gateway';
 import { heavyModelsDir } from './support/models';
 import { TestRedis } from './support/redis-server';
+import { jobsWritten as jobsWrittenUnder } from './support/queued-work';
 
 const body = (extra: object = {}) => ({ model_id: 'stub_v1', priority: 2, payload: { input: EXAMPLE_INPUT }, ...extra });
 
@@ -16,7 +17,7 @@ describe('direct dispatch: a request that finds its replica idle runs without th
   let redis: TestRedis;
   let client: IORedis;
   /** Jobs BullMQ has written under a queue prefix: its job-id counter. */
-  const jobsWritten = async (prefix: string) => Number((await client.get(`${prefix}:infer:id`)) ?? 0);
+  const jobsWritten = (prefix: string) => jobsWrittenUnder(redis.url, prefix);
 
   beforeAll(async () => {
     redis = await TestRedis.start();

@@ -1,5 +1,5 @@
 import { Queue } from 'bullmq';
-import { PendingRequests, QueueDepth } from '@bales/queue';
+import { PendingRequests, QueueDepth, versionQueue } from '@bales/queue';
 import { EXAMPLE_INPUT } from './support/example-input';
 import { getJson, post, sleep, startGateway, statuses, waitFor } from './support/gateway';
 import { heavyModelsDir } from './support/models';
@@ -33,7 +33,7 @@ describe('faults (in-process gateways, real Redis, BullMQ and ONNX Runtime)', ()
         await sleep(200);
         // Counted in Redis for every replica to see, and only 40 rows were written.
         expect(gw.app.get(QueueDepth).snapshot()).toEqual({ stub_v1: { 2: 40 } });
-        const queue = new Queue('infer', { connection: { url: redis.url }, prefix: p });
+        const queue = new Queue(versionQueue('stub_v1', '1'), { connection: { url: redis.url }, prefix: p });
         const rows = (await queue.getJobs(['prioritized', 'wait'])).reduce((n, job) => n + job.data.r.length, 0);
         await queue.close();
         expect(rows).toBe(40);

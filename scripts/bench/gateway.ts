@@ -13,7 +13,7 @@
 import { join } from 'node:path';
 import Redis from 'ioredis';
 import { loadConfig } from '@bales/config';
-import { INFER_QUEUE } from '@bales/queue';
+import { versionQueue } from '@bales/queue';
 import { EXAMPLE_INPUT } from '../../test/support/example-input';
 import { TestRedis } from '../../test/support/redis-server';
 import { latencyChart } from './chart';
@@ -98,7 +98,7 @@ async function main(): Promise<void> {
         ['redis', redisPid],
         ['client', process.pid, undefined, true],
       ];
-      const jobIds = role === 'gateway' || role === 'noBatching' ? `${QUEUE_PREFIXES[role]}:${INFER_QUEUE}:id` : undefined;
+      const jobIds = role === 'gateway' || role === 'noBatching' ? `${QUEUE_PREFIXES[role]}:${versionQueue('stub_v1', '1')}:id` : undefined;
       const jobsBefore = jobIds ? Number(await redisClient.get(jobIds)) : 0;
       const before = procs.map(([, pid, tid, children]) => cpuSeconds(pid, tid, children));
       const ticksBefore = machineTicks();

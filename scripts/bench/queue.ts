@@ -76,7 +76,7 @@ async function main(): Promise<void> {
   const addJob = (rowsPerJob: number) => {
     const now = Date.now();
     const rows = Array.from({ length: rowsPerJob }, () => ({ requestId: randomUUID(), enqueuedAt: now, deadline: now + 30_000, row }));
-    const job = encodeJob('stub_v1', 'bench', rows, () => `bench:${INFER_QUEUE}:rows:${keys++}`, now, inlineBelow);
+    const job = encodeJob('stub_v1', '1', 'bench', rows, () => `bench:${INFER_QUEUE}:rows:${keys++}`, now, inlineBelow);
     // As the producer writes a job: its bytes' key first, on the same connection, so it is there before the job.
     if (job.bytes) void client.set(job.bytes.key, job.bytes.value, 'PX', job.bytes.ttlMs);
     stored += JSON.stringify(job.data).length + (job.bytes?.value.byteLength ?? 0);

@@ -1,15 +1,43 @@
 import { Queue } from 'bullmq';
+import IORedis from 'ioredis';
 import { QueueDepth } from '@bales/queue';
 import { TestGateway, getJson, sleep, startGateway, waitFor } from './gateway';
 
-/** Jobs of the infer queue still in Redis, in any state, for the given prefix. */
-export async function jobsInRedis(redisUrl: string, prefix: string): Promise<number> {
-  const queue = new Queue('infer', { connection: { url: redisUrl }, prefix });
+/** The names of every model version's infer queue under the prefix. */
+export async function inferQueues(redisUrl: string, prefix: string): Promise<string[]> {
+  const client = new IORedis(redisUrl);
   try {
-    const counts = await queue.getJobCounts('wait', 'prioritized', 'active', 'delayed', 'paused', 'waiting-children');
-    return Object.values(counts).reduce((a, b) => a + b, 0);
+    const keys = await client.keys(`${prefix}:infer/*:meta`);
+    return keys.map((k) => k.slice(prefix.length + 1, -':meta'.length));
   } finally {
-    await queue.close();
+    client.disconnect();
+  }
+}
+
+/** Jobs of every model version's queue still in Redis, in any state, for the given prefix. */
+export async function jobsInRedis(redisUrl: string, prefix: string): Promise<number> {
+  let total = 0;
+  for (const name of await inferQueues(redisUrl, prefix)) {
+    const queue = new Queue(name, { connection: { url: redisUrl }, prefix });
+    try {
+      const counts = await queue.getJobCounts('wait', 'prioritized', 'active', 'delayed', 'paused', 'waiting-children');
+      total += Object.values(counts).reduce((a, b) => a + b, 0);
+    } finally {
+      await queue.close();
+    }
+  }
+  return total;
+}
+
+/** Jobs ever written under the prefix, over every model version's queue (BullMQ's job id counters). */
+export async function jobsWritten(redisUrl: string, prefix: string): Promise<number> {
+  const client = new IORedis(redisUrl);
+  try {
+    const keys = await client.keys(`${prefix}:infer/*:id`);
+    const counts = keys.length ? await client.mget(...keys) : [];
+    return counts.reduce((n, c) => n + Number(c ?? 0), 0);
+  } finally {
+    client.disconnect();
   }
 }
 

@@ -1,13 +1,14 @@
-import { InjectQueue } from '@nestjs/bullmq';
 import { Injectable } from '@nestjs/common';
 import type { Queue } from 'bullmq';
-import { INFER_QUEUE, OutgoingRow } from './job-codec';
+import type { OutgoingRow } from './job-codec';
 import { PendingRequests } from './pending-requests';
 import { QueueDepth } from './queue-depth';
 import { RedisConnections } from './redis-connections';
 
 /** One job on its way into the queue, followed until each of its requests is settled. */
 export interface WatchedJob {
+  /** The model version's queue it is written to. */
+  queue: Queue;
   modelId: string;
   priority: number;
   /** Each row's deadline, as the shared depth counts them. */
@@ -27,15 +28,14 @@ export interface WatchedJob {
 @Injectable()
 export class AbandonedJobs {
   constructor(
-    @InjectQueue(INFER_QUEUE) private readonly queue: Queue,
     private readonly pending: PendingRequests,
     private readonly depth: QueueDepth,
     private readonly redis: RedisConnections,
   ) {}
 
   /** Follows a job's requests from before it is written; a request already settled counts at once. */
-  watch(modelId: string, priority: number, rows: OutgoingRow[], bytesKey?: string): WatchedJob {
-    const job: WatchedJob = { modelId, priority, deadlines: rows.map((r) => r.deadline), unsettled: rows.length, served: 0, bytesKey };
+  watch(queue: Queue, modelId: string, priority: number, rows: OutgoingRow[], bytesKey?: string): WatchedJob {
+    const job: WatchedJob = { queue, modelId, priority, deadlines: rows.map((r) => r.deadline), unsettled: rows.length, served: 0, bytesKey };
     for (const row of rows) {
       this.pending.onSettled(row.requestId, (served) => {
         job.unsettled--;
@@ -57,17 +57,17 @@ export class AbandonedJobs {
     if (job.unsettled > 0 || job.served > 0 || !job.jobId) return;
     const jobId = job.jobId;
     job.jobId = undefined;
-    this.queue.remove(jobId).then(
+    job.queue.remove(jobId).then(
       (removed) => {
         if (removed !== 1) return;
         this.depth.removeUnrun(job.modelId, job.priority, job.deadlines);
-        if (job.bytesKey) this.dropBytes(job.bytesKey);
+        if (job.bytesKey) this.dropBytes(job.queue, job.bytesKey);
       },
       (err: Error) => this.redis.logError(err),
     );
   }
 
-  private dropBytes(key: string): void {
-    this.queue.client.then((client) => client.del(key)).catch((err: Error) => this.redis.logError(err));
+  private dropBytes(queue: Queue, key: string): void {
+    queue.client.then((client) => client.del(key)).catch((err: Error) => this.redis.logError(err));
   }
 }

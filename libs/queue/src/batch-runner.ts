@@ -42,12 +42,13 @@ export class BatchRunner {
     return live;
   }
 
-  async run(modelId: string, rows: QueuedRow[]): Promise<void> {
+  /** Runs rows of one model version (the served one when none is named). */
+  async run(modelId: string, rows: QueuedRow[], version?: string): Promise<void> {
     const live = this.dropExpired(rows);
     if (live.length === 0) return;
     let messages: ResultMessage[];
     try {
-      const outcome = await this.registry.run(modelId, live.map((r) => r.row));
+      const outcome = await this.registry.run(modelId, live.map((r) => r.row), version);
       this.stats.batches++;
       this.stats.rowsRun += live.length;
       this.metrics.batch(live.length, outcome.inferenceMs);

@@ -1,10 +1,9 @@
-import { InjectQueue } from '@nestjs/bullmq';
 import { Injectable } from '@nestjs/common';
-import type { Queue } from 'bullmq';
 import { BalesConfig } from '@bales/config';
 import { BalesError, ErrorCode } from '@bales/errors';
 import type { EncodedRow } from '@bales/model-registry';
 import { EncodedJob, INFER_JOB, INFER_QUEUE, OutgoingRow, encodeJob } from './job-codec';
+import { ModelQueues } from './model-queues';
 import { AbandonedJobs, WatchedJob } from './abandoned-jobs';
 import { DirectDispatch } from './direct-dispatch';
 import { epochNow } from './clock';
@@ -17,6 +16,8 @@ import { ResultRouter } from './result-router';
 export interface InferSubmission {
   requestId: string;
   modelId: string;
+  /** The model version the request was admitted under: its job goes to that version's queue. */
+  version: string;
   priority: number;
   row: EncodedRow;
   timeoutMs: number;
@@ -35,6 +36,7 @@ export interface InferSubmission {
 /** Requests waiting for the end of the current tick, to travel as one job. */
 interface Group {
   modelId: string;
+  version: string;
   priority: number;
   rows: OutgoingRow[];
 }
@@ -62,7 +64,7 @@ export class InferenceQueue {
   private bytesKeys = 0;
 
   constructor(
-    @InjectQueue(INFER_QUEUE) private readonly queue: Queue,
+    private readonly queues: ModelQueues,
     private readonly config: BalesConfig,
     private readonly pending: PendingRequests,
     private readonly redis: RedisConnections,
@@ -106,15 +108,15 @@ export class InferenceQueue {
     const deadline = now + req.timeoutMs;
     // Rows gathered or being written this tick may be more urgent: they go first, through the queue.
     const mayRunDirectly = req.direct !== false && !this.flushScheduled && !this.writing;
-    if (mayRunDirectly && this.direct.tryTake({ requestId: req.requestId, modelId: req.modelId, origin: this.router.instanceId, priority: req.priority, enqueuedAt: now, deadline, fetchedAt: now, row: req.row })) {
+    if (mayRunDirectly && this.direct.tryTake({ requestId: req.requestId, modelId: req.modelId, version: req.version, origin: this.router.instanceId, priority: req.priority, enqueuedAt: now, deadline, fetchedAt: now, row: req.row })) {
       this.depth.addWritten(req.modelId, req.priority, [deadline]);
       queued = false;
       return result;
     }
-    const key = `${req.modelId}\u0000${req.priority}`;
+    const key = `${req.modelId}\u0000${req.version}\u0000${req.priority}`;
     let group = this.groups.get(key);
     if (!group) {
-      group = { modelId: req.modelId, priority: req.priority, rows: [] };
+      group = { modelId: req.modelId, version: req.version, priority: req.priority, rows: [] };
       this.groups.set(key, group);
     }
     group.rows.push({ requestId: req.requestId, enqueuedAt: now, deadline, row: req.row });
@@ -144,8 +146,8 @@ export class InferenceQueue {
         const rows = g.rows.slice(i, i + max);
         // Requests settled (timed out, client gone) before their job was written are not written at all.
         if (!rows.some((r) => this.pending.has(r.requestId))) continue;
-        const encoded = encodeJob(g.modelId, this.redis.instanceId, rows, newKey, now);
-        live.push({ watched: this.abandoned.watch(g.modelId, g.priority, rows, encoded.data.b), rows, encoded });
+        const encoded = encodeJob(g.modelId, g.version, this.redis.instanceId, rows, newKey, now);
+        live.push({ watched: this.abandoned.watch(this.queues.get(g.modelId, g.version), g.modelId, g.priority, rows, encoded.data.b), rows, encoded });
       }
     }
     if (live.length === 0) return;
@@ -168,7 +170,7 @@ export class InferenceQueue {
     const { watched, encoded } = job;
     this.depth.addWritten(watched.modelId, watched.priority, watched.deadlines);
     if (encoded.bytes) this.writeBytes(encoded.bytes);
-    const written = this.queue.add(INFER_JOB, encoded.data, { priority: watched.priority });
+    const written = watched.queue.add(INFER_JOB, encoded.data, { priority: watched.priority });
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('enqueue timed out')), ENQUEUE_TIMEOUT_MS).unref()));
     try {
@@ -184,6 +186,14 @@ export class InferenceQueue {
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  /**
+   * Resolves once no accepted request waits to be written: after a commit, every job of the version served
+   * before is in Redis, where the drain of that version can see it.
+   */
+  async writesSettled(): Promise<void> {
+    while (this.flushScheduled || this.writing) await new Promise((r) => setTimeout(r, 1));
   }
 
   /**

@@ -5,6 +5,12 @@ export const INFER_QUEUE = 'infer';
 export const INFER_JOB = 'infer';
 
 /**
+ * Each model version has a queue of its own: a replica fetches only the work it holds that version for, and a
+ * version's sessions can go once its queue is empty. BullMQ allows no ':' in a name; model ids hold no '/'.
+ */
+export const versionQueue = (modelId: string, version: string) => `${INFER_QUEUE}/${modelId}/${version}`;
+
+/**
  * Jobs whose rows carry fewer bytes than this keep them inline as base64; bigger ones keep them in a Redis key of
  * their own, since base64 inside JSON costs the event loop more than the extra command (docs/benchmarks.md).
  */
@@ -24,6 +30,8 @@ export type JobRow = [string, number, number, string[] | number[], number[][]] |
 export interface InferJobData {
   /** model id */
   m: string;
+  /** the model version the rows were admitted under */
+  v: string;
   /** instance id of the replica holding the clients' connections */
   o: string;
   r: JobRow[];
@@ -49,6 +57,8 @@ export interface EncodedJob {
 export interface QueuedRow {
   requestId: string;
   modelId: string;
+  /** The model version the row was admitted under, and runs on. */
+  version: string;
   origin: string;
   priority: number;
   enqueuedAt: number;
@@ -77,10 +87,10 @@ export function encodeRow(requestId: string, enqueuedAt: number, deadline: numbe
  * Encodes one job's rows: inline below INLINE_ROW_BYTES, otherwise their bytes concatenated under a key of their
  * own (named by `newKey`) that expires ROW_BYTES_GRACE_MS after the latest deadline, the job keeping byte lengths.
  */
-export function encodeJob(modelId: string, origin: string, rows: OutgoingRow[], newKey: () => string, now: number, inlineBelow = INLINE_ROW_BYTES): EncodedJob {
+export function encodeJob(modelId: string, version: string, origin: string, rows: OutgoingRow[], newKey: () => string, now: number, inlineBelow = INLINE_ROW_BYTES): EncodedJob {
   let total = 0;
   for (const r of rows) for (const b of r.row.buffers) total += b.byteLength;
-  if (total < inlineBelow) return { data: { m: modelId, o: origin, r: rows.map((r) => encodeRow(r.requestId, r.enqueuedAt, r.deadline, r.row)) } };
+  if (total < inlineBelow) return { data: { m: modelId, v: version, o: origin, r: rows.map((r) => encodeRow(r.requestId, r.enqueuedAt, r.deadline, r.row)) } };
   const buffers: Buffer[] = [];
   let latest = now;
   const jobRows = rows.map((r): JobRow => {
@@ -91,7 +101,7 @@ export function encodeJob(modelId: string, origin: string, rows: OutgoingRow[], 
   });
   const key = newKey();
   // A single buffer goes as it is: each image-sized copy is external memory that brings V8's next full GC closer.
-  return { data: { m: modelId, o: origin, r: jobRows, b: key }, bytes: { key, value: buffers.length === 1 ? buffers[0] : Buffer.concat(buffers, total), ttlMs: Math.ceil(latest - now + ROW_BYTES_GRACE_MS) } };
+  return { data: { m: modelId, v: version, o: origin, r: jobRows, b: key }, bytes: { key, value: buffers.length === 1 ? buffers[0] : Buffer.concat(buffers, total), ttlMs: Math.ceil(latest - now + ROW_BYTES_GRACE_MS) } };
 }
 
 const isNumberArray = (v: unknown): v is number[] => Array.isArray(v) && v.every((n) => Number.isInteger(n) && n > 0);
@@ -104,8 +114,8 @@ const isLength = (n: unknown): n is number => Number.isInteger(n) && (n as numbe
  */
 export function decodeJob(data: unknown, priority: number, fetchedAt = epochNow()): DecodedJob {
   const job = data as Partial<InferJobData> | null;
-  if (!job || typeof job !== 'object' || typeof job.m !== 'string' || typeof job.o !== 'string' || !Array.isArray(job.r)) {
-    throw new Error('malformed infer job: expected {m, o, r[]}');
+  if (!job || typeof job !== 'object' || typeof job.m !== 'string' || typeof job.v !== 'string' || typeof job.o !== 'string' || !Array.isArray(job.r)) {
+    throw new Error('malformed infer job: expected {m, v, o, r[]}');
   }
   if (job.b !== undefined && (typeof job.b !== 'string' || job.b === '')) throw new Error('malformed infer job: bytes key');
   const binary = job.b !== undefined;
@@ -116,7 +126,7 @@ export function decodeJob(data: unknown, priority: number, fetchedAt = epochNow(
     if (!Array.isArray(inputs) || !(inputs as unknown[]).every(binary ? isLength : (s) => typeof s === 'string')) throw new Error(`malformed infer job row ${i}: inputs`);
     if (!Array.isArray(dims) || dims.length !== inputs.length || !dims.every(isNumberArray)) throw new Error(`malformed infer job row ${i}: dims`);
     const buffers = binary ? [] : (inputs as string[]).map((s) => Buffer.from(s, 'base64'));
-    const row: QueuedRow = { requestId, modelId: job.m!, origin: job.o!, priority, enqueuedAt, deadline, fetchedAt, row: { buffers, dims, ...(r.length === 6 ? { raw: true } : {}) } };
+    const row: QueuedRow = { requestId, modelId: job.m!, version: job.v!, origin: job.o!, priority, enqueuedAt, deadline, fetchedAt, row: { buffers, dims, ...(r.length === 6 ? { raw: true } : {}) } };
     return row;
   });
   return binary ? { rows, bytesKey: job.b, lengths: job.r.map((r) => r[3] as number[]) } : { rows };

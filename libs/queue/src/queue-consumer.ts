@@ -1,6 +1,5 @@
 import { BeforeApplicationShutdown, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
 import { Job } from 'bullmq';
-import type { Redis } from 'ioredis';
 import { BalesConfig } from '@bales/config';
 import { BalesError, ErrorCode } from '@bales/errors';
 import { ModelInfo, ModelRegistry, ModelState, batchKey } from '@bales/model-registry';
@@ -9,7 +8,8 @@ import { BatchRunner } from './batch-runner';
 import { BatchingWorker } from './batching-worker';
 import { DirectDispatch } from './direct-dispatch';
 import { DynamicBatcher } from './dynamic-batcher';
-import { DecodedJob, INFER_QUEUE, QueuedRow, attachRowBytes, decodeJob } from './job-codec';
+import { DecodedJob, QueuedRow, attachRowBytes, decodeJob, versionQueue } from './job-codec';
+import { ModelQueues } from './model-queues';
 import { QueueConnection } from './queue-connection';
 import { QueueDepth } from './queue-depth';
 import { INFER_WORKER_SETTINGS } from './queue-settings';
@@ -17,8 +17,10 @@ import { RedisConnections, keepErrorSinks } from './redis-connections';
 
 type BatchItem = QueuedRow & { done: () => void };
 
-/** Rows batch with rows of the same model and item shape only, and equal values of inputs with no batch axis. */
-const laneKey = (row: QueuedRow, model: ModelInfo) => `${row.modelId}|${batchKey(model, row.row)}`;
+/** Rows batch with rows of the same model version and item shape only, and equal values of inputs with no batch axis. */
+const laneKey = (row: QueuedRow, model: ModelInfo) => `${row.modelId}|${row.version}|${batchKey(model, row.row)}`;
+/** How often a retiring version's queue is looked at until it is empty. */
+const RETIRE_POLL_MS = 100;
 
 const READY_WAIT_MS = 2000;
 
@@ -36,9 +38,13 @@ export interface RowBytesStore {
 export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationShutdown {
   private readonly logger = new Logger(QueueConsumer.name);
   readonly batcher: DynamicBatcher<BatchItem>;
-  private worker?: BatchingWorker;
+  /** One fetch loop per model version this replica holds, by queue name. */
+  private readonly workers = new Map<string, BatchingWorker>();
+  /** Rows in hand (fetched, batching or running) per queue name: a version is released only with none left. */
+  private readonly inHand = new Map<string, number>();
+  private started = false;
   private largestRecentJobRows: number;
-  /** Set once the worker is built; jobs whose rows' bytes are apart need it. */
+  /** Set when the processor starts; jobs whose rows' bytes are apart need it. */
   rowBytes?: RowBytesStore;
 
   constructor(
@@ -50,6 +56,7 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
     private readonly depth: QueueDepth,
     private readonly direct: DirectDispatch,
     private readonly metrics: BalesMetrics,
+    private readonly queues: ModelQueues,
   ) {
     this.largestRecentJobRows = config.MAX_BATCH_SIZE;
     this.batcher = new DynamicBatcher<BatchItem>({
@@ -64,8 +71,36 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
       this.logger.log('PROCESSOR_ENABLED=false: this replica only enqueues; other replicas run its work');
       return;
     }
-    this.worker = new BatchingWorker(
-      INFER_QUEUE,
+    this.started = true;
+    // Its own connection: fetch loops come and go with model versions.
+    this.rowBytes = this.redis.open('row-bytes');
+    this.registry.onChange(() => this.follow());
+    this.follow();
+    if (this.config.DIRECT_DISPATCH) this.direct.offer((row) => this.takeDirect(row));
+  }
+
+  /**
+   * Runs a fetch loop for each model version the registry holds, and stops the loop of one it no longer holds
+   * (its jobs in hand finish first). Called whenever the registry changes.
+   */
+  private follow(): void {
+    if (!this.started) return;
+    const held = new Set<string>();
+    for (const { id, version } of this.registry.runnable()) {
+      const name = versionQueue(id, version);
+      held.add(name);
+      if (!this.workers.has(name)) this.startWorker(name);
+    }
+    for (const [name, worker] of this.workers) {
+      if (held.has(name)) continue;
+      this.workers.delete(name);
+      void this.closeWorker(worker);
+    }
+  }
+
+  private startWorker(name: string): void {
+    const worker = new BatchingWorker(
+      name,
       (job) => this.process(job),
       {
         connection: { ...this.redis.options, maxRetriesPerRequest: null },
@@ -74,29 +109,52 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
       },
       () => this.jobsWanted(),
     );
-    const worker = this.worker;
-    // BullMQ types its connection narrowly; it is an ioredis client.
-    const client = async () => (await worker.client) as unknown as Redis;
-    this.rowBytes = { getBuffer: async (key) => (await client()).getBuffer(key), del: async (key) => (await client()).del(key) };
-    this.worker.on('error', (err) => this.redis.logError(err));
-    keepErrorSinks(this.worker, (err) => this.redis.logError(err));
-    this.worker.on('stalled', (jobId) => this.logger.warn(`job ${jobId} was held by a replica that stopped renewing its lock; running it again`));
-    this.worker.run().catch((err: Error) => this.redis.logError(err));
-    if (this.config.DIRECT_DISPATCH) this.direct.offer((row) => this.takeDirect(row));
+    this.workers.set(name, worker);
+    worker.on('error', (err) => this.redis.logError(err));
+    keepErrorSinks(worker, (err) => this.redis.logError(err));
+    worker.on('stalled', (jobId) => this.logger.warn(`job ${jobId} was held by a replica that stopped renewing its lock; running it again`));
+    worker.run().catch((err: Error) => this.redis.logError(err));
+  }
+
+  /**
+   * Resolves once no work is left anywhere for a model version: its queue in Redis holds no job (queued, or
+   * held by any replica) and this replica holds none of its rows. Called after every replica stopped writing
+   * jobs for it; the registry may then release it.
+   */
+  async drained(modelId: string, version: string): Promise<void> {
+    const name = versionQueue(modelId, version);
+    for (;;) {
+      const left = await this.queues.unfinished(modelId, version).catch(() => 1);
+      if (left === 0 && !this.inHand.get(name)) break;
+      await new Promise((r) => setTimeout(r, RETIRE_POLL_MS).unref());
+    }
+    // A job fetched in the last round trip finishes before this replica stops fetching the version.
+    const worker = this.workers.get(name);
+    if (worker) {
+      this.workers.delete(name);
+      await this.closeWorker(worker);
+    }
+    await this.queues.forget(modelId, version);
   }
 
   async beforeApplicationShutdown(): Promise<void> {
     this.direct.offer(undefined);
-    if (!this.worker) return;
+    this.started = false;
+    const workers = [...this.workers.values()];
+    this.workers.clear();
+    await Promise.all(workers.map((w) => this.closeWorker(w)));
+  }
+
+  /** Closes one fetch loop; jobs in hand are finished (their clients answered) unless Redis is gone. */
+  private async closeWorker(worker: BatchingWorker): Promise<void> {
     // A BullMQ connection closed while still connecting emits 'error' after its listeners are gone, an
     // uncaught "Connection is closed." that kills the process; a young worker may finish connecting first.
     if (this.connection.connected) {
-      await Promise.race([this.worker.waitUntilReady().catch(() => undefined), new Promise((r) => setTimeout(r, READY_WAIT_MS).unref())]);
+      await Promise.race([worker.waitUntilReady().catch(() => undefined), new Promise((r) => setTimeout(r, READY_WAIT_MS).unref())]);
     }
-    // Jobs in hand are finished (their clients answered) unless Redis is gone, when they could never be completed.
-    const closed = this.worker.close(!this.connection.connected).then(() => true);
+    const closed = worker.close(!this.connection.connected).then(() => true, () => true);
     const timeout = new Promise<boolean>((resolve) => setTimeout(() => resolve(false), this.config.SHUTDOWN_TIMEOUT_S * 1000).unref());
-    if (!(await Promise.race([closed, timeout]))) await this.worker.disconnect();
+    if (!(await Promise.race([closed, timeout]))) await worker.disconnect().catch(() => undefined);
   }
 
   /**
@@ -142,8 +200,8 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
     if (!runAgain) this.depth.removeTaken(decoded[0].modelId, decoded[0].priority, decoded.map((r) => r.deadline));
     const rows = this.runner.dropExpired(decoded);
     if (rows.length === 0) return;
-    const modelId = rows[0].modelId;
-    if (!this.registry.has(modelId)) {
+    const { modelId, version } = rows[0];
+    if (!this.registry.has(modelId) && !this.registry.version(modelId, version)) {
       this.runner.reject(rows, new BalesError(ErrorCode.MODEL_NOT_FOUND, `model '${modelId}' is not registered`));
       return;
     }
@@ -154,22 +212,24 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
         return;
       }
     }
-    const model = this.registry.get(modelId);
-    const unavailable = this.unavailable(model);
-    if (unavailable) {
-      this.runner.reject(rows, unavailable);
+    const model = this.registry.version(modelId, version);
+    if (!model) {
+      this.runner.reject(rows, this.unavailable(modelId, version));
       return;
     }
     const valid: QueuedRow[] = [];
     for (const row of rows) {
-      const problem = this.registry.checkRow(modelId, row.row);
+      const problem = this.registry.checkRow(modelId, row.row, version);
       if (problem) this.runner.reject([row], new BalesError(ErrorCode.INVALID_INPUT, problem));
       else valid.push(row);
     }
+    const name = versionQueue(modelId, version);
+    this.hold(name, valid.length);
     await new Promise<void>((resolve) => {
       let left = valid.length;
       if (left === 0) return resolve();
       const done = () => {
+        this.hold(name, -1);
         if (--left === 0) resolve();
       };
       const lanes = new Map<string, BatchItem[]>();
@@ -192,26 +252,34 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
    * counts in the shared depth as written and taken at once, like a job's.
    */
   private takeDirect(row: QueuedRow): boolean {
-    if (!this.worker?.waitingOnEmptyQueue || !this.batcher.idle || !this.registry.has(row.modelId)) return false;
-    const model = this.registry.get(row.modelId);
-    if (model.state !== ModelState.READY) return false;
+    const name = versionQueue(row.modelId, row.version);
+    if (!this.workers.get(name)?.waitingOnEmptyQueue || !this.batcher.idle) return false;
+    const model = this.registry.version(row.modelId, row.version);
+    if (model?.state !== ModelState.READY) return false;
     this.depth.removeTaken(row.modelId, row.priority, [row.deadline]);
     this.metrics.directRow();
+    this.hold(name, 1);
     const item = row as BatchItem;
-    item.done = () => undefined;
+    item.done = () => this.hold(name, -1);
     this.batcher.add(laneKey(row, model), model.maxBatchSize, [item]);
     return true;
   }
 
+  private hold(name: string, rows: number): void {
+    const n = (this.inHand.get(name) ?? 0) + rows;
+    if (n > 0) this.inHand.set(name, n);
+    else this.inHand.delete(name);
+  }
+
   /**
-   * Why rows of a model this replica holds but cannot run (it failed to load here, or is loading again) are answered
-   * 503, or undefined. A draining model still runs what was accepted.
+   * Why rows of a model version this replica does not hold are answered 503: the model failed to load here, is
+   * loading again, or this version is gone here.
    */
-  private unavailable(model: ModelInfo): BalesError | undefined {
-    const modelId = model.id;
-    if (model.state === ModelState.LOADING) return new BalesError(ErrorCode.MODEL_UNAVAILABLE, `model '${modelId}' is loading on the replica that took this request; retry shortly`);
-    if (model.state !== ModelState.FAILED) return undefined;
-    return new BalesError(ErrorCode.MODEL_UNAVAILABLE, `model '${modelId}' failed to load on the replica that took this request${model.reason ? `: ${model.reason}` : ''}`);
+  private unavailable(modelId: string, version: string): BalesError {
+    const model = this.registry.has(modelId) ? this.registry.get(modelId) : undefined;
+    if (model?.state === ModelState.LOADING) return new BalesError(ErrorCode.MODEL_UNAVAILABLE, `model '${modelId}' is loading on the replica that took this request; retry shortly`);
+    if (model?.state === ModelState.FAILED) return new BalesError(ErrorCode.MODEL_UNAVAILABLE, `model '${modelId}' failed to load on the replica that took this request${model.reason ? `: ${model.reason}` : ''}`);
+    return new BalesError(ErrorCode.MODEL_UNAVAILABLE, `model '${modelId}' v${version} is not held by the replica that took this request; retry shortly`);
   }
 
   /** Fills a job's rows from their bytes' key; returns the error its rows get when that fails. */
@@ -235,9 +303,9 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
 
   private async runBatch(items: BatchItem[]): Promise<void> {
     // Its rows leave the waiting count: room for more jobs.
-    this.worker?.startFetches();
+    for (const worker of this.workers.values()) worker.startFetches();
     try {
-      await this.runner.run(items[0].modelId, items);
+      await this.runner.run(items[0].modelId, items, items[0].version);
     } finally {
       for (const item of items) item.done();
     }

@@ -8,6 +8,7 @@ import { DirectDispatch } from './direct-dispatch';
 import { QueueConsumer } from './queue-consumer';
 import { InferenceQueue } from './inference-queue';
 import { INFER_QUEUE } from './job-codec';
+import { ModelQueues } from './model-queues';
 import { PendingRequests } from './pending-requests';
 import { QueueConnection } from './queue-connection';
 import { QueueDepth } from './queue-depth';
@@ -32,7 +33,7 @@ import { ResultRouter } from './result-router';
     }),
     ModelRegistryModule,
   ],
-  providers: [RedisConnections, QueueConnection, QueueDepth, PendingRequests, DirectDispatch, ResultRouter, AbandonedJobs, InferenceQueue, BatchRunner, QueueConsumer],
-  exports: [InferenceQueue, QueueConnection, QueueDepth, PendingRequests, BatchRunner, ModelRegistryModule],
+  providers: [RedisConnections, QueueConnection, ModelQueues, QueueDepth, PendingRequests, DirectDispatch, ResultRouter, AbandonedJobs, InferenceQueue, BatchRunner, QueueConsumer],
+  exports: [InferenceQueue, QueueConsumer, QueueConnection, RedisConnections, QueueDepth, PendingRequests, BatchRunner, ModelRegistryModule],
 })
 export class QueueModule {}

@@ -30,7 +30,7 @@ export class InferService {
       throw new BalesError(ErrorCode.INVALID_INPUT, `model_type '${req.model_type}' does not match model '${modelId}', a ${model.task} model`);
     }
     const submittedAt = performance.now();
-    const out = await this.queue.submit({ requestId, modelId, priority, row, timeoutMs, onClientGone }).finally(release);
+    const out = await this.queue.submit({ requestId, modelId, version: model.version, priority, row, timeoutMs, onClientGone }).finally(release);
     const settledAt = performance.now();
     setServerTiming(serverTiming(receivedAt, submittedAt, settledAt, out));
     return {

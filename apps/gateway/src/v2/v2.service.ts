@@ -119,7 +119,7 @@ export class V2Service {
     try {
       const submittedAt = performance.now();
       const settled = await Promise.allSettled(
-        admission.rows.map((row, i) => this.queue.submit({ requestId: `${requestId}/${i}`, modelId: name, priority, row, timeoutMs, onClientGone, direct: admission.rows.length === 1 })),
+        admission.rows.map((row, i) => this.queue.submit({ requestId: `${requestId}/${i}`, modelId: name, version: admission.model.version, priority, row, timeoutMs, onClientGone, direct: admission.rows.length === 1 })),
       );
       const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
       if (failed) throw failed.reason;
