@@ -122,7 +122,7 @@ describe('a corrupt model.onnx and an unreadable config.json beside a good model
     writeFileSync(join(dir, 'corrupt/model.onnx'), encodeModel(embedder()));
     writeFileSync(join(dir, 'corrupt/config.json'), JSON.stringify({ task: 'embedding' }));
     const fixed = await call('POST', `${gw.url}/models/corrupt/reload`, {});
-    expect(fixed).toEqual({ status: 200, body: { model_id: 'corrupt', old_version: '1', new_version: '1', load_ms: expect.any(Number) } });
+    expect(fixed).toEqual({ status: 200, body: { model_id: 'corrupt', old_version: '1', new_version: '1', load_ms: expect.any(Number), replicas: [{ replica_id: expect.any(String), load_ms: expect.any(Number) }] } });
     expect((await getJson(`${gw.url}/models/corrupt`)).body).toMatchObject({ state: 'ready', task: 'embedding', loadedAt: expect.any(String), warmup: { source: 'synthetic' } });
     const served = await post(`${gw.url}/infer`, { model_id: 'corrupt', payload: { input: features } });
     const direct = await runDirect(join(dir, 'corrupt/model.onnx'), { features: new Tensor('float32', Float32Array.from(features), [1, 16]) });
@@ -141,13 +141,11 @@ describe('a corrupt model.onnx and an unreadable config.json beside a good model
     expect(sample(await scrape(gw.url), 'bales_model_state', { model_id: 'corrupt', state: 'ready' })).toBe(1);
   });
 
-  it('keeps a registration whose file does not load as failed (422), and DELETE removes it at once', async () => {
+  it('refuses a registration whose file does not load (422, naming the replica), and registers nothing', async () => {
     writeFileSync(join(dir, 'garbage.onnx'), 'not onnx either');
     const registered = await post(`${gw.url}/models`, { model_id: 'garbage', weights_path: 'garbage.onnx', task: 'raw' });
-    expect(registered).toMatchObject({ status: 422, body: { message: 'cannot load garbage.onnx: ONNX Runtime cannot parse it as an ONNX model (Protobuf parsing failed.)' } });
-    expect((await getJson(`${gw.url}/models/garbage`)).body).toMatchObject({ state: 'failed' });
-    expect((await getJson(`${gw.url}/health/ready`)).status).toBe(503);
-    expect(await call('DELETE', `${gw.url}/models/garbage`)).toEqual({ status: 200, body: { model_id: 'garbage', version: '1', drained_requests: 0, drain_ms: 0 } });
+    expect(registered).toMatchObject({ status: 422, body: { message: 'cannot load garbage.onnx: ONNX Runtime cannot parse it as an ONNX model (Protobuf parsing failed.)', replica_id: expect.any(String) } });
+    // A registration holds on every replica or on none: nothing is kept to serve 503 from.
     expect((await getJson(`${gw.url}/models/garbage`)).status).toBe(404);
     expect((await getJson(`${gw.url}/health/ready`)).status).toBe(200);
     expect(sample(await scrape(gw.url), 'bales_model_state', { model_id: 'garbage', state: 'failed' })).toBe(0);

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { Tensor } from 'onnxruntime-node';
-import { TestGateway, getJson, ownGateway, post, startGateway } from './support/gateway';
+import { TestGateway, getJson, ownGateway, post, startGateway, waitFor } from './support/gateway';
 import { runDirect, testRepository } from './support/models';
 import { TestRedis } from './support/redis-server';
 import { EXAMPLE_INPUT } from './support/example-input';
@@ -130,7 +130,7 @@ describe('any ONNX model, and the Models API (real HTTP, Redis and ONNX Runtime)
       const before = await post(`${own.gw.url}/infer`, { payload: { input: EXAMPLE_INPUT } });
       const swap = await post(`${own.gw.url}/models/stub_v1/reload`, { weights_path: 'stub_v2.onnx' }, auth);
       expect(swap.status).toBe(200);
-      expect(swap.body).toEqual({ model_id: 'stub_v1', old_version: before.body.model_version, new_version: String(Number(before.body.model_version) + 1), load_ms: expect.any(Number) });
+      expect(swap.body).toEqual({ model_id: 'stub_v1', old_version: before.body.model_version, new_version: String(Number(before.body.model_version) + 1), load_ms: expect.any(Number), replicas: [{ replica_id: expect.any(String), load_ms: expect.any(Number) }] });
       const after = await post(`${own.gw.url}/infer`, { payload: { input: EXAMPLE_INPUT } });
       expect(after.body.model_version).toBe(swap.body.new_version);
       expect(after.body.result).not.toEqual(before.body.result);
@@ -216,8 +216,8 @@ describe('unloading a model while work for it is queued', () => {
       expect(unloaded).toMatchObject({ status: 200, body: { model_id: 'stub_v1', version: '1', drained_requests: 30 } });
       expect((await getJson(`${front.url}/models/stub_v1`)).status).toBe(404);
       expect((await del(`${front.url}/models/stub_v1`)).status).toBe(404);
-      // The other replica still has its own copy and keeps serving.
-      expect((await post(`${worker.url}/infer`, { payload: { input: EXAMPLE_INPUT } })).status).toBe(200);
+      // Deleted fleet-wide: a replica that joins with the model in its MODELS_DIR runs what was queued, then drops it too.
+      await waitFor(async () => (await post(`${worker.url}/infer`, { payload: { input: EXAMPLE_INPUT } })).status === 404, 5000);
     } finally {
       await worker.close();
     }

@@ -124,6 +124,17 @@ export class BalesConfig {
    */
   @Transform(toBoolean) @IsBoolean({ message: 'must be true or false' })
   DIRECT_DISPATCH = true;
+
+  /**
+   * A replica's heartbeat lives this long in Redis (it is renewed every fifth of it): past it, a replica that was
+   * killed or cut off no longer counts as live, and fleet-wide Models API calls stop waiting for it.
+   */
+  @Transform(toNumber) @IsNumber({ allowNaN: false, allowInfinity: false }, { message: 'must be a number of seconds from 1 to 600' }) @Min(1, { message: 'must be a number of seconds from 1 to 600' }) @Max(600, { message: 'must be a number of seconds from 1 to 600' })
+  FLEET_HEARTBEAT_TTL_S = 5;
+
+  /** How long a fleet-wide Models API call waits for every live replica to load a model (each phase). */
+  @Transform(toNumber) @IsNumber({ allowNaN: false, allowInfinity: false }, { message: 'must be a number of seconds from 1 to 3600' }) @Min(1, { message: 'must be a number of seconds from 1 to 3600' }) @Max(3600, { message: 'must be a number of seconds from 1 to 3600' })
+  FLEET_CALL_TIMEOUT_S = 120;
 }
 
 export class ConfigError extends Error {

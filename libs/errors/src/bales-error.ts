@@ -13,6 +13,8 @@ export enum ErrorCode {
   QUEUE_UNAVAILABLE = 'QUEUE_UNAVAILABLE',
   SHUTTING_DOWN = 'SHUTTING_DOWN',
   TIMEOUT = 'TIMEOUT',
+  /** A replica did not answer a fleet-wide Models API call in time: nothing changed. */
+  FLEET_TIMEOUT = 'FLEET_TIMEOUT',
   /** The client closed the connection before its answer: nobody is told, but it is counted apart from timeouts. */
   CLIENT_CLOSED = 'CLIENT_CLOSED',
   INFERENCE_FAILED = 'INFERENCE_FAILED',

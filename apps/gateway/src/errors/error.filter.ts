@@ -21,6 +21,7 @@ export const STATUS_BY_CODE: Record<ErrorCode, number> = {
   [ErrorCode.MODEL_UNAVAILABLE]: 503,
   [ErrorCode.SHUTTING_DOWN]: 503,
   [ErrorCode.TIMEOUT]: 504,
+  [ErrorCode.FLEET_TIMEOUT]: 504,
   // nginx's status for a request whose client left first: it is never sent, only counted.
   [ErrorCode.CLIENT_CLOSED]: 499,
 };

@@ -8,6 +8,7 @@ import { BatchRunner, PendingRequests, QueueConnection, QueueDepth } from '@bale
 import { BUILD_VERSION } from './build-version';
 import { HealthDto } from './dto/health.dto';
 import { ProbesService } from './probes.service';
+import { Fleet } from '@bales/fleet';
 
 /** A failed probe's body: terminus' result plus one line naming every failing check. */
 export type ProbeFailure = HealthCheckResult & { message: string };
@@ -23,6 +24,7 @@ export class HealthController {
     private readonly depth: QueueDepth,
     private readonly runner: BatchRunner,
     private readonly probes: ProbesService,
+    private readonly fleet: Fleet,
   ) {}
 
   /** Whether this replica can serve, its models, the work queued and held, and what its processor ran. */
@@ -45,6 +47,8 @@ export class HealthController {
       workers: { threads: this.registry.slots, state: workers },
       processor: { enabled: this.config.PROCESSOR_ENABLED, batches, rows_run: rowsRun, rows_expired: rowsExpired },
       uptime_s: Math.round(process.uptime()),
+      replica_id: this.fleet.self,
+      replicas: this.fleet.replicas().map((b) => ({ replica_id: b.replica_id, ready: b.ready, draining: b.draining, started_at: b.started_at, models: b.models.map((m) => ({ id: m.model_id, version: m.version, state: m.state })) })),
     };
   }
 

@@ -2,6 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { HealthCheckResult, HealthCheckService, HealthIndicatorResult, HealthIndicatorService } from '@nestjs/terminus';
 import { BalesConfig } from '@bales/config';
 import { ModelRegistry, ModelState } from '@bales/model-registry';
+import { Fleet } from '@bales/fleet';
 import { PendingRequests, QueueConnection } from '@bales/queue';
 
 /** How long one turn of the event loop takes right now: the time from scheduling to running a macrotask. */
@@ -20,6 +21,7 @@ export class ProbesService {
     private readonly registry: ModelRegistry,
     private readonly pending: PendingRequests,
     private readonly connection: QueueConnection,
+    private readonly fleet: Fleet,
   ) {}
 
   /** Liveness: answering at all proves the process and its event loop run. Redis is deliberately not asked. */
@@ -42,15 +44,18 @@ export class ProbesService {
    */
   private models(): HealthIndicatorResult {
     const models = this.registry.list();
-    const unready = models.filter((m) => m.state === ModelState.FAILED || m.state === ModelState.LOADING);
+    const unready = new Map(models.filter((m) => m.state === ModelState.FAILED || m.state === ModelState.LOADING).map((m) => [m.id, m.reason ?? m.state]));
+    // The catalog's models that did not load here count as failed, as models found at boot do.
+    for (const [id, reason] of Object.entries(this.fleet.failures())) if (!unready.has(id)) unready.set(id, reason);
     const data = {
       loaded: models.filter((m) => m.state === ModelState.READY).length,
       worker_threads: this.registry.slots,
-      ...(unready.length > 0 && { unready: Object.fromEntries(unready.map((m) => [m.id, m.reason ?? m.state])) }),
+      ...(unready.size > 0 && { unready: Object.fromEntries(unready) }),
     };
     if (!this.registry.ready) return this.check('models', false, 'the models or the worker pool are not loaded yet (or already released)', data);
-    const named = unready.map((m) => `model '${m.id}' is ${m.state}${m.reason ? ` (${m.reason})` : ''}`).join(', ');
-    return this.check('models', !this.config.STRICT_READINESS || unready.length === 0, `${named}; STRICT_READINESS=true needs every model ready`, data);
+    if (this.connection.connected && !this.fleet.ready) return this.check('models', false, "the fleet catalog's models are not loaded yet", data);
+    const named = [...unready].map(([id, reason]) => `model '${id}' is ${reason === 'loading' ? 'loading' : `failed (${reason})`}`).join(', ');
+    return this.check('models', !this.config.STRICT_READINESS || unready.size === 0, `${named}; STRICT_READINESS=true needs every model ready`, data);
   }
 
   private check(key: string, ok: boolean, whyNot: string, data: Record<string, unknown> = {}): HealthIndicatorResult {

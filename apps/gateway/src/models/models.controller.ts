@@ -3,7 +3,7 @@ import { ApiBearerAuth, ApiCreatedResponse, ApiOkResponse, ApiOperation, ApiPara
 import type { ModelInfo } from '@bales/model-registry';
 import { ApiErrors } from '../errors/error-response.dto';
 import { AdminTokenGuard } from './admin-token.guard';
-import { ModelInfoDto, ReloadOutcomeDto, UnloadOutcomeDto, toReloadOutcomeDto, toUnloadOutcomeDto } from './dto/model-info.dto';
+import { ModelDetailDto, ModelInfoDto, RegisteredModelDto, ReloadOutcomeDto, UnloadOutcomeDto, toReloadOutcomeDto, toUnloadOutcomeDto } from './dto/model-info.dto';
 import { RegisterModelDto } from './dto/register-model.dto';
 import { ReloadModelDto } from './dto/reload-model.dto';
 import { ModelsService } from './models.service';
@@ -13,6 +13,7 @@ const MODEL_ID = ApiParam({ name: 'id', example: 'stub_v1' });
 const ADMIN = 'needs Authorization: Bearer <ADMIN_TOKEN> when ADMIN_TOKEN is set';
 const LOOPBACK_ONLY = 'ADMIN_TOKEN is not set and the client is not on loopback';
 const ADMIN_ACCESS = `${ADMIN}; answered only from loopback while it is not`;
+const FLEET = 'Made on any replica, it holds on every live replica sharing the Redis, and answers once all of them have carried it out.';
 
 @ApiTags('models')
 @Controller('models')
@@ -27,9 +28,9 @@ export class ModelsController {
   }
 
   @Get(':id')
-  @ApiOperation({ summary: 'One model: version, task, signature, state and counts' })
+  @ApiOperation({ summary: "One model: version, task, signature, state and counts, and each live replica's version and state" })
   @MODEL_ID
-  @ApiOkResponse({ type: ModelInfoDto })
+  @ApiOkResponse({ type: ModelDetailDto })
   @ApiErrors({ 404: "model 'made_up' is not registered" })
   get(@Param('id') id: string): ModelInfo {
     return this.models.get(id);
@@ -38,16 +39,18 @@ export class ModelsController {
   @Post()
   @HttpCode(201)
   @UseGuards(AdminTokenGuard)
-  @ApiOperation({ summary: 'Serve another ONNX file from MODELS_DIR under a new id, or in the place of a failed model', description: ADMIN_ACCESS })
+  @ApiOperation({ summary: 'Serve another ONNX file from MODELS_DIR under a new id on every live replica, or in the place of a failed model', description: `${ADMIN_ACCESS}. ${FLEET}` })
   @ApiBearerAuth()
-  @ApiCreatedResponse({ type: ModelInfoDto })
+  @ApiCreatedResponse({ type: RegisteredModelDto })
   @ApiErrors({
     400: 'weights_path must lie inside MODELS_DIR',
     401: ADMIN,
     403: LOOPBACK_ONLY,
     404: 'weights_path does not exist',
-    409: "model 'stub_v1' already exists (an id whose model is failed is taken again)",
-    422: 'the file does not load: ONNX Runtime cannot parse it, or lacks an operator or opset it uses; the model is then kept as failed',
+    409: "model 'stub_v1' already exists (an id whose model is failed is taken again), or a call on it is in progress",
+    422: 'the file does not load on a replica (named), or its bytes differ there: no replica serves it',
+    503: 'Redis is unreachable',
+    504: 'a live replica did not answer within FLEET_CALL_TIMEOUT_S: no replica serves it',
   })
   register(@Body() body: RegisterModelDto): Promise<ModelInfo> {
     return this.models.register(body);
@@ -59,7 +62,7 @@ export class ModelsController {
   @UseGuards(AdminTokenGuard)
   @ApiOperation({
     summary: 'Hot-swap the weights with no request dropped, or load a failed model again',
-    description: `${ADMIN_ACCESS}. A failed model is loaded again (after its file or config.json was fixed in place), from weights_path when given, else from where it came; it is then ready, or failed with the new reason.`,
+    description: `${ADMIN_ACCESS}. ${FLEET} Two phases: every live replica loads and warms the new weights beside the old, and only when all have does any switch; requests admitted after the answer run on the new version, those admitted before on the version they were admitted under. Without weights_path, a model that failed on some replicas is loaded again there (after its file or config.json was fixed in place).`,
   })
   @ApiBearerAuth()
   @MODEL_ID
@@ -69,8 +72,10 @@ export class ModelsController {
     401: ADMIN,
     403: LOOPBACK_ONLY,
     404: "model 'made_up' is not registered",
-    409: 'signature change refused, or a reload is already running',
-    422: 'the file does not load, or its config.json warm-up sample fails',
+    409: 'signature change refused, or a call on the model is already in progress on some replica',
+    422: 'the file does not load on a replica (named), or its config.json warm-up sample fails: the old version keeps serving everywhere',
+    503: 'Redis is unreachable',
+    504: 'a live replica did not answer within FLEET_CALL_TIMEOUT_S: the old version keeps serving everywhere',
   })
   async reload(@Param('id') id: string, @Body() body: ReloadModelDto): Promise<ReloadOutcomeDto> {
     return toReloadOutcomeDto(await this.models.reload(id, body));
@@ -79,11 +84,11 @@ export class ModelsController {
   /** Stops taking requests for the model, finishes those already accepted, then releases its sessions. */
   @Delete(':id')
   @UseGuards(AdminTokenGuard)
-  @ApiOperation({ summary: 'Stop taking requests for the model, answer those accepted, then release it; a failed model goes at once', description: ADMIN_ACCESS })
+  @ApiOperation({ summary: 'Stop taking requests for the model on every live replica, answer those accepted anywhere, then release it; a failed model goes at once', description: `${ADMIN_ACCESS}. ${FLEET}` })
   @ApiBearerAuth()
   @MODEL_ID
   @ApiOkResponse({ type: UnloadOutcomeDto })
-  @ApiErrors({ 401: ADMIN, 403: LOOPBACK_ONLY, 404: "model 'made_up' is not registered", 409: 'the model is loading' })
+  @ApiErrors({ 401: ADMIN, 403: LOOPBACK_ONLY, 404: "model 'made_up' is not registered", 409: 'the model is loading, or a call on it is in progress', 503: 'Redis is unreachable' })
   async unregister(@Param('id') id: string): Promise<UnloadOutcomeDto> {
     return toUnloadOutcomeDto(await this.models.unregister(id));
   }

@@ -40,6 +40,24 @@ export class ProcessorStatsDto {
 }
 
 /** GET /health: the original details of one replica. */
+/** A live replica of the fleet, from its heartbeat. */
+export class FleetReplicaDto {
+  @ApiProperty({ example: 'gw-a-4121-9f3c2e' })
+  replica_id: string;
+
+  @ApiProperty({ example: true, description: "Whether the replica's own readiness holds" })
+  ready: boolean;
+
+  @ApiProperty({ example: false, description: 'Shutting down: it takes no part in fleet calls' })
+  draining: boolean;
+
+  @ApiProperty({ format: 'date-time' })
+  started_at: string;
+
+  @ApiProperty({ example: [{ id: 'stub_v1', version: '2', state: 'ready' }], description: 'The model versions it holds, with their states there' })
+  models: { id: string; version: string; state: string }[];
+}
+
 export class HealthDto {
   @ApiProperty({ example: 'ok', enum: ['ok', 'degraded'], description: 'degraded while Redis is unreachable, the worker pool is down, or a model is failed' })
   status: 'ok' | 'degraded';
@@ -72,4 +90,10 @@ export class HealthDto {
 
   @ApiProperty({ example: 3600 })
   uptime_s: number;
+
+  @ApiProperty({ example: 'gw-a-4121-9f3c2e', description: "This replica's id in the fleet" })
+  replica_id: string;
+
+  @ApiProperty({ type: [FleetReplicaDto], description: 'Every live replica sharing this Redis (heartbeat within FLEET_HEARTBEAT_TTL_S), this one included' })
+  replicas: FleetReplicaDto[];
 }

@@ -78,6 +78,40 @@ export class ModelInfoDto {
   requestsPending: number;
 }
 
+/** One replica's part in a fleet-wide call. */
+export class ReplicaOutcomeDto {
+  @ApiProperty({ example: 'gw-a-4121-9f3c2e' })
+  replica_id: string;
+  @ApiPropertyOptional({ example: 212.5, description: 'Time this replica took to load and warm the weights' })
+  load_ms?: number;
+  @ApiPropertyOptional({ example: 3, description: 'Requests this replica had accepted when admission stopped; all were answered' })
+  drained_requests?: number;
+}
+
+/** A live replica's copy of a model, from its heartbeat. */
+export class ReplicaModelDto {
+  @ApiProperty({ example: 'gw-a-4121-9f3c2e' })
+  replica_id: string;
+  @ApiProperty({ example: '2' })
+  version: string;
+  @ApiProperty({ enum: ['loading', 'ready', 'failed', 'draining'], example: 'ready' })
+  state: string;
+  @ApiPropertyOptional({ example: 'stub_v2.onnx differs from the fleet\'s file for model \'stub_v1\' (...)' })
+  reason?: string;
+}
+
+/** GET /models/:id: the model on the replica that answers, and every live replica's copy. */
+export class ModelDetailDto extends ModelInfoDto {
+  @ApiProperty({ type: [ReplicaModelDto], description: "Each live replica's version and state of the model" })
+  replicas: ReplicaModelDto[];
+}
+
+/** POST /models: the model, and each replica's load time. */
+export class RegisteredModelDto extends ModelInfoDto {
+  @ApiProperty({ type: [ReplicaOutcomeDto], description: 'Every live replica loaded the model before the call answered' })
+  replicas: ReplicaOutcomeDto[];
+}
+
 export class ReloadOutcomeDto {
   @ApiProperty({ example: 'stub_v1' })
   model_id: string;
@@ -88,8 +122,10 @@ export class ReloadOutcomeDto {
   @ApiProperty({ example: '2' })
   new_version: string;
 
-  @ApiProperty({ example: 212.5, description: 'Time to load and warm the new weights in every worker thread' })
+  @ApiProperty({ example: 212.5, description: 'Time from the call to the fleet-wide switch: every live replica loaded and warmed the new weights' })
   load_ms: number;
+  @ApiProperty({ type: [ReplicaOutcomeDto], description: "Each live replica's load time; all switched before the call answered" })
+  replicas: ReplicaOutcomeDto[];
 }
 
 export class UnloadOutcomeDto {
@@ -104,8 +140,12 @@ export class UnloadOutcomeDto {
 
   @ApiProperty({ example: 3.2 })
   drain_ms: number;
+  @ApiProperty({ type: [ReplicaOutcomeDto], description: 'Every live replica stopped admission and released the model' })
+  replicas: ReplicaOutcomeDto[];
 }
 
-export const toReloadOutcomeDto = (o: ReloadOutcome): ReloadOutcomeDto => ({ model_id: o.modelId, old_version: o.oldVersion, new_version: o.newVersion, load_ms: o.loadMs });
+type Fleetwide = { replicas: ReplicaOutcomeDto[] };
 
-export const toUnloadOutcomeDto = (o: UnloadOutcome): UnloadOutcomeDto => ({ model_id: o.modelId, version: o.version, drained_requests: o.drainedRequests, drain_ms: o.drainMs });
+export const toReloadOutcomeDto = (o: ReloadOutcome & Fleetwide): ReloadOutcomeDto => ({ model_id: o.modelId, old_version: o.oldVersion, new_version: o.newVersion, load_ms: o.loadMs, replicas: o.replicas });
+
+export const toUnloadOutcomeDto = (o: UnloadOutcome & Fleetwide): UnloadOutcomeDto => ({ model_id: o.modelId, version: o.version, drained_requests: o.drainedRequests, drain_ms: o.drainMs, replicas: o.replicas });
