@@ -62,7 +62,7 @@ describe('one fleet, one model state: Models API calls hold on every replica (th
     expect(health.replicas).toHaveLength(3);
     const model = (await getJson(`${fleet[1].url}/models/stub_v1`)).body;
     expect(model.replicas).toHaveLength(3);
-    for (const r of model.replicas) expect(r).toMatchObject({ version: model.version, state: 'ready' });
+    for (const r of model.replicas) expect(r).toMatchObject({ version: model.version, state: 'ready', held: [model.version] });
   });
 
   it('registers on one replica, and the model is served through all three when the call returns', async () => {
@@ -149,6 +149,9 @@ describe('one fleet, one model state: Models API calls hold on every replica (th
     }
     const seen = new Set(answers.map((a) => a.version));
     expect(seen.size).toBeGreaterThan(10);
+    // Once no job of an old version is left anywhere, every replica has released it: each holds the latest alone.
+    const latest = String(reloads[reloads.length - 1].version);
+    await waitFor(async () => ((await getJson(`${fleet[0].url}/models/stub_v1`)).body.replicas as { held: string[] }[]).every((r) => r.held.join() === latest), 10000, 100);
   }, 120000);
 
   it('deletes on one replica: requests accepted anywhere are answered, then every replica answers 404', async () => {
@@ -210,6 +213,23 @@ describe('one fleet, one model state: Models API calls hold on every replica (th
       expect(answers.map((a) => [a.status, a.body.model_version])).toEqual(fleet.map(() => [200, answer.body.new_version]));
     });
   }, 60000);
+
+  it('brings a replica that was away back at the catalog’s versions', async () => {
+    // Frozen past its heartbeat's TTL, a replica drops out of the fleet; the reload goes on without it.
+    fleet[2].proc.kill('SIGSTOP');
+    let swap: HttpAnswer | undefined;
+    try {
+      swap = await post(`${fleet[0].url}/models/stub_v1/reload`, { weights_path: 'stub_v2.onnx' });
+    } finally {
+      fleet[2].proc.kill('SIGCONT');
+    }
+    expect(swap.status).toBe(200);
+    expect(swap.body.replicas).toHaveLength(2);
+    const version = swap.body.new_version;
+    await waitFor(async () => (await getJson(`${fleet[2].url}/models/stub_v1`)).body.version === version, 10000, 100);
+    expect(await infer(fleet[2])).toMatchObject({ status: 200, body: { model_version: version } });
+    await waitFor(async () => (await liveReplicas(fleet[0])) === 3, 10000, 100);
+  }, 30000);
 
   it('aborts cleanly within the heartbeat TTL when the replica making a reload is killed with kill -9 in the middle of it', async () => {
     const before = (await infer(fleet[0])).body.model_version;

@@ -25,8 +25,9 @@ describe('repeated reloads [slow]', () => {
 
   /** A gateway process serving the test repository plus `heavy`, a 5 MB model to reload. */
   async function gatewayWithHeavy(env: Record<string, string>): Promise<GatewayProcess> {
-    // The glibc settings the Dockerfile, compose, Kubernetes and `npm start` run the gateway with.
-    const gw = await spawnGateway(redis.url, { MODELS_DIR: dir, ...productionMallocEnv(), ...env });
+    // The glibc settings the Dockerfile, compose, Kubernetes and `npm start` run the gateway with. Each test's
+    // gateway is a fleet of its own: the catalog would otherwise still hold the previous one's `heavy`.
+    const gw = await spawnGateway(redis.url, { MODELS_DIR: dir, QUEUE_PREFIX: `leaks${procs.length}`, ...productionMallocEnv(), ...env });
     procs.push(gw);
     expect((await post(`${gw.url}/models`, { model_id: 'heavy', weights_path: 'extra/heavy.onnx', task: 'classification' })).status).toBe(201);
     return gw;

@@ -23,7 +23,8 @@ export interface Heartbeat {
   expires_at: number;
   ready: boolean;
   draining: boolean;
-  models: { model_id: string; version: string; state: ModelState; reason?: string }[];
+  /** `held`: every version whose sessions it holds (served, prepared, or kept for work queued under it). */
+  models: { model_id: string; version: string; state: ModelState; held: string[]; reason?: string }[];
 }
 
 /** What the replica that took a Models API call asks of every live replica. */

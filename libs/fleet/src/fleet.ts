@@ -13,6 +13,8 @@ export interface ReplicaModel {
   replica_id: string;
   version: string;
   state: string;
+  /** Every version whose sessions it holds: the served one, one being prepared, old ones still draining. */
+  held: string[];
   reason?: string;
 }
 
@@ -102,7 +104,7 @@ export class Fleet implements OnApplicationBootstrap, BeforeApplicationShutdown 
     const out: ReplicaModel[] = [];
     for (const beat of this.live) {
       const m = beat.models.find((x) => x.model_id === id);
-      if (m) out.push({ replica_id: beat.replica_id, version: m.version, state: m.state, ...(m.reason && { reason: m.reason }) });
+      if (m) out.push({ replica_id: beat.replica_id, version: m.version, state: m.state, held: m.held ?? [], ...(m.reason && { reason: m.reason }) });
     }
     return out;
   }
@@ -334,8 +336,10 @@ export class Fleet implements OnApplicationBootstrap, BeforeApplicationShutdown 
   }
 
   private async beat(): Promise<void> {
-    const models = this.registry.list().map((m) => ({ model_id: m.id, version: m.version, state: m.state, ...(m.reason && { reason: m.reason }) }));
-    for (const [id, reason] of this.problems) if (!models.some((m) => m.model_id === id)) models.push({ model_id: id, version: '', state: ModelState.FAILED, reason });
+    const runnable = this.registry.runnable();
+    const held = (id: string) => runnable.filter((v) => v.id === id).map((v) => v.version);
+    const models = this.registry.list().map((m) => ({ model_id: m.id, version: m.version, state: m.state, held: held(m.id), ...(m.reason && { reason: m.reason }) }));
+    for (const [id, reason] of this.problems) if (!models.some((m) => m.model_id === id)) models.push({ model_id: id, version: '', state: ModelState.FAILED, held: [], reason });
     const heartbeat: Heartbeat = {
       replica_id: this.self,
       started_at: this.startedAt,

@@ -394,6 +394,8 @@ export class ModelLifecycle {
     Object.assign(entry, { version, key: next.key, path: next.path, signature: next.signature, layout: next.layout, warmup: next.warmup, loadedAt: next.loadedAt, state: ModelState.READY, reason: undefined, prepared: undefined });
     this.warnUnwarmed(entry);
     this.changed();
+    // As after a local hot swap: reloads that leave RSS growing get fresh worker threads.
+    this.pool.recycleIfDue();
   }
 
   /** Undoes a prepare(): a prepared version's sessions are released, and a new id that was never committed is gone. */

@@ -25,7 +25,7 @@ function oneReplicaFleet(registry: FakeModelRegistry): Pick<Fleet, 'register' | 
     unregister: async (id: string) => ({ ...(await registry.unregister(id)), replicas: [] }),
     replicasOf: (id: string) => {
       const { version, state } = registry.get(id);
-      return [{ replica_id: 'replica-a', version, state }];
+      return [{ replica_id: 'replica-a', version, state, held: [version] }];
     },
   };
 }

@@ -96,6 +96,8 @@ export class ReplicaModelDto {
   version: string;
   @ApiProperty({ enum: ['loading', 'ready', 'failed', 'draining'], example: 'ready' })
   state: string;
+  @ApiProperty({ example: ['1', '2'], description: 'Every version whose sessions it holds: the served one, one being loaded by a reload, and old ones kept until no job queued under them is left' })
+  held: string[];
   @ApiPropertyOptional({ example: 'stub_v2.onnx differs from the fleet\'s file for model \'stub_v1\' (...)' })
   reason?: string;
 }
