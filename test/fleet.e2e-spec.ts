@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EXAMPLE_INPUT } from './support/example-input';
 import { GatewayProcess, HttpAnswer, ROOT, getJson, post, sleep, spawnGateway, statuses, waitFor } from './support/gateway';
+import { scrape, sample } from './support/observability';
 import { TestRedis } from './support/redis-server';
 
 const TTL_S = 2;
@@ -60,6 +61,7 @@ describe('one fleet, one model state: Models API calls hold on every replica (th
     const health = (await getJson(`${fleet[0].url}/health`)).body;
     expect(health.replicas.map((r: { replica_id: string }) => r.replica_id)).toContain(health.replica_id);
     expect(health.replicas).toHaveLength(3);
+    expect(sample(await scrape(fleet[2].url), 'bales_fleet_replicas')).toBe(3);
     const model = (await getJson(`${fleet[1].url}/models/stub_v1`)).body;
     expect(model.replicas).toHaveLength(3);
     for (const r of model.replicas) expect(r).toMatchObject({ version: model.version, state: 'ready', held: [model.version] });

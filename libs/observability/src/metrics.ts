@@ -74,6 +74,7 @@ export class BalesMetrics {
   private pendingSource: () => number = () => 0;
   private depthSource: () => QueueDepthSample[] = () => [];
   private modelStates: { states: readonly string[]; source: () => ModelStateSample[] } = { states: [], source: () => [] };
+  private replicasSource: () => number = () => 0;
 
   constructor(config: BalesConfig) {
     const { suffix, words, msPerUnit } = TIME_UNITS[config.METRICS_TIME_UNIT];
@@ -112,6 +113,14 @@ export class BalesMetrics {
         this.reset();
         const { states, source } = metrics.modelStates;
         for (const m of source()) for (const state of states) this.set({ model_id: m.modelId, state }, m.state === state ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'bales_fleet_replicas',
+      help: 'Live replicas sharing this Redis (heartbeat within FLEET_HEARTBEAT_TTL_S), this one included, as this replica last read them',
+      registers: [this.registry],
+      collect() {
+        this.set(metrics.replicasSource());
       },
     });
     // Node's process metrics sample on timers of their own: only worth it when someone scrapes them.
@@ -172,6 +181,11 @@ export class BalesMetrics {
   /** Where bales_model_state is read from at scrape time, and every state a model can be in. */
   readModelStatesFrom(states: readonly string[], source: () => ModelStateSample[]): void {
     this.modelStates = { states, source };
+  }
+
+  /** Where bales_fleet_replicas is read from at scrape time. */
+  readReplicasFrom(source: () => number): void {
+    this.replicasSource = source;
   }
 
   private histogram(name: string, help: string, buckets: number[]): Histogram {

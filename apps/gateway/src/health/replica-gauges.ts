@@ -1,4 +1,5 @@
 import { Injectable, OnModuleInit } from '@nestjs/common';
+import { Fleet } from '@bales/fleet';
 import { ModelRegistry, ModelState } from '@bales/model-registry';
 import { BalesMetrics } from '@bales/observability';
 import { PendingRequests, QueueDepth } from '@bales/queue';
@@ -11,6 +12,7 @@ export class ReplicaGauges implements OnModuleInit {
     private readonly pending: PendingRequests,
     private readonly depth: QueueDepth,
     private readonly registry: ModelRegistry,
+    private readonly fleet: Fleet,
   ) {}
 
   onModuleInit(): void {
@@ -18,6 +20,7 @@ export class ReplicaGauges implements OnModuleInit {
     this.metrics.readQueueDepthFrom(() =>
       Object.entries(this.depth.snapshot()).flatMap(([modelId, byPriority]) => Object.entries(byPriority).map(([priority, rows]) => ({ modelId, priority: Number(priority), rows }))),
     );
+    this.metrics.readReplicasFrom(() => this.fleet.replicas().length);
     this.metrics.readModelStatesFrom(Object.values(ModelState), () => this.registry.list().map((m) => ({ modelId: m.id, state: m.state })));
   }
 }
