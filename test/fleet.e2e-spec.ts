@@ -1,3 +1,4 @@
+import IORedis from 'ioredis';
 import { copyFileSync, cpSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -256,6 +257,22 @@ describe('one fleet, one model state: Models API calls hold on every replica (th
     expect(performance.now() - started).toBeLessThan((TTL_S + 4) * 1000);
     expect(next!.body.replicas).toHaveLength(3);
   }, 60000);
+
+  it('writes the catalog back when Redis comes back empty, and drops no model', async () => {
+    const client = new IORedis(redis.url);
+    try {
+      const version = (await getJson(`${fleet[0].url}/models/stub_v1`)).body.version;
+      await client.flushall();
+      // One catalog check later (every 2 s), the replicas have written back what they serve.
+      await waitFor(async () => (await client.hexists('bales:fleet:catalog', 'stub_v1')) === 1, 10000, 100);
+      await sleep(2500);
+      const answers = await Promise.all(fleet.map((gw) => infer(gw)));
+      expect(answers.map((a) => [a.status, a.body.model_version])).toEqual(fleet.map(() => [200, version]));
+      expect(JSON.parse((await client.hget('bales:fleet:catalog', 'stub_v1'))!)).toMatchObject({ id: 'stub_v1', version: Number(version) });
+    } finally {
+      client.disconnect();
+    }
+  }, 30000);
 
   it('answers Models API calls 503 at once while Redis is gone', async () => {
     await redis.stop();

@@ -94,7 +94,7 @@ export class FleetCalls {
     if (refusals.length > 0) throw new RefusedCall(refusals, [...replies.keys()]);
     if (pending.size > 0) {
       const silent = [...pending].join(', ');
-      throw new BalesError(ErrorCode.FLEET_TIMEOUT, `replica ${silent} did not answer '${request.kind}' for model '${request.model}' within ${timeoutMs / 1000} s`, { replicas: silent });
+      throw new BalesError(ErrorCode.FLEET_TIMEOUT, `replica ${silent} did not answer '${request.kind}' for model '${request.model}' within ${timeoutMs / 1000} s`, { replica_id: silent });
     }
     return replies;
   }

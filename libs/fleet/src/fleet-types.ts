@@ -30,7 +30,8 @@ export interface Heartbeat {
 /** What the replica that took a Models API call asks of every live replica. */
 export type FleetRequest =
   | { kind: 'prepare'; model: string; version: number; weights?: string; digest?: string; origin: 'folder' | 'api'; task?: Task; labels?: string[]; max_batch_size?: number; allow_signature_change?: boolean }
-  | { kind: 'commit'; model: string; version: number }
+  /** `previous`: the version admitted until now, whose accepted requests each replica writes out before it answers. */
+  | { kind: 'commit'; model: string; version: number; previous?: number }
   | { kind: 'abort'; model: string; version: number }
   | { kind: 'release'; model: string; version: number }
   | { kind: 'retry'; model: string; weights?: string }

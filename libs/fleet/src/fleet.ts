@@ -43,6 +43,10 @@ export class Fleet implements OnApplicationBootstrap, BeforeApplicationShutdown 
   private readonly problems = new Map<string, string>();
   /** Models seen in the catalog: one that leaves it was deleted; one never in it (a failed folder model) stays. */
   private readonly known = new Set<string>();
+  /** The catalog entry last seen for each model: what is written back if Redis loses the catalog. */
+  private readonly lastSeen = new Map<string, CatalogEntry>();
+  /** Catalog models this replica does not serve at the catalog's version yet (a call committed while it joined). */
+  private behind: string[] = [];
   /** Digests already checked, by `id@version`. */
   private readonly checked = new Set<string>();
   /** Versions being drained before their release, by `id@version`. */
@@ -84,9 +88,12 @@ export class Fleet implements OnApplicationBootstrap, BeforeApplicationShutdown 
     await this.store.leave(this.self).catch(() => undefined);
   }
 
-  /** True once this replica has loaded the catalog's models (or tried: a model that failed here is in `problems`). */
+  /**
+   * True once this replica serves every catalog model at the catalog's version (or failed to: `failures()`), as of
+   * its last catalog check.
+   */
   get ready(): boolean {
-    return this.joined;
+    return this.joined && this.behind.length === 0;
   }
 
   /** The catalog's models this replica could not load, with the reason. */
@@ -124,7 +131,7 @@ export class Fleet implements OnApplicationBootstrap, BeforeApplicationShutdown 
       const entry: CatalogEntry = { id: req.id, version, weights, digest, origin: 'api', task: req.task, labels: req.labels, max_batch_size: req.maxBatchSize };
       const prepared = await this.prepareEverywhere(entry, false);
       await this.store.put(entry);
-      await this.commitEverywhere(entry, prepared);
+      await this.commitEverywhere(entry, prepared, existing?.version);
       if (existing) this.calls!.tell({ kind: 'release', model: req.id, version: existing.version });
       return { model: this.registry.get(req.id), replicas: outcomes(prepared) };
     });
@@ -149,7 +156,7 @@ export class Fleet implements OnApplicationBootstrap, BeforeApplicationShutdown 
       const started = performance.now();
       const prepared = await this.prepareEverywhere(entry, allowSignatureChange);
       await this.store.put(entry);
-      await this.commitEverywhere(entry, prepared);
+      await this.commitEverywhere(entry, prepared, current.version);
       this.calls!.tell({ kind: 'release', model: id, version: current.version });
       const loadMs = Math.round((performance.now() - started) * 1000) / 1000;
       this.logger.log(`reloaded ${id} on ${prepared.size} replicas: v${current.version} -> v${version} in ${loadMs.toFixed(0)} ms`);
@@ -223,8 +230,8 @@ export class Fleet implements OnApplicationBootstrap, BeforeApplicationShutdown 
     }
   }
 
-  private async commitEverywhere(entry: CatalogEntry, prepared: Replies): Promise<void> {
-    await this.calls!.call({ kind: 'commit', model: entry.id, version: entry.version }, [...prepared.keys()], this.config.FLEET_CALL_TIMEOUT_S * 1000);
+  private async commitEverywhere(entry: CatalogEntry, prepared: Replies, previous?: number): Promise<void> {
+    await this.calls!.call({ kind: 'commit', model: entry.id, version: entry.version, previous }, [...prepared.keys()], this.config.FLEET_CALL_TIMEOUT_S * 1000);
   }
 
   private async call(request: Parameters<FleetCalls['call']>[0]): Promise<Replies> {
@@ -277,17 +284,26 @@ export class Fleet implements OnApplicationBootstrap, BeforeApplicationShutdown 
   private async carryOut(m: FleetMessage): Promise<{ load_ms?: number; pending?: number }> {
     switch (m.kind) {
       case 'prepare': {
+        // The model's lock admits one call at a time: a version some earlier call prepared and never settled is stale.
+        await this.abortPrepared(m.model, m.version);
         if (m.weights && m.digest) await this.checkDigest(m.model, m.weights, m.digest);
         const { loadMs } = await this.registry.prepare({ id: m.model, version: m.version, weightsPath: m.weights, origin: m.origin, task: m.task, labels: m.labels, maxBatchSize: m.max_batch_size, allowSignatureChange: m.allow_signature_change });
         return { load_ms: loadMs };
       }
-      case 'commit':
+      case 'commit': {
+        if (!this.registry.version(m.model, String(m.version))) {
+          // Not a party to the call (it joined meanwhile): the catalog already names the version, load it from there.
+          void this.reconcile();
+          return {};
+        }
         this.registry.commit(m.model, m.version);
         this.known.add(m.model);
         this.problems.delete(m.model);
         // Every job admitted under the version served until now is in Redis before this replica says it switched.
-        await this.queue.writesSettled();
+        if (m.previous !== undefined) await this.queue.writesSettled(m.model, String(m.previous));
+        void this.beat();
         return {};
+      }
       case 'abort':
         await this.registry.abort(m.model, m.version);
         return {};
@@ -296,14 +312,17 @@ export class Fleet implements OnApplicationBootstrap, BeforeApplicationShutdown 
         return {};
       case 'retry': {
         if (!this.registry.has(m.model) || this.registry.get(m.model).state !== ModelState.FAILED) return {};
+        // A file fixed in place must be the fleet's file, or the copy stays failed.
+        const entry = await this.store.entry(m.model);
+        if (entry) await this.checkDigest(m.model, m.weights === undefined ? entry.weights : this.registry.locate(m.weights), entry.digest);
         const { loadMs } = await this.registry.reload(m.model, m.weights);
         this.problems.delete(m.model);
         return { load_ms: loadMs };
       }
       case 'stop': {
         if (!this.registry.has(m.model)) return { pending: 0 };
-        const { pending } = this.registry.stopAdmission(m.model);
-        await this.queue.writesSettled();
+        const { version, pending } = this.registry.stopAdmission(m.model);
+        await this.queue.writesSettled(m.model, version);
         return { pending };
       }
       case 'remove':
@@ -311,6 +330,14 @@ export class Fleet implements OnApplicationBootstrap, BeforeApplicationShutdown 
         await this.registry.drained(m.model);
         await Promise.all(this.registry.runnable().filter((v) => v.id === m.model).map((v) => this.drainAndRelease(m.model, Number(v.version))));
         return {};
+    }
+  }
+
+  /** Drops the versions of a model prepared here and never committed, but `keep`. */
+  private async abortPrepared(id: string, keep: number): Promise<void> {
+    const served = this.registry.has(id) ? Number(this.registry.get(id).version) : 0;
+    for (const v of this.registry.runnable()) {
+      if (v.id === id && Number(v.version) > served && Number(v.version) !== keep) await this.registry.abort(id, Number(v.version));
     }
   }
 
@@ -359,7 +386,8 @@ export class Fleet implements OnApplicationBootstrap, BeforeApplicationShutdown 
   /**
    * Brings this replica to the catalog: seeds it with the MODELS_DIR folders it lacks (first boot of a fleet),
    * loads each model at the catalog's version, refuses a file whose bytes differ from the catalog's, releases
-   * versions and models the catalog no longer has. Skips models with a call in progress: the call sees to them.
+   * versions and models the catalog no longer has, but not while a call on them is in progress: the call sees to
+   * those. A version the catalog names, prepared here by a call whose replica died, is committed.
    */
   private async reconcile(): Promise<void> {
     if (this.reconciling || !this.registry.ready || !this.connection.connected) return;
@@ -369,10 +397,18 @@ export class Fleet implements OnApplicationBootstrap, BeforeApplicationShutdown 
       const catalog = await this.store.catalog();
       for (const entry of catalog.values()) {
         this.known.add(entry.id);
+        this.lastSeen.set(entry.id, entry);
         await this.follow(entry);
       }
+      this.behind = [...catalog.values()].filter((e) => !this.problems.has(e.id) && (!this.registry.has(e.id) || this.registry.get(e.id).version !== String(e.version))).map((e) => e.id);
       for (const model of this.registry.list()) {
         if (catalog.has(model.id) || !this.known.has(model.id) || model.state === ModelState.DRAINING || (await this.store.locked(model.id))) continue;
+        // A Redis that came back empty knows no version of it: this replica writes what it serves back.
+        const outcome = await this.store.seed(this.lastSeen.get(model.id) ?? (await this.entryOf(model)));
+        if (outcome !== 'deleted') {
+          if (outcome === 'seeded') this.logger.warn(`the fleet catalog had lost ${model.id}; written back at v${model.version}`);
+          continue;
+        }
         this.known.delete(model.id);
         // Deleted while this replica was away.
         this.logger.log(`model ${model.id} is no longer in the fleet catalog; removing it here`);
@@ -412,7 +448,6 @@ export class Fleet implements OnApplicationBootstrap, BeforeApplicationShutdown 
     if (local?.state === ModelState.READY && local.version === version && this.checked.has(key)) return;
     if (local?.state === ModelState.DRAINING || local?.state === ModelState.LOADING) return;
     if (local?.state === ModelState.FAILED && local.version === version && !this.problems.has(entry.id)) return;
-    if (await this.store.locked(entry.id)) return;
     try {
       await this.checkDigest(entry.id, entry.weights, entry.digest);
     } catch (err) {
@@ -437,6 +472,8 @@ export class Fleet implements OnApplicationBootstrap, BeforeApplicationShutdown 
       this.logger.log(`loaded ${entry.id} v${version} from the fleet catalog`);
       if (local?.state === ModelState.READY) void this.drainAndRelease(entry.id, Number(local.version));
     } catch (err) {
+      // A call is loading another version here right now: it sees to the model.
+      if (err instanceof BalesError && err.code === ErrorCode.MODEL_CONFLICT) return;
       const reason = (err as Error).message;
       this.problems.set(entry.id, reason);
       this.logger.error(`model ${entry.id} v${version} from the fleet catalog does not load here: ${reason}`);

@@ -339,6 +339,9 @@ export class ModelLifecycle {
   async prepare(req: PrepareRequest): Promise<{ loadMs: number }> {
     const started = performance.now();
     const existing = this.models.get(req.id);
+    // Asked again for a version it holds (a call and a catalog check crossing): nothing to load.
+    const up = existing?.state === ModelState.READY || existing?.state === ModelState.DRAINING;
+    if ((up && existing?.version === req.version) || existing?.prepared?.version === req.version) return { loadMs: 0 };
     if (existing?.state === ModelState.LOADING || existing?.prepared || existing?.nextVersion !== undefined) {
       throw new BalesError(ErrorCode.MODEL_CONFLICT, `model '${req.id}' is already being loaded on this replica`);
     }

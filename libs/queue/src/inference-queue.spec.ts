@@ -142,11 +142,11 @@ describe('InferenceQueue', () => {
     expect(queue.jobs).toEqual([['a'], ['b', 'c']]);
   });
 
-  it('settles its writes only once no accepted request waits to be written, gathered or in flight', async () => {
+  it('settles a version\'s writes only once none of its accepted requests waits to be written, gathered or in flight, whatever other versions do', async () => {
     const { queue, submit, producer } = setup();
     void submit('a');
     let settled = false;
-    void producer.writesSettled().then(() => (settled = true));
+    void producer.writesSettled('stub_v1', '1').then(() => (settled = true));
     const poll = async () => {
       await endOfTick();
       jest.advanceTimersByTime(5);
@@ -160,6 +160,8 @@ describe('InferenceQueue', () => {
     await poll();
     // 'b' waited behind the first write: its own is in flight now.
     expect([queue.jobs, settled]).toEqual([[['a'], ['b']], false]);
+    // A request of the next version, written after, does not hold the settling of version 1.
+    void submit('c', { version: '2' });
     queue.added[1].written('2');
     await poll();
     expect(settled).toBe(true);

@@ -2,7 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { BalesConfig } from '@bales/config';
 import { BalesError, ErrorCode } from '@bales/errors';
 import type { EncodedRow } from '@bales/model-registry';
-import { EncodedJob, INFER_JOB, INFER_QUEUE, OutgoingRow, encodeJob } from './job-codec';
+import { EncodedJob, INFER_JOB, INFER_QUEUE, OutgoingRow, encodeJob, versionQueue } from './job-codec';
 import { ModelQueues } from './model-queues';
 import { AbandonedJobs, WatchedJob } from './abandoned-jobs';
 import { DirectDispatch } from './direct-dispatch';
@@ -44,6 +44,7 @@ interface Group {
 /** A job about to be written: its rows, its payload, and its requests followed until each is settled. */
 interface OutgoingJob {
   watched: WatchedJob;
+  version: string;
   rows: OutgoingRow[];
   encoded: EncodedJob;
 }
@@ -62,6 +63,8 @@ export class InferenceQueue {
   private flushScheduled = false;
   private writing = false;
   private bytesKeys = 0;
+  /** Rows accepted and not yet written (or given up), per model version's queue: what writesSettled() waits on. */
+  private readonly unwritten = new Map<string, number>();
 
   constructor(
     private readonly queues: ModelQueues,
@@ -113,6 +116,7 @@ export class InferenceQueue {
       queued = false;
       return result;
     }
+    this.countUnwritten(req.modelId, req.version, 1);
     const key = `${req.modelId}\u0000${req.version}\u0000${req.priority}`;
     let group = this.groups.get(key);
     if (!group) {
@@ -145,9 +149,12 @@ export class InferenceQueue {
       for (let i = 0; i < g.rows.length; i += max) {
         const rows = g.rows.slice(i, i + max);
         // Requests settled (timed out, client gone) before their job was written are not written at all.
-        if (!rows.some((r) => this.pending.has(r.requestId))) continue;
+        if (!rows.some((r) => this.pending.has(r.requestId))) {
+          this.countUnwritten(g.modelId, g.version, -rows.length);
+          continue;
+        }
         const encoded = encodeJob(g.modelId, g.version, this.redis.instanceId, rows, newKey, now);
-        live.push({ watched: this.abandoned.watch(this.queues.get(g.modelId, g.version), g.modelId, g.priority, rows, encoded.data.b), rows, encoded });
+        live.push({ watched: this.abandoned.watch(this.queues.get(g.modelId, g.version), g.modelId, g.priority, rows, encoded.data.b), version: g.version, rows, encoded });
       }
     }
     if (live.length === 0) return;
@@ -185,15 +192,25 @@ export class InferenceQueue {
       }
     } finally {
       clearTimeout(timer);
+      this.countUnwritten(watched.modelId, job.version, -job.rows.length);
     }
   }
 
   /**
-   * Resolves once no accepted request waits to be written: after a commit, every job of the version served
-   * before is in Redis, where the drain of that version can see it.
+   * Resolves once no request accepted for a model version waits to be written: after a commit, every job of the
+   * version served before is in Redis, where the drain of that version can see it. Rows of other versions, which
+   * may keep the producer busy under load, do not hold it.
    */
-  async writesSettled(): Promise<void> {
-    while (this.flushScheduled || this.writing) await new Promise((r) => setTimeout(r, 1));
+  async writesSettled(modelId: string, version: string): Promise<void> {
+    const key = versionQueue(modelId, version);
+    while (this.unwritten.has(key)) await new Promise((r) => setTimeout(r, 1));
+  }
+
+  private countUnwritten(modelId: string, version: string, rows: number): void {
+    const key = versionQueue(modelId, version);
+    const n = (this.unwritten.get(key) ?? 0) + rows;
+    if (n > 0) this.unwritten.set(key, n);
+    else this.unwritten.delete(key);
   }
 
   /**
