@@ -454,7 +454,7 @@ export class Fleet implements OnApplicationBootstrap, BeforeApplicationShutdown 
       const reason = (err as Error).message;
       if (this.problems.get(entry.id) !== reason) this.logger.error(`model ${entry.id} is failed here: ${reason}`);
       this.problems.set(entry.id, reason);
-      if (local && local.state !== ModelState.FAILED) this.registry.fail(entry.id, reason);
+      if (local?.state !== ModelState.FAILED || local.reason !== reason) this.registry.fail(entry.id, reason, { version: entry.version, weightsPath: entry.weights, origin: entry.origin });
       return;
     }
     if (local?.state === ModelState.READY && local.version === version) {
@@ -477,6 +477,7 @@ export class Fleet implements OnApplicationBootstrap, BeforeApplicationShutdown 
       const reason = (err as Error).message;
       this.problems.set(entry.id, reason);
       this.logger.error(`model ${entry.id} v${version} from the fleet catalog does not load here: ${reason}`);
+      if (!this.registry.has(entry.id)) this.registry.fail(entry.id, reason, { version: entry.version, weightsPath: entry.weights, origin: entry.origin });
     }
   }
 

@@ -77,6 +77,7 @@ const repository = {
     if (missing.has(path)) throw new BalesError(ErrorCode.FILE_NOT_FOUND, `weights_path ${path} does not exist`);
     return path;
   },
+  root: '',
   name: (path: string) => path,
   weightsOf: (id: string) => `${id}/model.onnx`,
   read: (id: string): ModelSource => {
@@ -390,6 +391,83 @@ describe('ModelLifecycle', () => {
       const first = lifecycle.unload('stub');
       await expect(lifecycle.unload('stub')).rejects.toMatchObject({ code: ErrorCode.MODEL_NOT_FOUND });
       await expect(first).resolves.toMatchObject({ drainedRequests: 0 });
+    });
+  });
+  describe('versions side by side, for fleet-wide calls', () => {
+    it('prepares a version beside the served one, serves it only from its commit, and keeps the old one for its queued work until released', async () => {
+      await lifecycle.prepare({ id: 'stub', version: 2, weightsPath: 'stub_v2.onnx', origin: 'api' });
+      expect(lifecycle.get('stub').version).toBe('1');
+      expect(lifecycle.runnable()).toEqual([{ id: 'stub', version: '1' }, { id: 'stub', version: '2' }]);
+      // Work a replica that already committed queued under v2 runs here before this one commits.
+      expect((await lifecycle.run('stub', [row], '2')).version).toBe('2');
+      lifecycle.commit('stub', 2);
+      expect(lifecycle.admit('stub', () => undefined).model.version).toBe('2');
+      expect((await lifecycle.run('stub', [row], '1')).version).toBe('1');
+      expect([...pool.held.keys()]).toEqual(['stub@1', 'stub@2']);
+      lifecycle.release('stub', 1);
+      await settled();
+      expect([...pool.held.keys()]).toEqual(['stub@2']);
+      expect(lifecycle.runnable()).toEqual([{ id: 'stub', version: '2' }]);
+      await expect(lifecycle.run('stub', [row], '1')).rejects.toMatchObject({ code: ErrorCode.MODEL_UNAVAILABLE });
+    });
+
+    it('releases a kept version only after the batch still running on it', async () => {
+      await lifecycle.prepare({ id: 'stub', version: 2, weightsPath: 'stub_v2.onnx', origin: 'api' });
+      lifecycle.commit('stub', 2);
+      const held = gate();
+      pool.holdRuns = held.opened;
+      const running = lifecycle.run('stub', [row], '1');
+      lifecycle.release('stub', 1);
+      await settled();
+      expect(pool.held.has('stub@1')).toBe(true);
+      held.open();
+      await running;
+      await settled();
+      expect(pool.held.has('stub@1')).toBe(false);
+    });
+
+    it('aborts a prepared version, and a new id never committed leaves no trace', async () => {
+      await lifecycle.prepare({ id: 'stub', version: 2, weightsPath: 'stub_v2.onnx', origin: 'api' });
+      await lifecycle.prepare({ id: 'fresh', version: 1, weightsPath: 'stub_v2.onnx', origin: 'api', task: 'raw' });
+      expect(lifecycle.has('fresh')).toBe(false);
+      expect(lifecycle.runnable()).toContainEqual({ id: 'fresh', version: '1' });
+      await lifecycle.abort('stub', 2);
+      await lifecycle.abort('fresh', 1);
+      await settled();
+      expect([...pool.held.keys()]).toEqual(['stub@1']);
+      expect(lifecycle.runnable()).toEqual([{ id: 'stub', version: '1' }]);
+    });
+
+    it('shows a new id from its commit on', async () => {
+      await lifecycle.prepare({ id: 'fresh', version: 4, weightsPath: 'stub_v2.onnx', origin: 'api', task: 'raw' });
+      lifecycle.commit('fresh', 4);
+      expect(lifecycle.get('fresh')).toMatchObject({ version: '4', state: 'ready', task: 'raw' });
+    });
+
+    it('prepares nothing twice for a version it holds, and refuses another version while one is prepared', async () => {
+      expect(await lifecycle.prepare({ id: 'stub', version: 1, origin: 'api' })).toEqual({ loadMs: 0 });
+      await lifecycle.prepare({ id: 'stub', version: 2, weightsPath: 'stub_v2.onnx', origin: 'api' });
+      expect(await lifecycle.prepare({ id: 'stub', version: 2, weightsPath: 'stub_v2.onnx', origin: 'api' })).toEqual({ loadMs: 0 });
+      await expect(lifecycle.prepare({ id: 'stub', version: 3, weightsPath: 'stub_v2.onnx', origin: 'api' })).rejects.toMatchObject({ code: ErrorCode.MODEL_CONFLICT });
+      expect(pool.loads.filter((l) => l.key === 'stub@2')).toHaveLength(1);
+    });
+
+    it('stops admission for a delete, runs accepted work, and removes the model once its version is released', async () => {
+      expect(lifecycle.stopAdmission('stub')).toEqual({ version: '1', pending: 0 });
+      expect(() => lifecycle.admit('stub', () => undefined)).toThrow(expect.objectContaining({ code: ErrorCode.MODEL_NOT_FOUND }));
+      expect((await lifecycle.run('stub', [row], '1')).version).toBe('1');
+      lifecycle.release('stub', 1);
+      expect(lifecycle.has('stub')).toBe(false);
+    });
+
+    it('keeps a model whose file is not the fleet\'s as failed, held or not, and releases its sessions', async () => {
+      lifecycle.fail('stub', 'stub.onnx differs from the fleet\'s file');
+      lifecycle.fail('absent', 'absent.onnx is missing', { version: 3, weightsPath: 'absent.onnx', origin: 'api' });
+      await settled();
+      expect(lifecycle.get('stub')).toMatchObject({ state: 'failed', reason: "stub.onnx differs from the fleet's file" });
+      expect(lifecycle.get('absent')).toMatchObject({ state: 'failed', version: '3' });
+      expect(pool.held.size).toBe(0);
+      expect(lifecycle.runnable()).toEqual([]);
     });
   });
 });

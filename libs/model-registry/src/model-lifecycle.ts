@@ -1,4 +1,5 @@
 import { Logger } from '@nestjs/common';
+import { join } from 'node:path';
 import { BalesError, ErrorCode } from '@bales/errors';
 import { NO_LAYOUT, batchLayout, type BatchLayout } from './batch-axes';
 import type { EncodedRow } from './input-encoder';
@@ -105,7 +106,7 @@ export class ModelLifecycle {
 
   constructor(
     private readonly pool: SessionPool,
-    private readonly repository: Pick<ModelRepository, 'resolveWeights' | 'name' | 'read' | 'weightsOf'>,
+    private readonly repository: Pick<ModelRepository, 'resolveWeights' | 'name' | 'read' | 'weightsOf' | 'root'>,
     /** MAX_BATCH_SIZE. */
     private readonly maxBatchSize: number,
   ) {}
@@ -466,8 +467,9 @@ export class ModelLifecycle {
    * Marks a model failed here with `reason` (its file is not the fleet's), releasing its sessions: it takes no
    * requests and runs no work on this replica, while the others serve it.
    */
-  fail(id: string, reason: string): void {
-    const entry = this.models.get(id);
+  fail(id: string, reason: string, source?: { version: number; weightsPath: string; origin: ModelEntry['origin'] }): void {
+    // A model this replica never loaded (its file missing or different here) is kept as failed too, so it answers 503.
+    const entry = this.models.get(id) ?? (source && this.add({ id, path: join(this.repository.root, source.weightsPath), task: 'classification', version: source.version }, source.origin));
     if (!entry) return;
     const up = entry.state === ModelState.READY || entry.state === ModelState.DRAINING;
     if (up) this.retire(entry.key);

@@ -179,9 +179,12 @@ export class ModelRegistry implements OnModuleInit, OnApplicationShutdown {
     return this.lifecycle.drained(id);
   }
 
-  /** Marks a model failed on this replica with the reason, releasing its sessions; the other replicas still serve it. */
-  fail(id: string, reason: string): void {
-    this.lifecycle.fail(id, reason);
+  /**
+   * Marks a model failed on this replica with the reason, releasing its sessions; the other replicas still serve it.
+   * With `source`, a model this replica does not hold is kept as failed too (its file is missing or other here).
+   */
+  fail(id: string, reason: string, source?: { version: number; weightsPath: string; origin: 'folder' | 'api' }): void {
+    this.lifecycle.fail(id, reason, source);
   }
 
   /**
