@@ -1,119 +1,56 @@
-import { BeforeApplicationShutdown, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
-import type { Redis } from 'ioredis';
+import { Injectable, Logger } from '@nestjs/common';
 import { BalesConfig } from '@bales/config';
 import { BalesError, ErrorCode } from '@bales/errors';
 import { MODEL_ID_PATTERN, MODEL_ID_RULE, ModelInfo, ModelRegistry, ModelState, RegisterRequest, ReloadOutcome, UnloadOutcome } from '@bales/model-registry';
-import { InferenceQueue, PendingRequests, QueueConnection, QueueConsumer, RedisConnections } from '@bales/queue';
+import { QueueConnection } from '@bales/queue';
 import { FleetCalls, RefusedCall, Replies } from './fleet-calls';
-import { FleetStore } from './fleet-store';
-import type { CatalogEntry, FleetMessage, FleetReply, Heartbeat, ReplicaOutcome } from './fleet-types';
-
-/** A model as one replica holds it, from its heartbeat. */
-export interface ReplicaModel {
-  replica_id: string;
-  version: string;
-  state: string;
-  /** Every version whose sessions it holds: the served one, one being prepared, old ones still draining. */
-  held: string[];
-  reason?: string;
-}
-
-/** How often the catalog is compared with what this replica holds, besides after each call. */
-const RECONCILE_MS = 2000;
-/** How long boot waits for Redis before listening unready. */
-const BOOT_WAIT_MS = 2000;
-const short = (digest: string) => digest.slice(0, 12);
+import { FleetMember, ReplicaModel } from './fleet-member';
+import type { CatalogEntry, Heartbeat, ReplicaOutcome } from './fleet-types';
 
 /**
- * One model state across every replica on one Redis. The catalog in Redis holds the models the fleet serves;
- * each replica announces what it holds in a heartbeat; a Models API call made on any replica is carried out on
- * every live one in two phases (load beside, then switch), and a replica that joins or comes back loads the
- * catalog's versions before it reports ready.
+ * One model state across every replica on one Redis: the Models API's calls, made on this replica and carried out on
+ * every live one in two phases (load beside, then switch) under a per-model lock, and what the fleet looks like.
+ * Each replica's own part in them is FleetMember's.
  */
 @Injectable()
-export class Fleet implements OnApplicationBootstrap, BeforeApplicationShutdown {
+export class Fleet {
   private readonly logger = new Logger('Fleet');
-  private readonly store: FleetStore;
-  private calls?: FleetCalls;
-  readonly self: string;
-  private readonly startedAt = new Date().toISOString();
-  /** The catalog's models have been loaded once: the replica may report ready. */
-  private joined = false;
-  /** Models of the catalog this replica could not load, with the reason. */
-  private readonly problems = new Map<string, string>();
-  /** Models seen in the catalog: one that leaves it was deleted; one never in it (a failed folder model) stays. */
-  private readonly known = new Set<string>();
-  /** The catalog entry last seen for each model: what is written back if Redis loses the catalog. */
-  private readonly lastSeen = new Map<string, CatalogEntry>();
-  /** Catalog models this replica does not serve at the catalog's version yet (a call committed while it joined). */
-  private behind: string[] = [];
-  /** Digests already checked, by `id@version`. */
-  private readonly checked = new Set<string>();
-  /** Versions being drained before their release, by `id@version`. */
-  private readonly releasing = new Set<string>();
-  private timers: NodeJS.Timeout[] = [];
-  private reconciling = false;
-  private live: Heartbeat[] = [];
 
   constructor(
     private readonly config: BalesConfig,
     private readonly registry: ModelRegistry,
-    private readonly queue: InferenceQueue,
-    private readonly consumer: QueueConsumer,
-    private readonly pending: PendingRequests,
     private readonly connection: QueueConnection,
-    private readonly redis: RedisConnections,
-  ) {
-    this.self = redis.instanceId;
-    this.store = new FleetStore(() => this.connection.client, config.QUEUE_PREFIX);
+    private readonly member: FleetMember,
+  ) {}
+
+  /** The member's pub/sub calls, open from bootstrap on (Models API calls come after it). */
+  private get calls(): FleetCalls {
+    return this.member.calls!;
   }
 
-  /**
-   * Joins the fleet before the replica listens: its catalog's models are loaded first. With Redis away at boot it
-   * listens anyway, unready, and joins once Redis answers.
-   */
-  async onApplicationBootstrap(): Promise<void> {
-    const subscriber = this.redis.open('fleet', { enableOfflineQueue: true, maxRetriesPerRequest: null });
-    this.calls = new FleetCalls(this.store, this.self, () => this.connection.client as Redis | undefined, subscriber, (m) => this.handle(m));
-    const beatEvery = (this.config.FLEET_HEARTBEAT_TTL_S * 1000) / 5;
-    this.timers = [setInterval(() => void this.beat(), beatEvery).unref(), setInterval(() => void this.reconcile(), RECONCILE_MS).unref()];
-    const deadline = Date.now() + BOOT_WAIT_MS;
-    while (!this.connection.connected && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-    await this.reconcile();
-    await this.beat();
+  /** This replica's id in the fleet. */
+  get self(): string {
+    return this.member.self;
   }
 
-  async beforeApplicationShutdown(): Promise<void> {
-    for (const t of this.timers) clearInterval(t);
-    await this.store.leave(this.self).catch(() => undefined);
-  }
-
-  /**
-   * True once this replica serves every catalog model at the catalog's version (or failed to: `failures()`), as of
-   * its last catalog check.
-   */
+  /** True once this replica serves every catalog model at the catalog's version (or failed to: `failures()`). */
   get ready(): boolean {
-    return this.joined && this.behind.length === 0;
+    return this.member.ready;
   }
 
   /** The catalog's models this replica could not load, with the reason. */
   failures(): Record<string, string> {
-    return Object.fromEntries(this.problems);
+    return this.member.failures();
   }
 
   /** The live replicas, as their latest heartbeats describe them. */
   replicas(): Heartbeat[] {
-    return this.live;
+    return this.member.replicas();
   }
 
   /** Each live replica's version and state of a model. */
   replicasOf(id: string): ReplicaModel[] {
-    const out: ReplicaModel[] = [];
-    for (const beat of this.live) {
-      const m = beat.models.find((x) => x.model_id === id);
-      if (m) out.push({ replica_id: beat.replica_id, version: m.version, state: m.state, held: m.held ?? [], ...(m.reason && { reason: m.reason }) });
-    }
-    return out;
+    return this.member.replicasOf(id);
   }
 
   /** Serves a new model on every live replica: each loads it, and it is shown only once all of them have. */
@@ -124,15 +61,15 @@ export class Fleet implements OnApplicationBootstrap, BeforeApplicationShutdown 
     if (local && local.state !== ModelState.FAILED) throw new BalesError(ErrorCode.MODEL_CONFLICT, `model '${req.id}' already exists`);
     const weights = this.registry.locate(req.weightsPath);
     return this.locked(req.id, 'register', async () => {
-      const existing = await this.store.entry(req.id);
-      if (existing && !local && !this.problems.has(req.id)) throw new BalesError(ErrorCode.MODEL_CONFLICT, `model '${req.id}' already exists`);
+      const existing = await this.member.store.entry(req.id);
+      if (existing && !local && !this.member.problems.has(req.id)) throw new BalesError(ErrorCode.MODEL_CONFLICT, `model '${req.id}' already exists`);
       const digest = await this.registry.digest(weights);
-      const version = await this.store.nextVersion(req.id, (existing?.version ?? 0) + 1);
+      const version = await this.member.store.nextVersion(req.id, (existing?.version ?? 0) + 1);
       const entry: CatalogEntry = { id: req.id, version, weights, digest, origin: 'api', task: req.task, labels: req.labels, max_batch_size: req.maxBatchSize };
       const prepared = await this.prepareEverywhere(entry, false);
-      await this.store.put(entry);
+      await this.member.store.put(entry);
       await this.commitEverywhere(entry, prepared, existing?.version);
-      if (existing) this.calls!.tell({ kind: 'release', model: req.id, version: existing.version });
+      if (existing) this.calls.tell({ kind: 'release', model: req.id, version: existing.version });
       return { model: this.registry.get(req.id), replicas: outcomes(prepared) };
     });
   }
@@ -149,15 +86,15 @@ export class Fleet implements OnApplicationBootstrap, BeforeApplicationShutdown 
     if (weightsPath === undefined) return this.retry(id, local);
     const weights = this.registry.locate(weightsPath);
     return this.locked(id, 'reload', async () => {
-      const current = (await this.store.entry(id)) ?? (await this.entryOf(local));
+      const current = (await this.member.store.entry(id)) ?? (await this.member.entryOf(local));
       const digest = await this.registry.digest(weights);
-      const version = await this.store.nextVersion(id, current.version + 1);
+      const version = await this.member.store.nextVersion(id, current.version + 1);
       const entry: CatalogEntry = { ...current, version, weights, digest };
       const started = performance.now();
       const prepared = await this.prepareEverywhere(entry, allowSignatureChange);
-      await this.store.put(entry);
+      await this.member.store.put(entry);
       await this.commitEverywhere(entry, prepared, current.version);
-      this.calls!.tell({ kind: 'release', model: id, version: current.version });
+      this.calls.tell({ kind: 'release', model: id, version: current.version });
       const loadMs = Math.round((performance.now() - started) * 1000) / 1000;
       this.logger.log(`reloaded ${id} on ${prepared.size} replicas: v${current.version} -> v${version} in ${loadMs.toFixed(0)} ms`);
       return { modelId: id, oldVersion: String(current.version), newVersion: String(version), loadMs, replicas: outcomes(prepared) };
@@ -171,9 +108,9 @@ export class Fleet implements OnApplicationBootstrap, BeforeApplicationShutdown 
     return this.locked(id, 'delete', async () => {
       const started = performance.now();
       const timeout = this.config.FLEET_CALL_TIMEOUT_S * 1000;
-      const stopped = await this.calls!.call({ kind: 'stop', model: id }, await this.targets(), timeout);
-      await this.store.remove(id);
-      await this.calls!.call({ kind: 'remove', model: id }, [...stopped.keys()], timeout);
+      const stopped = await this.calls.call({ kind: 'stop', model: id }, await this.member.targets(), timeout);
+      await this.member.store.remove(id);
+      await this.calls.call({ kind: 'remove', model: id }, [...stopped.keys()], timeout);
       const drained = [...stopped.values()].reduce((n, r) => n + (r.pending ?? 0), 0);
       const drainMs = Math.round((performance.now() - started) * 1000) / 1000;
       this.logger.log(`deleted ${id} on ${stopped.size} replicas after draining ${drained} requests in ${drainMs.toFixed(0)} ms`);
@@ -201,21 +138,21 @@ export class Fleet implements OnApplicationBootstrap, BeforeApplicationShutdown 
     const owner = `${this.self}:${what}`;
     // Renewed while the call runs, so the lock of a replica killed mid-call lapses within the heartbeat TTL.
     const ttlMs = this.config.FLEET_HEARTBEAT_TTL_S * 1000;
-    const lock = await this.store.lock(id, owner, ttlMs).catch(() => {
+    const lock = await this.member.store.lock(id, owner, ttlMs).catch(() => {
       throw unreachable();
     });
     if (!lock.taken) {
       const [replica, call] = lock.holder.split(/:(?=[^:]*$)/);
       throw new BalesError(ErrorCode.MODEL_CONFLICT, `model '${id}' has a ${call ?? 'call'} in progress, started on replica ${replica}; retry once it ends`);
     }
-    const renewal = setInterval(() => void this.store.renew(id, owner, ttlMs).catch(() => undefined), ttlMs / 3);
+    const renewal = setInterval(() => void this.member.store.renew(id, owner, ttlMs).catch(() => undefined), ttlMs / 3);
     try {
       return await work();
     } catch (err) {
       throw this.explain(err);
     } finally {
       clearInterval(renewal);
-      await this.store.unlock(id, owner).catch(() => undefined);
+      await this.member.store.unlock(id, owner).catch(() => undefined);
     }
   }
 
@@ -225,25 +162,17 @@ export class Fleet implements OnApplicationBootstrap, BeforeApplicationShutdown 
       return await this.call({ kind: 'prepare', model, version, weights, digest, origin, task, labels, max_batch_size, allow_signature_change: allowSignatureChange });
     } catch (err) {
       // None switch: the replicas that loaded the version release it.
-      this.calls!.tell({ kind: 'abort', model, version });
+      this.calls.tell({ kind: 'abort', model, version });
       throw err;
     }
   }
 
   private async commitEverywhere(entry: CatalogEntry, prepared: Replies, previous?: number): Promise<void> {
-    await this.calls!.call({ kind: 'commit', model: entry.id, version: entry.version, previous }, [...prepared.keys()], this.config.FLEET_CALL_TIMEOUT_S * 1000);
+    await this.calls.call({ kind: 'commit', model: entry.id, version: entry.version, previous }, [...prepared.keys()], this.config.FLEET_CALL_TIMEOUT_S * 1000);
   }
 
   private async call(request: Parameters<FleetCalls['call']>[0]): Promise<Replies> {
-    return this.calls!.call(request, await this.targets(), this.config.FLEET_CALL_TIMEOUT_S * 1000);
-  }
-
-  /** The replicas a call waits for: every live one that is not draining, and this one. */
-  private async targets(): Promise<string[]> {
-    this.live = await this.store.replicas();
-    const ids = new Set(this.live.filter((b) => !b.draining).map((b) => b.replica_id));
-    ids.add(this.self);
-    return [...ids];
+    return this.calls.call(request, await this.member.targets(), this.config.FLEET_CALL_TIMEOUT_S * 1000);
   }
 
   /**
@@ -260,236 +189,6 @@ export class Fleet implements OnApplicationBootstrap, BeforeApplicationShutdown 
 
   private checkReachable(): void {
     if (!this.connection.connected) throw unreachable();
-  }
-
-  /** A catalog entry for a model this replica serves that the catalog lacks (it was seeded before the catalog existed). */
-  private async entryOf(model: ModelInfo): Promise<CatalogEntry> {
-    const weights = this.registry.weightsName(model.id);
-    return { id: model.id, version: Number(model.version), weights, digest: await this.registry.digest(weights), origin: 'folder', task: model.task, labels: model.labels };
-  }
-
-  // ---- this replica's part in calls ----
-
-  private async handle(message: FleetMessage): Promise<FleetReply> {
-    const base = { call: message.call, replica: this.self };
-    try {
-      const answer = await this.carryOut(message);
-      return { ...base, ok: true, ...answer };
-    } catch (err) {
-      const code = err instanceof BalesError ? err.code : ErrorCode.INVALID_MODEL;
-      return { ...base, ok: false, code, message: (err as Error).message };
-    }
-  }
-
-  private async carryOut(m: FleetMessage): Promise<{ load_ms?: number; pending?: number }> {
-    switch (m.kind) {
-      case 'prepare': {
-        // The model's lock admits one call at a time: a version some earlier call prepared and never settled is stale.
-        await this.abortPrepared(m.model, m.version);
-        if (m.weights && m.digest) await this.checkDigest(m.model, m.weights, m.digest);
-        const { loadMs } = await this.registry.prepare({ id: m.model, version: m.version, weightsPath: m.weights, origin: m.origin, task: m.task, labels: m.labels, maxBatchSize: m.max_batch_size, allowSignatureChange: m.allow_signature_change });
-        return { load_ms: loadMs };
-      }
-      case 'commit': {
-        if (!this.registry.version(m.model, String(m.version))) {
-          // Not a party to the call (it joined meanwhile): the catalog already names the version, load it from there.
-          void this.reconcile();
-          return {};
-        }
-        this.registry.commit(m.model, m.version);
-        this.known.add(m.model);
-        this.problems.delete(m.model);
-        // Every job admitted under the version served until now is in Redis before this replica says it switched.
-        if (m.previous !== undefined) await this.queue.writesSettled(m.model, String(m.previous));
-        void this.beat();
-        return {};
-      }
-      case 'abort':
-        await this.registry.abort(m.model, m.version);
-        return {};
-      case 'release':
-        void this.drainAndRelease(m.model, m.version);
-        return {};
-      case 'retry': {
-        if (!this.registry.has(m.model) || this.registry.get(m.model).state !== ModelState.FAILED) return {};
-        // A file fixed in place must be the fleet's file, or the copy stays failed.
-        const entry = await this.store.entry(m.model);
-        if (entry) await this.checkDigest(m.model, m.weights === undefined ? entry.weights : this.registry.locate(m.weights), entry.digest);
-        const { loadMs } = await this.registry.reload(m.model, m.weights);
-        this.problems.delete(m.model);
-        return { load_ms: loadMs };
-      }
-      case 'stop': {
-        if (!this.registry.has(m.model)) return { pending: 0 };
-        const { version, pending } = this.registry.stopAdmission(m.model);
-        await this.queue.writesSettled(m.model, version);
-        return { pending };
-      }
-      case 'remove':
-        this.problems.delete(m.model);
-        await this.registry.drained(m.model);
-        await Promise.all(this.registry.runnable().filter((v) => v.id === m.model).map((v) => this.drainAndRelease(m.model, Number(v.version))));
-        return {};
-    }
-  }
-
-  /** Drops the versions of a model prepared here and never committed, but `keep`. */
-  private async abortPrepared(id: string, keep: number): Promise<void> {
-    const served = this.registry.has(id) ? Number(this.registry.get(id).version) : 0;
-    for (const v of this.registry.runnable()) {
-      if (v.id === id && Number(v.version) > served && Number(v.version) !== keep) await this.registry.abort(id, Number(v.version));
-    }
-  }
-
-  /** Releases a version here once no job of it is left anywhere: queued, fetched or running. */
-  private async drainAndRelease(id: string, version: number): Promise<void> {
-    const key = `${id}@${version}`;
-    if (this.releasing.has(key)) return;
-    this.releasing.add(key);
-    try {
-      await this.consumer.drained(id, String(version));
-      this.registry.release(id, version);
-    } finally {
-      this.releasing.delete(key);
-    }
-  }
-
-  /** Refuses weights whose bytes here differ from the caller's: every replica must serve the same file. */
-  private async checkDigest(id: string, weights: string, digest: string): Promise<void> {
-    const here = await this.registry.digest(weights);
-    if (here !== digest) {
-      throw new BalesError(ErrorCode.INVALID_MODEL, `${weights} differs from the fleet's file for model '${id}' (sha256 ${short(here)}… here, ${short(digest)}… in the catalog)`);
-    }
-  }
-
-  private async beat(): Promise<void> {
-    const runnable = this.registry.runnable();
-    const held = (id: string) => runnable.filter((v) => v.id === id).map((v) => v.version);
-    const models = this.registry.list().map((m) => ({ model_id: m.id, version: m.version, state: m.state, held: held(m.id), ...(m.reason && { reason: m.reason }) }));
-    for (const [id, reason] of this.problems) if (!models.some((m) => m.model_id === id)) models.push({ model_id: id, version: '', state: ModelState.FAILED, held: [], reason });
-    const heartbeat: Heartbeat = {
-      replica_id: this.self,
-      started_at: this.startedAt,
-      expires_at: Date.now() + this.config.FLEET_HEARTBEAT_TTL_S * 1000,
-      ready: this.joined && this.registry.ready,
-      draining: !this.pending.accepting,
-      models,
-    };
-    try {
-      await this.store.beat(heartbeat);
-      this.live = await this.store.replicas();
-    } catch {
-      // Redis is away: the heartbeat lapses, and calls elsewhere stop waiting for this replica.
-    }
-  }
-
-  /**
-   * Brings this replica to the catalog: seeds it with the MODELS_DIR folders it lacks (first boot of a fleet),
-   * loads each model at the catalog's version, refuses a file whose bytes differ from the catalog's, releases
-   * versions and models the catalog no longer has, but not while a call on them is in progress: the call sees to
-   * those. A version the catalog names, prepared here by a call whose replica died, is committed.
-   */
-  private async reconcile(): Promise<void> {
-    if (this.reconciling || !this.registry.ready || !this.connection.connected) return;
-    this.reconciling = true;
-    try {
-      if (!this.joined) await this.seed();
-      const catalog = await this.store.catalog();
-      for (const entry of catalog.values()) {
-        this.known.add(entry.id);
-        this.lastSeen.set(entry.id, entry);
-        await this.follow(entry);
-      }
-      this.behind = [...catalog.values()].filter((e) => !this.problems.has(e.id) && (!this.registry.has(e.id) || this.registry.get(e.id).version !== String(e.version))).map((e) => e.id);
-      for (const model of this.registry.list()) {
-        if (catalog.has(model.id) || !this.known.has(model.id) || model.state === ModelState.DRAINING || (await this.store.locked(model.id))) continue;
-        // A Redis that came back empty knows no version of it: this replica writes what it serves back.
-        const outcome = await this.store.seed(this.lastSeen.get(model.id) ?? (await this.entryOf(model)));
-        if (outcome !== 'deleted') {
-          if (outcome === 'seeded') this.logger.warn(`the fleet catalog had lost ${model.id}; written back at v${model.version}`);
-          continue;
-        }
-        this.known.delete(model.id);
-        // Deleted while this replica was away.
-        this.logger.log(`model ${model.id} is no longer in the fleet catalog; removing it here`);
-        this.registry.stopAdmission(model.id);
-        void this.registry.drained(model.id).then(() => this.drainAndRelease(model.id, Number(model.version)));
-      }
-      await this.releaseStale(catalog);
-      if (!this.joined) {
-        this.joined = true;
-        void this.beat();
-      }
-    } catch (err) {
-      this.redis.logError(err as Error);
-    } finally {
-      this.reconciling = false;
-    }
-  }
-
-  /**
-   * The first replica of a fleet writes the MODELS_DIR models it loaded into the catalog; later ones find them there.
-   * A folder model the fleet deleted is not brought back by a replica whose image still has it.
-   */
-  private async seed(): Promise<void> {
-    for (const model of this.registry.list()) {
-      if (model.state !== ModelState.READY) continue;
-      const outcome = await this.store.seed(await this.entryOf(model));
-      if (outcome === 'seeded') this.logger.log(`seeded the fleet catalog with ${model.id} v${model.version}`);
-      // Deleted fleet-wide before this replica came: removed here too (reconcile).
-      if (outcome === 'deleted') this.known.add(model.id);
-    }
-  }
-
-  private async follow(entry: CatalogEntry): Promise<void> {
-    const local = this.registry.has(entry.id) ? this.registry.get(entry.id) : undefined;
-    const version = String(entry.version);
-    const key = `${entry.id}@${version}`;
-    if (local?.state === ModelState.READY && local.version === version && this.checked.has(key)) return;
-    if (local?.state === ModelState.DRAINING || local?.state === ModelState.LOADING) return;
-    if (local?.state === ModelState.FAILED && local.version === version && !this.problems.has(entry.id)) return;
-    try {
-      await this.checkDigest(entry.id, entry.weights, entry.digest);
-    } catch (err) {
-      const reason = (err as Error).message;
-      if (this.problems.get(entry.id) !== reason) this.logger.error(`model ${entry.id} is failed here: ${reason}`);
-      this.problems.set(entry.id, reason);
-      if (local?.state !== ModelState.FAILED || local.reason !== reason) this.registry.fail(entry.id, reason, { version: entry.version, weightsPath: entry.weights, origin: entry.origin });
-      return;
-    }
-    if (local?.state === ModelState.READY && local.version === version) {
-      this.checked.add(key);
-      this.problems.delete(entry.id);
-      return;
-    }
-    try {
-      // Prepared already by a call whose replica died after switching the catalog: only its commit is missing.
-      const prepared = local && this.registry.version(entry.id, version);
-      if (!prepared) await this.registry.prepare({ id: entry.id, version: entry.version, weightsPath: entry.weights, origin: entry.origin, task: entry.task, labels: entry.labels, maxBatchSize: entry.max_batch_size, allowSignatureChange: true });
-      this.registry.commit(entry.id, entry.version);
-      this.checked.add(key);
-      this.problems.delete(entry.id);
-      this.logger.log(`loaded ${entry.id} v${version} from the fleet catalog`);
-      if (local?.state === ModelState.READY) void this.drainAndRelease(entry.id, Number(local.version));
-    } catch (err) {
-      // A call is loading another version here right now: it sees to the model.
-      if (err instanceof BalesError && err.code === ErrorCode.MODEL_CONFLICT) return;
-      const reason = (err as Error).message;
-      this.problems.set(entry.id, reason);
-      this.logger.error(`model ${entry.id} v${version} from the fleet catalog does not load here: ${reason}`);
-      if (!this.registry.has(entry.id)) this.registry.fail(entry.id, reason, { version: entry.version, weightsPath: entry.weights, origin: entry.origin });
-    }
-  }
-
-  /** Versions left behind by a call whose replica died: a prepared one never committed is dropped, an old one drained. */
-  private async releaseStale(catalog: Map<string, CatalogEntry>): Promise<void> {
-    for (const { id, version } of this.registry.runnable()) {
-      const entry = catalog.get(id);
-      const served = this.registry.has(id) ? this.registry.get(id).version : undefined;
-      if (!entry || version === served || Number(version) === entry.version || (await this.store.locked(id))) continue;
-      if (Number(version) > entry.version) await this.registry.abort(id, Number(version));
-      else void this.drainAndRelease(id, Number(version));
-    }
   }
 }
 

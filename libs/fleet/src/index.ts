@@ -1,4 +1,4 @@
 export { FleetModule } from './fleet.module';
 export { Fleet } from './fleet';
-export type { ReplicaModel } from './fleet';
+export type { ReplicaModel } from './fleet-member';
 export type { CatalogEntry, Heartbeat, ReplicaOutcome } from './fleet-types';
