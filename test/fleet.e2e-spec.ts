@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { EXAMPLE_INPUT } from './support/example-input';
 import { GatewayProcess, HttpAnswer, ROOT, getJson, post, sleep, spawnGateway, statuses, waitFor } from './support/gateway';
 import { scrape, sample } from './support/observability';
+import { inferQueues } from './support/queued-work';
 import { TestRedis } from './support/redis-server';
 
 const TTL_S = 2;
@@ -155,6 +156,9 @@ describe('one fleet, one model state: Models API calls hold on every replica (th
     // Once no job of an old version is left anywhere, every replica has released it: each holds the latest alone.
     const latest = String(reloads[reloads.length - 1].version);
     await waitFor(async () => ((await getJson(`${fleet[0].url}/models/stub_v1`)).body.replicas as { held: string[] }[]).every((r) => r.held.join() === latest), 10000, 100);
+    // And their queues are gone from Redis: twenty reloads leave only the served version's.
+    const stubQueues = async () => (await inferQueues(redis.url, 'bales')).filter((q) => q.startsWith('infer/stub_v1/'));
+    await waitFor(async () => (await stubQueues()).join() === `infer/stub_v1/${latest}`, 10000, 100);
   }, 120000);
 
   it('deletes on one replica: requests accepted anywhere are answered, then every replica answers 404', async () => {

@@ -45,7 +45,7 @@ export class FleetMember implements OnApplicationBootstrap, BeforeApplicationShu
   /** The catalog entry last seen for each model: where it came from, should Redis lose the catalog. */
   private readonly lastSeen = new Map<string, CatalogEntry>();
   /** Catalog models this replica does not serve at the catalog's version yet (a call committed while it joined). */
-  private behind: string[] = [];
+  private behind = new Map<string, number>();
   /** Digests already checked, by `id@version`. */
   private readonly checked = new Set<string>();
   /** Versions being drained before their release, by `id@version`. */
@@ -92,7 +92,10 @@ export class FleetMember implements OnApplicationBootstrap, BeforeApplicationShu
    * its last catalog check.
    */
   get ready(): boolean {
-    return this.joined && this.behind.length === 0;
+    for (const [id, version] of this.behind) {
+      if (!this.registry.has(id) || Number(this.registry.get(id).version) < version) return false;
+    }
+    return this.joined;
   }
 
   /** The catalog's models this replica could not load, with the reason. */
@@ -269,7 +272,8 @@ export class FleetMember implements OnApplicationBootstrap, BeforeApplicationShu
         this.lastSeen.set(entry.id, entry);
         await this.follow(entry);
       }
-      this.behind = [...catalog.values()].filter((e) => !this.problems.has(e.id) && (!this.registry.has(e.id) || this.registry.get(e.id).version !== String(e.version))).map((e) => e.id);
+      // Behind: neither serving the catalog's version nor holding it prepared (a call is committing it right now).
+      this.behind = new Map([...catalog.values()].filter((e) => !this.problems.has(e.id) && !this.registry.version(e.id, String(e.version))).map((e) => [e.id, e.version]));
       for (const model of this.registry.list()) {
         if (catalog.has(model.id) || !this.known.has(model.id) || model.state === ModelState.DRAINING || (await this.store.locked(model.id))) continue;
         // A Redis that came back empty knows no version of it: this replica writes what it serves back.

@@ -44,12 +44,17 @@ export class ModelQueues implements OnApplicationShutdown {
     return Object.values(counts).reduce((a, b) => a + b, 0);
   }
 
-  /** Forgets a version's queue once it is done with; the shared connection stays open. */
+  /**
+   * Removes a drained version's queue from Redis (its meta, id counter, events and failed jobs), so reloads leave no
+   * keys behind, and forgets it; the shared connection stays open. BullMQ refuses while a job is still active
+   * anywhere: then the keys stay, as small as they are.
+   */
   async forget(modelId: string, version: string): Promise<void> {
     const name = versionQueue(modelId, version);
-    const queue = this.queues.get(name);
+    const queue = this.get(modelId, version);
     this.queues.delete(name);
-    await queue?.close().catch(() => undefined);
+    await queue.obliterate().catch(() => undefined);
+    await queue.close().catch(() => undefined);
   }
 
   async onApplicationShutdown(): Promise<void> {
