@@ -20,7 +20,7 @@ export interface ReplicaModel {
 
 /** How often the catalog is compared with what this replica holds, besides after each call. */
 const RECONCILE_MS = 2000;
-/** How long boot waits for Redis before listening unready. */
+/** How long joining at boot waits for the queue's connection to be ready. */
 const BOOT_WAIT_MS = 2000;
 
 /**
@@ -68,8 +68,8 @@ export class FleetMember implements OnApplicationBootstrap, BeforeApplicationShu
   }
 
   /**
-   * Joins the fleet before the replica listens: its catalog's models are loaded first. With Redis away at boot it
-   * listens anyway, unready, and joins once Redis answers.
+   * Joins the fleet before the replica listens: its catalog's models are loaded first. Should Redis still not answer
+   * here, it joins at its first catalog check once Redis answers, and is not ready until then.
    */
   async onApplicationBootstrap(): Promise<void> {
     const subscriber = this.redis.open('fleet', { enableOfflineQueue: true, maxRetriesPerRequest: null });
