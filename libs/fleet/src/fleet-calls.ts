@@ -36,7 +36,8 @@ export class FleetCalls {
     subscriber: Redis,
     handle: (message: FleetMessage) => Promise<FleetReply>,
   ) {
-    void subscriber.subscribe(store.channel, store.replyChannel(self));
+    // ioredis subscribes again itself on every reconnection; a failure here is only logged by the connection.
+    subscriber.subscribe(store.channel, store.replyChannel(self)).catch(() => undefined);
     subscriber.on('message', (channel: string, text: string) => {
       let parsed: unknown;
       try {
@@ -46,7 +47,10 @@ export class FleetCalls {
       }
       if (channel === store.channel) {
         const message = parsed as FleetMessage;
-        void handle(message).then((reply) => this.send(this.store.replyChannel(message.from), reply));
+        // A reply that cannot be sent (Redis away) is lost; the caller stops waiting at its deadline.
+        void handle(message)
+          .then((reply) => this.send(this.store.replyChannel(message.from), reply))
+          .catch(() => undefined);
       } else {
         const reply = parsed as FleetReply;
         this.waiting.get(reply.call)?.(reply);

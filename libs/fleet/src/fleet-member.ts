@@ -48,6 +48,8 @@ export class FleetMember implements OnApplicationBootstrap, BeforeApplicationShu
   private behind = new Map<string, number>();
   /** Digests already checked, by `id@version`. */
   private readonly checked = new Set<string>();
+  /** Models being removed here (a delete), and versions being drained before their release, by `id@version`. */
+  private readonly removing = new Set<string>();
   /** Versions being drained before their release, by `id@version`. */
   private readonly releasing = new Set<string>();
   private timers: NodeJS.Timeout[] = [];
@@ -177,7 +179,7 @@ export class FleetMember implements OnApplicationBootstrap, BeforeApplicationShu
         // A file fixed in place must be the fleet's file, or the copy stays failed.
         const entry = await this.store.entry(m.model);
         if (entry) await this.checkDigest(m.model, m.weights === undefined ? entry.weights : this.registry.locate(m.weights), entry.digest);
-        const { loadMs } = await this.registry.reload(m.model, m.weights);
+        const loadMs = await this.loadAgain(m.model, entry, m.weights);
         this.problems.delete(m.model);
         return { load_ms: loadMs };
       }
@@ -189,9 +191,35 @@ export class FleetMember implements OnApplicationBootstrap, BeforeApplicationShu
       }
       case 'remove':
         this.problems.delete(m.model);
-        await this.registry.drained(m.model);
-        await Promise.all(this.registry.runnable().filter((v) => v.id === m.model).map((v) => this.drainAndRelease(m.model, Number(v.version))));
+        await this.removeHere(m.model);
         return {};
+    }
+  }
+
+  /**
+   * Loads a failed copy again. A folder model still on its own file reads its folder again (config.json included,
+   * which may be what was fixed); anything else loads the catalog's version, task and labels.
+   */
+  private async loadAgain(id: string, entry: CatalogEntry | undefined, weights: string | undefined): Promise<number> {
+    if (!entry || weights !== undefined || (entry.origin === 'folder' && entry.weights === `${id}/model.onnx`)) return (await this.registry.reload(id, weights)).loadMs;
+    const { loadMs } = await this.registry.prepare({ id, version: entry.version, weightsPath: entry.weights, origin: entry.origin, task: entry.task, labels: entry.labels, maxBatchSize: entry.max_batch_size, allowSignatureChange: true });
+    this.registry.commit(id, entry.version);
+    return loadMs;
+  }
+
+  /**
+   * A deleted model's end here, once every request this replica accepted is answered: each version is released when
+   * no job of it is left, the older ones first, since releasing the served one removes the model.
+   */
+  private async removeHere(id: string): Promise<void> {
+    if (this.removing.has(id)) return;
+    this.removing.add(id);
+    try {
+      await this.registry.drained(id);
+      const versions = this.registry.runnable().filter((v) => v.id === id).map((v) => Number(v.version)).sort((a, b) => a - b);
+      for (const v of versions) await this.drainAndRelease(id, v);
+    } finally {
+      this.removing.delete(id);
     }
   }
 
@@ -275,7 +303,12 @@ export class FleetMember implements OnApplicationBootstrap, BeforeApplicationShu
       // Behind: neither serving the catalog's version nor holding it prepared (a call is committing it right now).
       this.behind = new Map([...catalog.values()].filter((e) => !this.problems.has(e.id) && !this.registry.version(e.id, String(e.version))).map((e) => [e.id, e.version]));
       for (const model of this.registry.list()) {
-        if (catalog.has(model.id) || !this.known.has(model.id) || model.state === ModelState.DRAINING || (await this.store.locked(model.id))) continue;
+        if (catalog.has(model.id) || !this.known.has(model.id) || (await this.store.locked(model.id))) continue;
+        if (model.state === ModelState.DRAINING) {
+          // Its delete was cut short (the caller died or lost Redis after the catalog dropped it): finished here.
+          void this.removeHere(model.id);
+          continue;
+        }
         // A Redis that came back empty knows no version of it: this replica writes what it serves back.
         const outcome = await this.store.seed(await this.servedEntry(model));
         if (outcome !== 'deleted') {
@@ -286,7 +319,7 @@ export class FleetMember implements OnApplicationBootstrap, BeforeApplicationShu
         // Deleted while this replica was away.
         this.logger.log(`model ${model.id} is no longer in the fleet catalog; removing it here`);
         this.registry.stopAdmission(model.id);
-        void this.registry.drained(model.id).then(() => this.drainAndRelease(model.id, Number(model.version)));
+        void this.removeHere(model.id);
       }
       await this.releaseStale(catalog);
       if (!this.joined) {
@@ -335,15 +368,19 @@ export class FleetMember implements OnApplicationBootstrap, BeforeApplicationShu
       this.problems.delete(entry.id);
       return;
     }
+    // Never back: a catalog read before a reload that has since committed here.
+    if (local && local.state !== ModelState.FAILED && Number(local.version) > entry.version) return;
+    const prepared = local && this.registry.version(entry.id, version);
+    // Prepared here by a call in progress: its commit comes with the call. Prepared by a call whose replica died
+    // after switching the catalog (the lock has lapsed): only the commit is missing.
+    if (prepared && (await this.store.locked(entry.id))) return;
     try {
-      // Prepared already by a call whose replica died after switching the catalog: only its commit is missing.
-      const prepared = local && this.registry.version(entry.id, version);
       if (!prepared) await this.registry.prepare({ id: entry.id, version: entry.version, weightsPath: entry.weights, origin: entry.origin, task: entry.task, labels: entry.labels, maxBatchSize: entry.max_batch_size, allowSignatureChange: true });
       this.registry.commit(entry.id, entry.version);
       this.checked.add(key);
       this.problems.delete(entry.id);
+      // The version served until now is drained and released by releaseStale, once no call on the model runs.
       this.logger.log(`loaded ${entry.id} v${version} from the fleet catalog`);
-      if (local?.state === ModelState.READY) void this.drainAndRelease(entry.id, Number(local.version));
     } catch (err) {
       // A call is loading another version here right now: it sees to the model.
       if (err instanceof BalesError && err.code === ErrorCode.MODEL_CONFLICT) return;
@@ -359,6 +396,11 @@ export class FleetMember implements OnApplicationBootstrap, BeforeApplicationShu
     for (const { id, version } of this.registry.runnable()) {
       const entry = catalog.get(id);
       const served = this.registry.has(id) ? this.registry.get(id).version : undefined;
+      // A new id prepared by a registration that never committed (its caller died, or the abort was lost).
+      if (!entry && served === undefined && !(await this.store.locked(id))) {
+        await this.registry.abort(id, Number(version));
+        continue;
+      }
       if (!entry || version === served || Number(version) === entry.version || (await this.store.locked(id))) continue;
       if (Number(version) > entry.version) await this.registry.abort(id, Number(version));
       else void this.drainAndRelease(id, Number(version));

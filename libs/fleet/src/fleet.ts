@@ -108,8 +108,9 @@ export class Fleet {
     return this.locked(id, 'delete', async () => {
       const started = performance.now();
       const timeout = this.config.FLEET_CALL_TIMEOUT_S * 1000;
-      const stopped = await this.calls.call({ kind: 'stop', model: id }, await this.member.targets(), timeout);
+      // Gone from the catalog first: a replica the calls miss finishes the delete at its next catalog check.
       await this.member.store.remove(id);
+      const stopped = await this.calls.call({ kind: 'stop', model: id }, await this.member.targets(), timeout);
       await this.calls.call({ kind: 'remove', model: id }, [...stopped.keys()], timeout);
       const drained = [...stopped.values()].reduce((n, r) => n + (r.pending ?? 0), 0);
       const drainMs = Math.round((performance.now() - started) * 1000) / 1000;
@@ -149,7 +150,8 @@ export class Fleet {
     try {
       return await work();
     } catch (err) {
-      throw this.explain(err);
+      // A Redis command that failed mid-call is the fleet being unreachable, not a fault of the request.
+      throw err instanceof BalesError || err instanceof RefusedCall ? this.explain(err) : unreachable();
     } finally {
       clearInterval(renewal);
       await this.member.store.unlock(id, owner).catch(() => undefined);

@@ -53,7 +53,8 @@ export class ModelQueues implements OnApplicationShutdown {
     const name = versionQueue(modelId, version);
     const queue = this.get(modelId, version);
     this.queues.delete(name);
-    await queue.obliterate().catch(() => undefined);
+    // obliterate() pauses the queue before it may refuse (a job still active): resumed then, or nobody fetches it.
+    if ((await this.unfinished(modelId, version).catch(() => 1)) === 0) await queue.obliterate().catch(() => queue.resume().catch(() => undefined));
     await queue.close().catch(() => undefined);
   }
 
