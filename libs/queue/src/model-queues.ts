@@ -9,6 +9,11 @@ import { RedisConnections, keepErrorSinks } from './redis-connections';
 /** The job states that still need a processor: queued, or held by one. */
 const UNFINISHED = ['wait', 'prioritized', 'active', 'delayed', 'paused'] as const;
 
+async function unfinishedIn(queue: Queue): Promise<number> {
+  const counts = await queue.getJobCounts(...UNFINISHED);
+  return Object.values(counts).reduce((a, b) => a + b, 0);
+}
+
 /**
  * The producer's handle on each model version's queue. They all share the producer's one connection, so a
  * model version costs no Redis connection on the producer side, and they fail fast together while Redis is away.
@@ -40,8 +45,7 @@ export class ModelQueues implements OnApplicationShutdown {
 
   /** Jobs of a model version still queued or held anywhere in the fleet. */
   async unfinished(modelId: string, version: string): Promise<number> {
-    const counts = await this.get(modelId, version).getJobCounts(...UNFINISHED);
-    return Object.values(counts).reduce((a, b) => a + b, 0);
+    return unfinishedIn(this.get(modelId, version));
   }
 
   /**
@@ -54,7 +58,7 @@ export class ModelQueues implements OnApplicationShutdown {
     const queue = this.get(modelId, version);
     this.queues.delete(name);
     // obliterate() pauses the queue before it may refuse (a job still active): resumed then, or nobody fetches it.
-    if ((await this.unfinished(modelId, version).catch(() => 1)) === 0) await queue.obliterate().catch(() => queue.resume().catch(() => undefined));
+    if ((await unfinishedIn(queue).catch(() => 1)) === 0) await queue.obliterate().catch(() => queue.resume().catch(() => undefined));
     await queue.close().catch(() => undefined);
   }
 
