@@ -112,22 +112,23 @@ describe('GET /metrics (real HTTP, Redis and ONNX Runtime)', () => {
   });
 
   it('records each batch it runs: its size, its inference time, and every row’s wait in the queue', async () => {
+    // A V2 tensor of 16 rows travels as one job and runs as one batch, however slowly a loaded host serves it.
+    const data = Array.from({ length: 16 }, () => EXAMPLE_INPUT).flat();
     const [rows, batches, inferences, waits] = await growth(
       own.gw.url,
       async () => {
-        const answers = await Promise.all(Array.from({ length: 64 }, () => post(`${own.gw.url}/infer`, infer(EXAMPLE_INPUT))));
-        expect(answers.every((a) => a.status === 200)).toBe(true);
+        const answer = await post(`${own.gw.url}/v2/models/stub_v1/infer`, { inputs: [{ name: 'input', shape: [16, 128], datatype: 'FP32', data }] });
+        expect(answer.status).toBe(200);
       },
       ['bales_batch_size_sum'],
       ['bales_batch_size_count'],
       ['bales_inference_seconds_count'],
       ['bales_queue_wait_seconds_count'],
     );
-    expect(rows).toBe(64);
-    expect(waits).toBe(64);
+    expect(rows).toBe(16);
+    expect(waits).toBe(16);
     expect(inferences).toBe(batches);
-    expect(batches).toBeGreaterThanOrEqual(1);
-    expect(batches).toBeLessThan(64);
+    expect(batches).toBe(1);
     const text = await scrape(own.gw.url);
     expect(sample(text, 'bales_inference_seconds_sum')).toBeGreaterThan(0);
   });
