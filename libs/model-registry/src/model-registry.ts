@@ -1,6 +1,7 @@
 import { Injectable, Logger, OnApplicationShutdown, OnModuleInit } from '@nestjs/common';
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import { BalesConfig } from '@bales/config';
 import { BalesError, ErrorCode } from '@bales/errors';
 import { EncodedRow, TensorInput, checkRow, encodePayload, encodeTensors } from './input-encoder';
@@ -22,6 +23,8 @@ export class ModelRegistry implements OnModuleInit, OnApplicationShutdown {
   private readonly lifecycle: ModelLifecycle;
   /** The models found at boot are loaded. */
   private booted = false;
+  /** sha256 of weights files by path, with the size and mtime they were read at. */
+  private readonly digests = new Map<string, { stamp: string; digest: string }>();
 
   constructor(private readonly config: BalesConfig) {
     this.repository = new ModelRepository(config.MODELS_DIR);
@@ -140,9 +143,17 @@ export class ModelRegistry implements OnModuleInit, OnApplicationShutdown {
 
   /** The sha256 of a weights file inside MODELS_DIR, read as a stream so the event loop never blocks on it. */
   async digest(weightsPath: string): Promise<string> {
+    const path = this.repository.resolveWeights(weightsPath);
+    // Every catalog check and every replica of a call asks again: a file unchanged since is not read again.
+    const { size, mtimeMs } = await stat(path);
+    const stamp = `${size}:${mtimeMs}`;
+    const known = this.digests.get(path);
+    if (known?.stamp === stamp) return known.digest;
     const hash = createHash('sha256');
-    for await (const chunk of createReadStream(this.repository.resolveWeights(weightsPath))) hash.update(chunk as Buffer);
-    return hash.digest('hex');
+    for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+    const digest = hash.digest('hex');
+    this.digests.set(path, { stamp, digest });
+    return digest;
   }
 
   /**

@@ -4,6 +4,7 @@ import { BalesError, ErrorCode } from '@bales/errors';
 import type { EncodedRow } from '@bales/model-registry';
 import { EncodedJob, INFER_JOB, INFER_QUEUE, OutgoingRow, encodeJob, versionQueue } from './job-codec';
 import { ModelQueues } from './model-queues';
+import { RowCounts } from './row-counts';
 import { AbandonedJobs, WatchedJob } from './abandoned-jobs';
 import { DirectDispatch } from './direct-dispatch';
 import { epochNow } from './clock';
@@ -64,7 +65,7 @@ export class InferenceQueue {
   private writing = false;
   private bytesKeys = 0;
   /** Rows accepted and not yet written (or given up), per model version's queue: what writesSettled() waits on. */
-  private readonly unwritten = new Map<string, number>();
+  private readonly unwritten = new RowCounts();
 
   constructor(
     private readonly queues: ModelQueues,
@@ -207,10 +208,7 @@ export class InferenceQueue {
   }
 
   private countUnwritten(modelId: string, version: string, rows: number): void {
-    const key = versionQueue(modelId, version);
-    const n = (this.unwritten.get(key) ?? 0) + rows;
-    if (n > 0) this.unwritten.set(key, n);
-    else this.unwritten.delete(key);
+    this.unwritten.add(versionQueue(modelId, version), rows);
   }
 
   /**

@@ -10,6 +10,7 @@ import { DirectDispatch } from './direct-dispatch';
 import { DynamicBatcher } from './dynamic-batcher';
 import { DecodedJob, QueuedRow, attachRowBytes, decodeJob, versionQueue } from './job-codec';
 import { ModelQueues } from './model-queues';
+import { RowCounts } from './row-counts';
 import { QueueConnection } from './queue-connection';
 import { QueueDepth } from './queue-depth';
 import { INFER_WORKER_SETTINGS } from './queue-settings';
@@ -41,7 +42,7 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
   /** One fetch loop per model version this replica holds, by queue name. */
   private readonly workers = new Map<string, BatchingWorker>();
   /** Rows in hand (fetched, batching or running) per queue name: a version is released only with none left. */
-  private readonly inHand = new Map<string, number>();
+  private readonly inHand = new RowCounts();
   private started = false;
   private largestRecentJobRows: number;
   /** Set when the processor starts; jobs whose rows' bytes are apart need it. */
@@ -125,7 +126,7 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
     const name = versionQueue(modelId, version);
     for (;;) {
       const left = await this.queues.unfinished(modelId, version).catch(() => 1);
-      if (left === 0 && !this.inHand.get(name)) break;
+      if (left === 0 && !this.inHand.has(name)) break;
       await new Promise((r) => setTimeout(r, RETIRE_POLL_MS).unref());
     }
     // A job fetched in the last round trip finishes before this replica stops fetching the version.
@@ -266,9 +267,7 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
   }
 
   private hold(name: string, rows: number): void {
-    const n = (this.inHand.get(name) ?? 0) + rows;
-    if (n > 0) this.inHand.set(name, n);
-    else this.inHand.delete(name);
+    this.inHand.add(name, rows);
   }
 
   /**
