@@ -2,7 +2,7 @@ import { BeforeApplicationShutdown, Injectable, Logger, OnApplicationBootstrap }
 import type { Redis } from 'ioredis';
 import { BalesConfig } from '@bales/config';
 import { BalesError, ErrorCode } from '@bales/errors';
-import { ModelInfo, ModelRegistry, ModelState } from '@bales/model-registry';
+import { ModelInfo, ModelRegistry, ModelState, PrepareRequest } from '@bales/model-registry';
 import { InferenceQueue, PendingRequests, QueueConnection, QueueConsumer, RedisConnections } from '@bales/queue';
 import { FleetCalls } from './fleet-calls';
 import { FleetStore } from './fleet-store';
@@ -202,7 +202,7 @@ export class FleetMember implements OnApplicationBootstrap, BeforeApplicationShu
    */
   private async loadAgain(id: string, entry: CatalogEntry | undefined, weights: string | undefined): Promise<number> {
     if (!entry || weights !== undefined || (entry.origin === 'folder' && entry.weights === `${id}/model.onnx`)) return (await this.registry.reload(id, weights)).loadMs;
-    const { loadMs } = await this.registry.prepare({ id, version: entry.version, weightsPath: entry.weights, origin: entry.origin, task: entry.task, labels: entry.labels, maxBatchSize: entry.max_batch_size, allowSignatureChange: true });
+    const { loadMs } = await this.registry.prepare(preparedFrom(entry));
     this.registry.commit(id, entry.version);
     return loadMs;
   }
@@ -360,7 +360,7 @@ export class FleetMember implements OnApplicationBootstrap, BeforeApplicationShu
       const reason = (err as Error).message;
       if (this.problems.get(entry.id) !== reason) this.logger.error(`model ${entry.id} is failed here: ${reason}`);
       this.problems.set(entry.id, reason);
-      if (local?.state !== ModelState.FAILED || local.reason !== reason) this.registry.fail(entry.id, reason, { version: entry.version, weightsPath: entry.weights, origin: entry.origin });
+      if (local?.state !== ModelState.FAILED || local.reason !== reason) this.registry.fail(entry.id, reason, sourceOf(entry));
       return;
     }
     if (local?.state === ModelState.READY && local.version === version) {
@@ -375,7 +375,7 @@ export class FleetMember implements OnApplicationBootstrap, BeforeApplicationShu
     // after switching the catalog (the lock has lapsed): only the commit is missing.
     if (prepared && (await this.store.locked(entry.id))) return;
     try {
-      if (!prepared) await this.registry.prepare({ id: entry.id, version: entry.version, weightsPath: entry.weights, origin: entry.origin, task: entry.task, labels: entry.labels, maxBatchSize: entry.max_batch_size, allowSignatureChange: true });
+      if (!prepared) await this.registry.prepare(preparedFrom(entry));
       this.registry.commit(entry.id, entry.version);
       this.checked.add(key);
       this.problems.delete(entry.id);
@@ -387,7 +387,7 @@ export class FleetMember implements OnApplicationBootstrap, BeforeApplicationShu
       const reason = (err as Error).message;
       this.problems.set(entry.id, reason);
       this.logger.error(`model ${entry.id} v${version} from the fleet catalog does not load here: ${reason}`);
-      if (!this.registry.has(entry.id)) this.registry.fail(entry.id, reason, { version: entry.version, weightsPath: entry.weights, origin: entry.origin });
+      if (!this.registry.has(entry.id)) this.registry.fail(entry.id, reason, sourceOf(entry));
     }
   }
 
@@ -409,3 +409,18 @@ export class FleetMember implements OnApplicationBootstrap, BeforeApplicationShu
 }
 
 const short = (digest: string) => digest.slice(0, 12);
+
+/** Loading a catalog entry here, at its version: the catalog decides, so a signature change is no refusal. */
+const preparedFrom = (entry: CatalogEntry): PrepareRequest => ({
+  id: entry.id,
+  version: entry.version,
+  weightsPath: entry.weights,
+  origin: entry.origin,
+  task: entry.task,
+  labels: entry.labels,
+  maxBatchSize: entry.max_batch_size,
+  allowSignatureChange: true,
+});
+
+/** Where a catalog model that cannot be held here would have come from, to keep it as failed. */
+const sourceOf = (entry: CatalogEntry) => ({ version: entry.version, weightsPath: entry.weights, origin: entry.origin });
