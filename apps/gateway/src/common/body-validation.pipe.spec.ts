@@ -17,6 +17,12 @@ describe('nestsDeeperThan', () => {
     expect(nestsDeeperThan(nested(200_000), 32)).toBe(true);
   });
 
+  it('finds deep nesting behind numbers, where an array that starts with numbers holds more', () => {
+    expect(nestsDeeperThan({ data: [1, 2, 3, nested(40)] }, 32)).toBe(true);
+    expect(nestsDeeperThan({ data: [1, 2, { a: nested(40) }] }, 32)).toBe(true);
+    expect(nestsDeeperThan({ data: [1, 2, 3, nested(4)] }, 32)).toBe(false);
+  });
+
   it('treats scalars and null as depth zero', () => {
     for (const v of [null, 1, 'x', true, undefined]) expect(nestsDeeperThan(v, 0)).toBe(false);
   });

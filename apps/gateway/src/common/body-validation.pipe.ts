@@ -32,6 +32,16 @@ interface OpaqueArray {
 export const OpaqueArrays = (list: string, field: string): ClassDecorator => SetMetadata(OPAQUE_ARRAYS, { list, field } satisfies OpaqueArray);
 
 /**
+ * True when every element is a number. Called only for arrays whose first element is one, so its loop sees numeric
+ * element kinds alone and reads no value boxed: a tensor's innermost arrays pass here about five times faster than
+ * through the walks' generic loops, which also see arrays of arrays and objects.
+ */
+function numbersOnly(array: unknown[]): boolean {
+  for (let i = 0; i < array.length; i++) if (typeof array[i] !== 'number') return false;
+  return true;
+}
+
+/**
  * True when the array holds only primitives and arrays of them: the values class-transformer would copy as
  * they are, and from which the pipe strips no key. Walked without recursion, as nestsDeeperThan.
  */
@@ -39,6 +49,7 @@ function holdsNoObject(array: unknown[]): boolean {
   const arrays: unknown[][] = [array];
   while (arrays.length > 0) {
     const a = arrays.pop()!;
+    if (typeof a[0] === 'number' && numbersOnly(a)) continue;
     for (let i = 0; i < a.length; i++) {
       const v = a[i];
       if (v === null || typeof v !== 'object') continue;
@@ -67,6 +78,7 @@ export function nestsDeeperThan(value: unknown, maxDepth: number): boolean {
     // Arrays and objects walked apart, each loop inline: one loop over both, or a call per element, boxes every
     // number it reads.
     if (Array.isArray(v)) {
+      if (typeof v[0] === 'number' && numbersOnly(v)) continue;
       for (let i = 0; i < v.length; i++) {
         const child: unknown = v[i];
         if (typeof child !== 'object' || child === null) continue;
