@@ -49,16 +49,17 @@ interface PathRun {
 }
 
 /**
- * Median CPU time of JSON.parse of one body alone, in this process: the baseline the gateway's event-loop time per
- * JSON request is held to (at most 3x).
+ * Median time of JSON.parse of one body alone, in this process: the baseline the gateway's event-loop time per
+ * JSON request is held to (at most 3x). Wall time on this thread, as the gateway's figure is its event-loop thread's
+ * alone: the process's CPU would add the garbage collector's helper threads. Measured in every repeat, beside the
+ * paths it is compared with, since the host's speed drifts within a run.
  */
 function jsonParseMs(body: string, times = 40): number {
   const ms: number[] = [];
   for (let i = 0; i < times; i++) {
-    const started = process.cpuUsage();
+    const started = performance.now();
     JSON.parse(body);
-    const used = process.cpuUsage(started);
-    ms.push((used.user + used.system) / 1000);
+    ms.push(performance.now() - started);
   }
   return median(ms);
 }
@@ -263,6 +264,7 @@ async function main(): Promise<void> {
     // moves neither the choice of batch nor the ratios much.
     const directRuns: Record<number, PathRun[]> = Object.fromEntries(batches.map((b) => [b, []]));
     const runs = Object.fromEntries(gatewayPaths.map((p) => [p, [] as PathRun[]])) as Record<GatewayPath, PathRun[]>;
+    const parseRuns = { inferJson: [] as number[], v2Json: [] as number[] };
     const line = (run: PathRun) =>
       `${thousands(run.rowsPerSecond)} rows/s, p50 ${fmtMs(run.p50)} p99 ${fmtMs(run.p99)} ms, errors ${run.errors}${run.mainThreadMsPerRow !== undefined ? `, gateway main thread ${run.mainThreadMsPerRow} ms/row` : ''}, other processes ${run.otherCores} cores`;
     for (let r = 1; r <= repeats; r++) {
@@ -277,6 +279,9 @@ async function main(): Promise<void> {
         runs[path].push(run);
         log(`${r}/${repeats} ${PATH_NAMES[path]}: ${line(run)}`);
       }
+      // Once the gateway has settled, so that nothing else runs on the cores meanwhile.
+      parseRuns.inferJson.push(jsonParseMs(bodies.inferJson));
+      parseRuns.v2Json.push(jsonParseMs(bodies.v2Json));
     }
 
     const summarise = (list: PathRun[]) => {
@@ -302,7 +307,7 @@ async function main(): Promise<void> {
       }),
     ];
 
-    const parseMs: Partial<Record<GatewayPath, number>> = { inferJson: jsonParseMs(bodies.inferJson), v2Json: jsonParseMs(bodies.v2Json) };
+    const parseMs: Partial<Record<GatewayPath, number>> = { inferJson: median(parseRuns.inferJson), v2Json: median(parseRuns.v2Json) };
     const info = { date: new Date().toISOString(), commit: commit(), machine: machine() };
     console.log(`\n=== Real shapes: ${model.id}, input ${input}, ${connections} connections, median of ${repeats} x ${seconds} s ===`);
     console.log(`${'path'.padEnd(32)}${pad('rows/s', 9)}${pad('p50 ms', 9)}${pad('p99 ms', 9)}${pad('errors', 8)}${pad('main thread ms/row', 20)}${pad('others', 8)}${pad('ratio', 8)}`);
