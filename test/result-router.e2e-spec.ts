@@ -1,6 +1,7 @@
 import IORedis from 'ioredis';
 import { Server, Socket, createConnection, createServer } from 'node:net';
 import { loadConfig } from '@bales/config';
+import { BalesError, ErrorCode } from '@bales/errors';
 import { PendingRequests } from '@bales/queue';
 import { RedisConnections } from '../libs/queue/src/redis-connections';
 import { ResultRouter } from '../libs/queue/src/result-router';
@@ -77,8 +78,24 @@ describe('ResultRouter (real Redis)', () => {
   function startRouter(url: string) {
     const config = loadConfig({ REDIS_URL: url });
     const connections = new RedisConnections(config);
-    return { connections, router: new ResultRouter(config, connections, new PendingRequests()) };
+    const pending = new PendingRequests();
+    return { connections, pending, router: new ResultRouter(config, connections, pending) };
   }
+
+  it("brings an error's details from the replica that ran the row to the one holding the client", async () => {
+    const a = startRouter(redis.url);
+    const b = startRouter(redis.url);
+    try {
+      await Promise.all([a.router.onModuleInit(), b.router.onModuleInit()]);
+      const answer = a.pending.add('r1', 5000).catch((err: BalesError) => err);
+      const details = { model_id: 'stub_v1', state: 'failed', reason: 'cannot load stub_v1/model.onnx' };
+      b.router.deliver([{ origin: a.router.instanceId, message: { id: 'r1', ok: false, code: ErrorCode.MODEL_UNAVAILABLE, message: 'failed there', details } }]);
+      const err = (await answer) as BalesError;
+      expect([err.code, err.message, err.details]).toEqual([ErrorCode.MODEL_UNAVAILABLE, 'failed there', details]);
+    } finally {
+      await Promise.all([a.connections.onApplicationShutdown(), b.connections.onApplicationShutdown()]);
+    }
+  });
 
   it('subscribes again after its connection drops, so results from other replicas still arrive', async () => {
     const relay = await Relay.start(redis.port);

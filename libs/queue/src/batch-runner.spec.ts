@@ -66,7 +66,7 @@ describe('BatchRunner', () => {
     expect(registry.batches.map((b) => b.version)).toEqual(['3']);
     expect(delivered.map((d) => d.message)).toEqual([
       expect.objectContaining({ id: 'a', ok: true, model_version: '3' }),
-      { id: 'b', ok: false, code: ErrorCode.MODEL_UNAVAILABLE, message: "model 'stub_v1' v2 is not held by the replica that took this request" },
+      { id: 'b', ok: false, code: ErrorCode.MODEL_UNAVAILABLE, message: "model 'stub_v1' v2 is not held by the replica that took this request", details: { model_id: 'stub_v1', state: 'ready' } },
     ]);
   });
 

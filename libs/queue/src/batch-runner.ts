@@ -18,6 +18,9 @@ export interface RunnerStats {
   rowsExpired: number;
 }
 
+/** A row's error as its result message: the code, the message and the fields the error body carries beside them. */
+const failure = (id: string, e: BalesError): ResultMessage => ({ id, ok: false, code: e.code, message: e.message, ...(e.details && { details: e.details }) });
+
 /** Runs one batch on the model registry and sends every row's result (or error) back to its origin. */
 @Injectable()
 export class BatchRunner {
@@ -66,13 +69,13 @@ export class BatchRunner {
       }));
     } catch (err) {
       const e = err instanceof BalesError ? err : new BalesError(ErrorCode.INFERENCE_FAILED, String(err));
-      messages = live.map((r) => ({ id: r.requestId, ok: false, code: e.code, message: e.message }));
+      messages = live.map((r) => failure(r.requestId, e));
     }
     this.router.deliver(live.map((r, i) => ({ origin: r.origin, message: messages[i] })));
   }
 
   /** Answers rows that cannot be batched at all (unknown model, malformed input) with an error. */
   reject(rows: QueuedRow[], error: BalesError): void {
-    this.router.deliver(rows.map((r) => ({ origin: r.origin, message: { id: r.requestId, ok: false, code: error.code, message: error.message } })));
+    this.router.deliver(rows.map((r) => ({ origin: r.origin, message: failure(r.requestId, error) })));
   }
 }

@@ -31,6 +31,20 @@ describe('PendingRequests', () => {
     expect([error.code, error.message]).toEqual([ErrorCode.INVALID_INPUT, 'bad row']);
   });
 
+  it("carries an error result's details, string fields only and never one that would replace the body's own", async () => {
+    const pending = new PendingRequests();
+    const answered = [outcome(pending.add('a', 1000)), outcome(pending.add('b', 1000)), outcome(pending.add('c', 1000))];
+    pending.settle({ id: 'a', ok: false, code: ErrorCode.MODEL_UNAVAILABLE, message: 'failed', details: { model_id: 'm', state: 'failed', reason: 'bad file' } });
+    // As a replica of another release, or anything else writing to the channel, might send it.
+    const loose = { id: 'b', ok: false, code: ErrorCode.MODEL_UNAVAILABLE, message: 'failed', details: { model_id: 'm', statusCode: '200', message: 'x', error: 'x', depth: 3, nested: {} } };
+    pending.settle(loose as unknown as ResultMessage);
+    pending.settle({ id: 'c', ok: false, code: ErrorCode.MODEL_UNAVAILABLE, message: 'failed', details: ['x'] } as unknown as ResultMessage);
+    const [a, b, c] = (await Promise.all(answered)) as { error: BalesError }[];
+    expect(a.error.details).toEqual({ model_id: 'm', state: 'failed', reason: 'bad file' });
+    expect(b.error.details).toEqual({ model_id: 'm' });
+    expect(c.error.details).toBeUndefined();
+  });
+
   it('rejects with TIMEOUT when the deadline passes first, and drops the result that comes after', async () => {
     jest.useFakeTimers();
     const pending = new PendingRequests();

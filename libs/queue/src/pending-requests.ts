@@ -15,7 +15,20 @@ export interface RowTiming {
 /** What a request's row came back with, as it travels from the processing replica to the one holding the client. */
 export type ResultMessage =
   | { id: string; ok: true; model_id: string; model_version: string; result: RowResult; batch_size: number; queued_ms: number; timing?: RowTiming }
-  | { id: string; ok: false; code: ErrorCode; message: string };
+  | { id: string; ok: false; code: ErrorCode; message: string; details?: Record<string, string> };
+
+/** The error body's own fields, which details from a result message never replace. */
+const BODY_FIELDS = new Set(['statusCode', 'error', 'message']);
+
+/**
+ * An error's details as they came through Redis, outside any validation: string fields only, never one that would
+ * replace the error body's own; undefined when none is left.
+ */
+function detailsFrom(value: unknown): Record<string, string> | undefined {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return undefined;
+  const fields = Object.entries(value).filter(([k, v]) => typeof v === 'string' && !BODY_FIELDS.has(k));
+  return fields.length > 0 ? Object.fromEntries(fields) : undefined;
+}
 
 export type InferOutcome = Extract<ResultMessage, { ok: true }>;
 
@@ -75,7 +88,7 @@ export class PendingRequests {
   settle(msg: ResultMessage): boolean {
     const p = this.take(msg.id, true);
     if (msg.ok) p?.resolve(msg);
-    else p?.reject(new BalesError(msg.code, msg.message));
+    else p?.reject(new BalesError(msg.code, msg.message, detailsFrom(msg.details)));
     return p !== undefined;
   }
 

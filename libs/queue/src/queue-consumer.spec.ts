@@ -124,13 +124,19 @@ describe('QueueConsumer', () => {
     expect(delivered).toEqual([]);
   });
 
-  it('answers MODEL_UNAVAILABLE, running nothing, for the rows of a model that failed to load on this replica', async () => {
+  it('answers MODEL_UNAVAILABLE with the model, its state and the reason, running nothing, for the rows of a model that failed to load on this replica', async () => {
     const { consumer, registry, delivered } = setup();
     registry.add({ id: 'broken', failed: 'cannot load broken/model.onnx' });
     await consumer.process(job([{ id: 'a' }], { modelId: 'broken' }));
     expect(registry.batches).toEqual([]);
     expect(delivered).toEqual([
-      { id: 'a', ok: false, code: ErrorCode.MODEL_UNAVAILABLE, message: "model 'broken' failed to load on the replica that took this request: cannot load broken/model.onnx" },
+      {
+        id: 'a',
+        ok: false,
+        code: ErrorCode.MODEL_UNAVAILABLE,
+        message: "model 'broken' failed to load on the replica that took this request: cannot load broken/model.onnx",
+        details: { model_id: 'broken', state: 'failed', reason: 'cannot load broken/model.onnx' },
+      },
     ]);
   });
 
@@ -151,7 +157,7 @@ describe('QueueConsumer', () => {
     await consumer.process(job([{ id: 'new' }], { version: '2' }));
     expect(registry.batches.map((b) => [b.version, b.rows.length])).toEqual([['2', 1]]);
     expect(delivered).toEqual([
-      { id: 'old', ok: false, code: ErrorCode.MODEL_UNAVAILABLE, message: "model 'stub_v1' v1 is not held by the replica that took this request; retry shortly" },
+      { id: 'old', ok: false, code: ErrorCode.MODEL_UNAVAILABLE, message: "model 'stub_v1' v1 is not held by the replica that took this request; retry shortly", details: { model_id: 'stub_v1', state: 'ready' } },
       expect.objectContaining({ id: 'new', ok: true, model_version: '2' }),
     ]);
   });

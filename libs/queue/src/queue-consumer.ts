@@ -276,9 +276,11 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
    */
   private unavailable(modelId: string, version: string): BalesError {
     const model = this.registry.has(modelId) ? this.registry.get(modelId) : undefined;
-    if (model?.state === ModelState.LOADING) return new BalesError(ErrorCode.MODEL_UNAVAILABLE, `model '${modelId}' is loading on the replica that took this request; retry shortly`);
-    if (model?.state === ModelState.FAILED) return new BalesError(ErrorCode.MODEL_UNAVAILABLE, `model '${modelId}' failed to load on the replica that took this request${model.reason ? `: ${model.reason}` : ''}`);
-    return new BalesError(ErrorCode.MODEL_UNAVAILABLE, `model '${modelId}' v${version} is not held by the replica that took this request; retry shortly`);
+    // The same fields as the MODEL_UNAVAILABLE of the replica that holds the client.
+    const details = { model_id: modelId, ...(model && { state: model.state }), ...(model?.reason && { reason: model.reason }) };
+    if (model?.state === ModelState.LOADING) return new BalesError(ErrorCode.MODEL_UNAVAILABLE, `model '${modelId}' is loading on the replica that took this request; retry shortly`, details);
+    if (model?.state === ModelState.FAILED) return new BalesError(ErrorCode.MODEL_UNAVAILABLE, `model '${modelId}' failed to load on the replica that took this request${model.reason ? `: ${model.reason}` : ''}`, details);
+    return new BalesError(ErrorCode.MODEL_UNAVAILABLE, `model '${modelId}' v${version} is not held by the replica that took this request; retry shortly`, details);
   }
 
   /** Fills a job's rows from their bytes' key; returns the error its rows get when that fails. */
