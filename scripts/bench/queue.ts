@@ -12,7 +12,7 @@
 import { randomUUID } from 'node:crypto';
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { BatchingWorker, INFER_JOB, INFER_QUEUE, INFER_QUEUE_SETTINGS, INFER_WORKER_SETTINGS, INLINE_ROW_BYTES, attachRowBytes, decodeJob, encodeJob } from '@bales/queue';
+import { BatchingWorker, INFER_JOB, INFER_QUEUE, INFER_QUEUE_SETTINGS, INFER_WORKER_SETTINGS, INLINE_ROW_BYTES, attachRowBytes, decodeJob, encodeJob, writeRowBytes } from '@bales/queue';
 import { EXAMPLE_INPUT } from '../../test/support/example-input';
 import { TestRedis } from '../../test/support/redis-server';
 import { argValue, machine, mainThreadNs, median, round, thousands, writeResult } from './common';
@@ -78,8 +78,8 @@ async function main(): Promise<void> {
     const rows = Array.from({ length: rowsPerJob }, () => ({ requestId: randomUUID(), enqueuedAt: now, deadline: now + 30_000, row }));
     const job = encodeJob('stub_v1', '1', 'bench', rows, () => `bench:${INFER_QUEUE}:rows:${keys++}`, now, inlineBelow);
     // As the producer writes a job: its bytes' key first, on the same connection, so it is there before the job.
-    if (job.bytes) void client.set(job.bytes.key, job.bytes.value, 'PX', job.bytes.ttlMs);
-    stored += JSON.stringify(job.data).length + (job.bytes?.value.byteLength ?? 0);
+    if (job.bytes) for (const written of writeRowBytes(client, job.bytes)) void written;
+    stored += JSON.stringify(job.data).length + (job.bytes?.parts.reduce((n, part) => n + part.byteLength, 0) ?? 0);
     return queue.add(INFER_JOB, job.data, { priority: 2 });
   };
   const runSize = async (rowsPerJob: number, rows: number): Promise<SizeResult> => {

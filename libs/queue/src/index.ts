@@ -14,5 +14,5 @@ export type { RunnerStats } from './batch-runner';
 // The queue's building blocks, for its benchmark (scripts/bench/queue.ts): the consumer's fetch loop, the job
 // format and the settings the gateway runs the queue with.
 export { BatchingWorker } from './batching-worker';
-export { INFER_JOB, INFER_QUEUE, INLINE_ROW_BYTES, attachRowBytes, decodeJob, encodeJob, encodeRow, versionQueue } from './job-codec';
+export { INFER_JOB, INFER_QUEUE, INLINE_ROW_BYTES, attachRowBytes, decodeJob, encodeJob, encodeRow, versionQueue, writeRowBytes } from './job-codec';
 export { INFER_QUEUE_SETTINGS, INFER_WORKER_SETTINGS } from './queue-settings';

@@ -315,6 +315,11 @@ describe('InferenceQueue', () => {
           sets.push({ key, value, ttl });
           return 'OK';
         },
+        append: async (key: string, value: Buffer) => {
+          log.push(`append ${key}`);
+          sets.push({ key, value, ttl: NaN });
+          return value.byteLength;
+        },
         del: async (key: string) => {
           log.push(`del ${key}`);
           return 1;
@@ -330,15 +335,18 @@ describe('InferenceQueue', () => {
       return { ...ctx, log, sets };
     }
 
-    it('sets their bytes in a key under the queue prefix, before the job that names it, expiring after the deadlines', async () => {
+    it('sets their bytes in a key under the queue prefix, row after row and each as it is, before the job that names it, expiring after the deadlines', async () => {
       const { queue, submit, log, sets } = withClient();
+      const second: EncodedRow = { buffers: [Buffer.alloc(110_592, 2)], dims: [[3, 48, 192]] };
       void submit('a', { row: IMAGE, timeoutMs: 3000 });
-      void submit('b', { row: IMAGE, timeoutMs: 4000 });
+      void submit('b', { row: second, timeoutMs: 4000 });
       await endOfTick();
       const key = queue.added[0].data.b!;
       expect(key).toMatch(new RegExp(`^bales:infer:rows:${HERE}:\\d+$`));
-      expect(log).toEqual([`set ${key}`, `add ${key}`]);
-      expect(sets[0].value.byteLength).toBe(2 * 110_592);
+      expect(log).toEqual([`set ${key}`, `append ${key}`, `add ${key}`]);
+      // No concatenated copy: the rows' own buffers go to the client.
+      expect(sets.map((s) => s.value)).toEqual([IMAGE.buffers[0], second.buffers[0]]);
+      expect(sets[0].value).toBe(IMAGE.buffers[0]);
       expect(sets[0].ttl).toBeGreaterThanOrEqual(4000);
       expect(queue.added[0].data.r.map((r) => [r[0], r[3], r[4]])).toEqual([
         ['a', [110_592], [[3, 48, 192]]],

@@ -2,7 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { BalesConfig } from '@bales/config';
 import { BalesError, ErrorCode } from '@bales/errors';
 import type { EncodedRow } from '@bales/model-registry';
-import { EncodedJob, INFER_JOB, INFER_QUEUE, OutgoingRow, encodeJob, versionQueue } from './job-codec';
+import { EncodedJob, INFER_JOB, INFER_QUEUE, OutgoingRow, RowBytes, encodeJob, versionQueue, writeRowBytes } from './job-codec';
 import { ModelQueues } from './model-queues';
 import { RowCounts } from './row-counts';
 import { AbandonedJobs, WatchedJob } from './abandoned-jobs';
@@ -215,9 +215,9 @@ export class InferenceQueue {
    * Stores a job's row bytes with a TTL past its rows' deadlines, so a job lost on the way leaks nothing for long.
    * A failure is only logged: the job's consumer then answers its rows with the missing bytes' error.
    */
-  private writeBytes(bytes: NonNullable<EncodedJob['bytes']>): void {
+  private writeBytes(bytes: RowBytes): void {
     const client = this.connection.client;
     if (!client) return;
-    client.set(bytes.key, bytes.value, 'PX', bytes.ttlMs).catch((err: Error) => this.redis.logError(err));
+    for (const written of writeRowBytes(client, bytes)) written.catch((err: Error) => this.redis.logError(err));
   }
 }

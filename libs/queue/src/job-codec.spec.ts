@@ -1,5 +1,5 @@
 import type { EncodedRow } from '@bales/model-registry';
-import { INLINE_ROW_BYTES, OutgoingRow, ROW_BYTES_GRACE_MS, attachRowBytes, decodeJob, encodeJob, versionQueue } from './job-codec';
+import { INLINE_ROW_BYTES, OWN_COMMAND_BYTES, OutgoingRow, ROW_BYTES_GRACE_MS, attachRowBytes, decodeJob, encodeJob, versionQueue } from './job-codec';
 
 const NOW = 1_700_000_000_000;
 
@@ -40,13 +40,13 @@ describe('job codec', () => {
     expect(encoded.data.b).toBe('bales:infer:rows:replica-a:0');
     expect(encoded.data.r.map((r) => r[3])).toEqual([[110_592], [16, 8]]);
     expect([encoded.bytes?.key, encoded.bytes?.ttlMs]).toEqual([encoded.data.b, 9000 + ROW_BYTES_GRACE_MS]);
-    expect(encoded.bytes!.value.equals(Buffer.concat([image.buffers[0], ...two.buffers]))).toBe(true);
+    expect(Buffer.concat(encoded.bytes!.parts).equals(Buffer.concat([image.buffers[0], ...two.buffers]))).toBe(true);
     // The job's JSON is a few dozen bytes per row, whatever the rows' size.
     expect(JSON.stringify(encoded.data).length).toBeLessThan(200);
     expect(decoded.bytesKey).toBe(encoded.data.b);
     expect(decoded.rows.map((r) => r.version)).toEqual(['3', '3']);
     expect(decoded.rows.every((r) => r.row.buffers.length === 0)).toBe(true);
-    expect(attachRowBytes(decoded, encoded.bytes!.value)).toBeUndefined();
+    expect(attachRowBytes(decoded, Buffer.concat(encoded.bytes!.parts))).toBeUndefined();
     expect(decoded.rows[0].row.buffers[0].equals(image.buffers[0])).toBe(true);
     expect(decoded.rows[1].row.buffers.map((b, i) => b.equals(two.buffers[i]))).toEqual([true, true]);
     expect(decoded.rows.map((r) => [r.row.dims, r.row.raw])).toEqual([
@@ -55,10 +55,24 @@ describe('job codec', () => {
     ]);
   });
 
+  it('sends a big row\'s bytes as they are, one part each, and runs of small rows between them as one part', () => {
+    const big = (fill: number) => Buffer.alloc(OWN_COMMAND_BYTES, fill);
+    const small = (fill: number) => Buffer.alloc(512, fill);
+    const rows = [small(1), small(2), big(3), big(4), small(5)].map((b, i) => outgoing(`r${i}`, { buffers: [b], dims: [[b.byteLength / 4]] }));
+    const { encoded } = roundTrip(rows);
+    const parts = encoded.bytes!.parts;
+    expect(parts.map((p) => p.byteLength)).toEqual([1024, OWN_COMMAND_BYTES, OWN_COMMAND_BYTES, 512]);
+    expect(parts[1]).toBe(rows[2].row.buffers[0]);
+    expect(parts[2]).toBe(rows[3].row.buffers[0]);
+    expect(Buffer.concat(parts).equals(Buffer.concat(rows.map((r) => r.row.buffers[0])))).toBe(true);
+    // A job of small rows alone is one part: one command, as inline rows would be.
+    expect(roundTrip(Array.from({ length: 32 }, (_, i) => outgoing(`s${i}`, { buffers: [small(i)], dims: [[128]] }))).encoded.bytes!.parts).toHaveLength(1);
+  });
+
   it('chooses by the job\'s total bytes: inline below INLINE_ROW_BYTES, apart from there on', () => {
     const row = (bytes: number): EncodedRow => ({ buffers: [Buffer.alloc(bytes)], dims: [[bytes / 4]] });
     expect(roundTrip([outgoing('a', row(INLINE_ROW_BYTES - 4))]).encoded.bytes).toBeUndefined();
-    expect(roundTrip([outgoing('a', row(INLINE_ROW_BYTES))]).encoded.bytes?.value.byteLength).toBe(INLINE_ROW_BYTES);
+    expect(roundTrip([outgoing('a', row(INLINE_ROW_BYTES))]).encoded.bytes?.parts[0].byteLength).toBe(INLINE_ROW_BYTES);
     const half = INLINE_ROW_BYTES / 2;
     expect(roundTrip([outgoing('a', row(half)), outgoing('b', row(half))]).encoded.data.b).toBeDefined();
   });
@@ -73,8 +87,8 @@ describe('job codec', () => {
     const rows = [outgoing('a', { buffers: [floats(8)], dims: [[8]] }), outgoing('b', { buffers: [floats(8)], dims: [[8]] })];
     const { encoded, decoded } = roundTrip(rows, 0);
     expect(attachRowBytes(decoded, null)).toBe("the rows' input bytes are no longer in Redis (expired or removed)");
-    expect(attachRowBytes(decoded, encoded.bytes!.value.subarray(4))).toBe("the rows' input bytes in Redis are 60 bytes, the job declares 64");
-    expect(attachRowBytes(decoded, Buffer.concat([encoded.bytes!.value, Buffer.alloc(1)]))).toBe("the rows' input bytes in Redis are 65 bytes, the job declares 64");
+    expect(attachRowBytes(decoded, Buffer.concat(encoded.bytes!.parts).subarray(4))).toBe("the rows' input bytes in Redis are 60 bytes, the job declares 64");
+    expect(attachRowBytes(decoded, Buffer.concat([...encoded.bytes!.parts, Buffer.alloc(1)]))).toBe("the rows' input bytes in Redis are 65 bytes, the job declares 64");
     expect(decoded.rows.every((r) => r.row.buffers.length === 0)).toBe(true);
   });
 

@@ -47,10 +47,32 @@ export interface OutgoingRow {
   row: EncodedRow;
 }
 
+/** The bytes of a job's rows, stored under `data.b`: the concatenation of `parts`, in order. */
+export interface RowBytes {
+  key: string;
+  parts: Buffer[];
+  ttlMs: number;
+}
+
 /** A job ready to write: its data, and the bytes to store under `data.b` first when it has one. */
 export interface EncodedJob {
   data: InferJobData;
-  bytes?: { key: string; value: Buffer; ttlMs: number };
+  bytes?: RowBytes;
+}
+
+/** What writeRowBytes needs of an ioredis client. */
+interface RowBytesClient {
+  set(key: string, value: Buffer, px: 'PX', ms: number): Promise<unknown>;
+  append(key: string, value: Buffer): Promise<unknown>;
+}
+
+/**
+ * Stores a job's row bytes: the first part with SET and the expiry, each further one APPENDed after it. ioredis
+ * copies each argument into its command anyway, so concatenating them first made a second image-sized copy per row
+ * of external memory, which brings V8's next full GC closer. Sent in order on one connection, before the job.
+ */
+export function writeRowBytes(client: RowBytesClient, { key, parts, ttlMs }: RowBytes): Promise<unknown>[] {
+  return [client.set(key, parts[0], 'PX', ttlMs), ...parts.slice(1).map((part) => client.append(key, part))];
 }
 
 /** A row decoded by the consumer, with everything the batch runner needs. */
@@ -83,9 +105,34 @@ export function encodeRow(requestId: string, enqueuedAt: number, deadline: numbe
   return row.raw ? [...base, 1] : base;
 }
 
+/** A buffer at least this big is written with a command of its own rather than copied into one with its neighbours. */
+export const OWN_COMMAND_BYTES = 32 * 1024;
+
 /**
- * Encodes one job's rows: inline below INLINE_ROW_BYTES, otherwise their bytes concatenated under a key of their
- * own (named by `newKey`) that expires ROW_BYTES_GRACE_MS after the latest deadline, the job keeping byte lengths.
+ * The buffers as the parts writeRowBytes sends: a big one as it is, runs of small ones between them concatenated,
+ * so a job of small rows still takes one command and an image row is never copied for it.
+ */
+function partsOf(buffers: Buffer[]): Buffer[] {
+  const parts: Buffer[] = [];
+  let small: Buffer[] = [];
+  const flush = () => {
+    if (small.length > 0) parts.push(small.length === 1 ? small[0] : Buffer.concat(small));
+    small = [];
+  };
+  for (const b of buffers) {
+    if (b.byteLength < OWN_COMMAND_BYTES) small.push(b);
+    else {
+      flush();
+      parts.push(b);
+    }
+  }
+  flush();
+  return parts;
+}
+
+/**
+ * Encodes one job's rows: inline below INLINE_ROW_BYTES, otherwise their bytes, one after another, under a key of
+ * their own (named by `newKey`) that expires ROW_BYTES_GRACE_MS after the latest deadline, the job keeping byte lengths.
  */
 export function encodeJob(modelId: string, version: string, origin: string, rows: OutgoingRow[], newKey: () => string, now: number, inlineBelow = INLINE_ROW_BYTES): EncodedJob {
   let total = 0;
@@ -100,8 +147,7 @@ export function encodeJob(modelId: string, version: string, origin: string, rows
     return r.row.raw ? [...base, 1] : base;
   });
   const key = newKey();
-  // A single buffer goes as it is: each image-sized copy is external memory that brings V8's next full GC closer.
-  return { data: { m: modelId, v: version, o: origin, r: jobRows, b: key }, bytes: { key, value: buffers.length === 1 ? buffers[0] : Buffer.concat(buffers, total), ttlMs: Math.ceil(latest - now + ROW_BYTES_GRACE_MS) } };
+  return { data: { m: modelId, v: version, o: origin, r: jobRows, b: key }, bytes: { key, parts: partsOf(buffers), ttlMs: Math.ceil(latest - now + ROW_BYTES_GRACE_MS) } };
 }
 
 const isNumberArray = (v: unknown): v is number[] => Array.isArray(v) && v.every((n) => Number.isInteger(n) && n > 0);

@@ -216,7 +216,7 @@ describe('QueueConsumer', () => {
     function binaryJob(store: Map<string, Buffer>, rows: { id: string; row?: EncodedRow }[], bytes?: (b: Buffer) => Buffer | undefined): Job {
       const now = epochNow();
       const encoded = encodeJob('stub_v1', '1', ORIGIN, rows.map((r, i) => ({ requestId: r.id, enqueuedAt: now, deadline: now + 5000, row: r.row ?? stubRow(i) })), () => `k${store.size}`, now, 0);
-      const value = bytes ? bytes(encoded.bytes!.value) : encoded.bytes!.value;
+      const value = bytes ? bytes(Buffer.concat(encoded.bytes!.parts)) : Buffer.concat(encoded.bytes!.parts);
       if (value) store.set(encoded.bytes!.key, value);
       return { data: encoded.data, opts: { priority: 2 }, stalledCounter: 0 } as unknown as Job;
     }
