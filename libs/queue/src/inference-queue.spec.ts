@@ -354,6 +354,30 @@ describe('InferenceQueue', () => {
       ]);
     });
 
+    it('keeps the bytes it wrote for this replica\'s own consumer, once that runs, and lets them go with a job that was not written', async () => {
+      const { queue, submit, direct, log } = withClient();
+      void submit('a', { row: IMAGE });
+      await endOfTick();
+      // No processor here yet: nothing kept.
+      expect(direct.rowBytes.size).toBe(0);
+      queue.added[0].written('1');
+      direct.rowBytes.enable();
+      void submit('b', { row: IMAGE });
+      await endOfTick();
+      await endOfTick();
+      const kept = queue.added[1].data.b!;
+      expect(direct.rowBytes.size).toBe(110_592);
+      queue.added[1].written('2');
+      void submit('c', { row: IMAGE });
+      await endOfTick();
+      await endOfTick();
+      queue.added[2].failed(new Error('Connection is closed.'));
+      await endOfTick();
+      expect(log).toContain(`del ${queue.added[2].data.b}`);
+      expect(direct.rowBytes.size).toBe(110_592);
+      expect(direct.rowBytes.take(kept)?.[0]).toBe(IMAGE.buffers[0]);
+    });
+
     it('deletes the bytes with a job removed because its every request was abandoned', async () => {
       const { queue, submit, leave, log } = withClient();
       void submit('a', { row: IMAGE });

@@ -177,7 +177,7 @@ export class InferenceQueue {
   private async write(job: OutgoingJob): Promise<void> {
     const { watched, encoded } = job;
     this.depth.addWritten(watched.modelId, watched.priority, watched.deadlines);
-    if (encoded.bytes) this.writeBytes(encoded.bytes);
+    if (encoded.bytes) this.writeBytes(encoded.bytes, Math.max(...watched.deadlines));
     const written = watched.queue.add(INFER_JOB, encoded.data, { priority: watched.priority });
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('enqueue timed out')), ENQUEUE_TIMEOUT_MS).unref()));
@@ -187,7 +187,10 @@ export class InferenceQueue {
     } catch (err) {
       this.redis.logError(err as Error);
       this.depth.removeUnrun(watched.modelId, watched.priority, watched.deadlines);
-      if (encoded.bytes) this.connection.client?.del(encoded.bytes.key).catch(() => undefined);
+      if (encoded.bytes) {
+        this.direct.rowBytes.drop(encoded.bytes.key);
+        this.connection.client?.del(encoded.bytes.key).catch(() => undefined);
+      }
       for (const row of job.rows) {
         this.pending.fail(row.requestId, new BalesError(ErrorCode.QUEUE_UNAVAILABLE, 'the queue (Redis) is unreachable; retry shortly'));
       }
@@ -215,9 +218,10 @@ export class InferenceQueue {
    * Stores a job's row bytes with a TTL past its rows' deadlines, so a job lost on the way leaks nothing for long.
    * A failure is only logged: the job's consumer then answers its rows with the missing bytes' error.
    */
-  private writeBytes(bytes: RowBytes): void {
+  private writeBytes(bytes: RowBytes, until: number): void {
     const client = this.connection.client;
     if (!client) return;
     for (const written of writeRowBytes(client, bytes)) written.catch((err: Error) => this.redis.logError(err));
+    this.direct.rowBytes.keep(bytes.key, bytes.parts, until, epochNow());
   }
 }

@@ -69,6 +69,23 @@ describe('job codec', () => {
     expect(roundTrip(Array.from({ length: 32 }, (_, i) => outgoing(`s${i}`, { buffers: [small(i)], dims: [[128]] }))).encoded.bytes!.parts).toHaveLength(1);
   });
 
+  it('fills the rows from the parts their producer wrote them from, as views of them, and from parts cut anywhere else', () => {
+    const big = (fill: number) => Buffer.alloc(OWN_COMMAND_BYTES, fill);
+    const rows = [big(1), big(2), big(3)].map((b, i) => outgoing(`r${i}`, { buffers: [b], dims: [[b.byteLength / 4]] }));
+    const { encoded, decoded } = roundTrip(rows);
+    expect(attachRowBytes(decoded, encoded.bytes!.parts)).toBeUndefined();
+    decoded.rows.forEach((r, i) => {
+      expect(r.row.buffers[0].buffer).toBe(rows[i].row.buffers[0].buffer);
+      expect(r.row.buffers[0].equals(rows[i].row.buffers[0])).toBe(true);
+    });
+    // Parts that split an input: the rows still get their own bytes.
+    const joined = Buffer.concat(encoded.bytes!.parts);
+    const again = roundTrip(rows).decoded;
+    expect(attachRowBytes(again, [joined.subarray(0, 100), joined.subarray(100)])).toBeUndefined();
+    again.rows.forEach((r, i) => expect(r.row.buffers[0].equals(rows[i].row.buffers[0])).toBe(true));
+    expect(attachRowBytes(roundTrip(rows).decoded, encoded.bytes!.parts.slice(1))).toBe(`the rows' input bytes in Redis are ${2 * OWN_COMMAND_BYTES} bytes, the job declares ${3 * OWN_COMMAND_BYTES}`);
+  });
+
   it('chooses by the job\'s total bytes: inline below INLINE_ROW_BYTES, apart from there on', () => {
     const row = (bytes: number): EncodedRow => ({ buffers: [Buffer.alloc(bytes)], dims: [[bytes / 4]] });
     expect(roundTrip([outgoing('a', row(INLINE_ROW_BYTES - 4))]).encoded.bytes).toBeUndefined();

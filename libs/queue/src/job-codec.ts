@@ -178,19 +178,39 @@ export function decodeJob(data: unknown, priority: number, fetchedAt = epochNow(
   return binary ? { rows, bytesKey: job.b, lengths: job.r.map((r) => r[3] as number[]) } : { rows };
 }
 
+/** Each row's inputs as views of the parts, in order; undefined when an input would span two parts. */
+function viewsOf(parts: Buffer[], lengths: number[][]): Buffer[][] | undefined {
+  const rows: Buffer[][] = [];
+  let [part, offset] = [0, 0];
+  for (const inputs of lengths) {
+    const row: Buffer[] = [];
+    for (const n of inputs) {
+      while (part < parts.length - 1 && offset === parts[part].byteLength) [part, offset] = [part + 1, 0];
+      if (offset + n > parts[part].byteLength) return undefined;
+      row.push(parts[part].subarray(offset, (offset += n)));
+    }
+    rows.push(row);
+  }
+  return rows;
+}
+
 /**
- * Fills the buffers of a binary job's rows from the bytes read from its key, as views without a copy. Returns the
- * problem when the bytes are missing or do not add up to the lengths the job declares; the model's own check
- * (dims x element size) follows as for inline rows.
+ * Fills the buffers of a binary job's rows from the bytes read from its key, or from the parts its producer wrote
+ * them from (kept in memory on that replica), as views without a copy. Returns the problem when the bytes are
+ * missing or do not add up to the lengths the job declares; the model's own check (dims x element size) follows as
+ * for inline rows.
  */
-export function attachRowBytes(job: DecodedJob, bytes: Buffer | null): string | undefined {
+export function attachRowBytes(job: DecodedJob, bytes: Buffer | Buffer[] | null): string | undefined {
   if (!bytes) return "the rows' input bytes are no longer in Redis (expired or removed)";
+  const parts = Array.isArray(bytes) ? bytes : [bytes];
+  const total = parts.reduce((sum, p) => sum + p.byteLength, 0);
   const lengths = job.lengths ?? [];
   const declared = lengths.reduce((sum, ls) => ls.reduce((a, n) => a + n, sum), 0);
-  if (declared !== bytes.byteLength) return `the rows' input bytes in Redis are ${bytes.byteLength} bytes, the job declares ${declared}`;
-  let offset = 0;
+  if (declared !== total) return `the rows' input bytes in Redis are ${total} bytes, the job declares ${declared}`;
+  // Each input lies within one part when the parts are the producer's own (partsOf); otherwise they are joined.
+  const views = viewsOf(parts.length > 0 ? parts : [Buffer.alloc(0)], lengths) ?? viewsOf([Buffer.concat(parts)], lengths)!;
   job.rows.forEach((r, i) => {
-    r.row.buffers = lengths[i].map((n) => bytes.subarray(offset, (offset += n)));
+    r.row.buffers = views[i];
   });
   return undefined;
 }

@@ -1,6 +1,6 @@
 import type { Job } from 'bullmq';
 import { loadConfig } from '@bales/config';
-import { ErrorCode } from '@bales/errors';
+import { BalesError, ErrorCode } from '@bales/errors';
 import type { EncodedRow, ModelRegistry } from '@bales/model-registry';
 import type { BalesMetrics } from '@bales/observability';
 import { FakeModelRegistry } from '../../../test/support/fake-model-registry';
@@ -40,7 +40,8 @@ function setup() {
   const delivered: ResultMessage[] = [];
   const router = { instanceId: 'replica-a', isCancelled: () => false, deliver: (r: { message: ResultMessage }[]) => delivered.push(...r.map((d) => d.message)) };
   const metrics = { batch: () => undefined, queued: () => undefined, directRow: jest.fn() };
-  const runner = new BatchRunner(metrics as unknown as BalesMetrics, registry as unknown as ModelRegistry, router as unknown as ResultRouter, new PendingRequests());
+  const pending = new PendingRequests();
+  const runner = new BatchRunner(metrics as unknown as BalesMetrics, registry as unknown as ModelRegistry, router as unknown as ResultRouter, pending);
   const depth = { removeTaken: jest.fn() };
   const connection = { connected: true };
   const direct = new DirectDispatch();
@@ -55,14 +56,14 @@ function setup() {
     config,
     registry as unknown as ModelRegistry,
     runner,
-    {} as RedisConnections,
+    { instanceId: router.instanceId } as RedisConnections,
     connection as QueueConnection,
     depth as unknown as QueueDepth,
     direct,
     metrics as unknown as BalesMetrics,
     queues as unknown as ModelQueues,
   );
-  return { registry, delivered, depth, direct, metrics, consumer, unfinished, forgotten };
+  return { registry, delivered, depth, direct, metrics, consumer, unfinished, forgotten, pending };
 }
 
 /** Holds every batch until `release()` lets the oldest one held finish. */
@@ -251,6 +252,38 @@ describe('QueueConsumer', () => {
       expect(registry.batches[0].rows.map((r) => r.buffers[0].equals(stubRow(registry.batches[0].rows.indexOf(r)).buffers[0]))).toEqual([true, true]);
       expect(deleted).toEqual(['k0']);
       expect(store.size).toBe(0);
+    });
+
+    it('takes the bytes of a job this replica wrote from memory, reading nothing from Redis, and still deletes the key', async () => {
+      const { consumer, registry, delivered, direct, deleted, pending } = withStore();
+      const now = epochNow();
+      const rows = [0, 1].map((i) => ({ requestId: `own${i}`, enqueuedAt: now, deadline: now + 5000, row: stubRow(i) }));
+      // This replica's own clients wait for these rows (the fake router delivers without settling them).
+      for (const r of rows) pending.add(r.requestId, 5000).catch(() => undefined);
+      const encoded = encodeJob('stub_v1', '1', 'replica-a', rows, () => 'own-key', now, 0);
+      direct.rowBytes.enable();
+      direct.rowBytes.keep('own-key', encoded.bytes!.parts, now + 5000, now);
+      // Nothing under the key in Redis: a GET would find the bytes gone.
+      await consumer.process({ data: encoded.data, opts: { priority: 2 }, stalledCounter: 0 } as unknown as Job);
+      expect(delivered.map((m) => [m.id, m.ok])).toEqual([
+        ['own0', true],
+        ['own1', true],
+      ]);
+      expect(registry.batches[0].rows.map((r, i) => r.buffers[0].equals(stubRow(i).buffers[0]))).toEqual([true, true]);
+      expect(direct.rowBytes.size).toBe(0);
+      expect(deleted).toEqual(['own-key']);
+      for (const r of rows) pending.fail(r.requestId, new BalesError(ErrorCode.CLIENT_CLOSED, 'done'));
+    });
+
+    it('reads the bytes from Redis for a job another replica wrote, whatever this replica keeps', async () => {
+      const { consumer, delivered, direct, store } = withStore();
+      const job = binaryJob(store, [{ id: 'a' }]);
+      direct.rowBytes.enable();
+      // The same key kept here with other bytes: only the job's own origin may take them.
+      direct.rowBytes.keep('k0', [Buffer.alloc(store.get('k0')!.byteLength, 9)], epochNow() + 5000, epochNow());
+      await consumer.process(job);
+      expect(delivered.map((m) => [m.id, m.ok])).toEqual([['a', true]]);
+      expect(direct.rowBytes.size).toBeGreaterThan(0);
     });
 
     it('answers QUEUE_UNAVAILABLE for every row when the key is gone, running nothing', async () => {

@@ -77,6 +77,7 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
     this.rowBytes = this.redis.open('row-bytes');
     this.registry.onChange(() => this.follow());
     this.follow();
+    this.direct.rowBytes.enable();
     if (this.config.DIRECT_DISPATCH) this.direct.offer((row) => this.takeDirect(row));
   }
 
@@ -283,8 +284,16 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
     return new BalesError(ErrorCode.MODEL_UNAVAILABLE, `model '${modelId}' v${version} is not held by the replica that took this request; retry shortly`, details);
   }
 
-  /** Fills a job's rows from their bytes' key; returns the error its rows get when that fails. */
+  /**
+   * Fills a job's rows from their bytes' key, or from memory when this replica wrote the job; returns the error its
+   * rows get when that fails.
+   */
   private async readRowBytes(job: DecodedJob): Promise<BalesError | undefined> {
+    const kept = job.rows[0]?.origin === this.redis.instanceId ? this.direct.rowBytes.take(job.bytesKey!) : undefined;
+    if (kept) {
+      const problem = attachRowBytes(job, kept);
+      return problem ? new BalesError(ErrorCode.INVALID_INPUT, problem) : undefined;
+    }
     let bytes: Buffer | null;
     try {
       if (!this.rowBytes) throw new Error('no Redis connection for row bytes');
