@@ -307,7 +307,9 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
     return new BalesError(bytes ? ErrorCode.INVALID_INPUT : ErrorCode.QUEUE_UNAVAILABLE, problem);
   }
 
+  /** A job is done with: its row bytes go from Redis, and from memory where this replica kept them unread. */
   private dropRowBytes(key: string): void {
+    this.direct.rowBytes.drop(key);
     this.rowBytes?.del(key).catch((err: Error) => this.redis.logError(err));
   }
 
