@@ -7,3 +7,4 @@ export { MODEL_ID_PATTERN, MODEL_ID_RULE } from './model-repository';
 export type { EncodedRow, TensorInput } from './input-encoder';
 export { TASKS } from './protocol';
 export type { RowResult, Signature, Task, TensorSpec } from './protocol';
+export { LIFT_MIN_BODY_BYTES, LiftedArray, liftNumberArrays } from './lifted-arrays';

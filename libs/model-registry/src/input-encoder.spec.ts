@@ -1,5 +1,6 @@
 import { ErrorCode } from '@bales/errors';
 import { checkRow, encodePayload, encodeTensors } from './input-encoder';
+import { LiftedArray, liftNumberArrays } from './lifted-arrays';
 import type { TensorSpec } from './protocol';
 
 const stub: TensorSpec[] = [{ name: 'input', type: 'float32', shape: ['batch', 128] }];
@@ -130,5 +131,74 @@ describe('inputs batched on another axis, and inputs with none', () => {
     expect(checkRow(state, STATE_AXES, row)).toBeUndefined();
     expect(checkRow(state, STATE_AXES, { ...row, dims: [[1], [], [2, 1, 3]] })).toMatch(/^h: expected float32\[2, 3\], got shape \[2, 1, 3\]$/);
     expect(checkRow(state, STATE_AXES, { ...row, dims: [[1], [1], [2, 3]] })).toMatch(/^sr: expected an int64 scalar, got shape \[1\]$/);
+  });
+});
+
+describe('arrays lifted from the JSON body (LiftedArray)', () => {
+  const big: TensorSpec[] = [{ name: 'input', type: 'float32', shape: ['batch', 3, 10, 20] }];
+  const wide: TensorSpec[] = [{ name: 'x', type: 'float64', shape: ['batch', 600] }];
+  const ids: TensorSpec[] = [{ name: 'ids', type: 'int64', shape: ['batch', 600] }];
+  const rand = (() => {
+    let s = 5;
+    return () => ((s = (s * 1664525 + 1013904223) >>> 0) / 2 ** 32) * 2 - 1;
+  })();
+  const values = Array.from(Float32Array.from({ length: 600 }, rand));
+  const nested = [0, 1, 2].map((c) => Array.from({ length: 10 }, (_, h) => values.slice((c * 10 + h) * 20, (c * 10 + h + 1) * 20)));
+  /** A JSON text parsed twice: as the body parser lifts it, and as JSON.parse alone gives it. */
+  const both = (text: string) => {
+    const lifted = liftNumberArrays(Buffer.from(text))!;
+    return { lifted: JSON.parse(lifted.text, lifted.reviver), plain: JSON.parse(text) };
+  };
+  const outcome = (fn: () => unknown) => {
+    try {
+      return { ok: fn() };
+    } catch (err) {
+      return { error: (err as Error).message };
+    }
+  };
+
+  it('encodes a lifted payload into the bytes and dimensions of the same payload parsed by JSON.parse', () => {
+    const { lifted, plain } = both(JSON.stringify({ input: nested }));
+    expect(lifted.input).toBeInstanceOf(LiftedArray);
+    expect(encodePayload(big, [0], lifted)).toEqual(encodePayload(big, [0], plain));
+    const flat = both(JSON.stringify({ input: values }));
+    expect(encodePayload(big, [0], flat.lifted)).toEqual(encodePayload(big, [0], flat.plain));
+  });
+
+  it('encodes lifted tensors, flat or nested, as encodeTensors does the parsed ones', () => {
+    for (const data of [values, [nested]]) {
+      const { lifted, plain } = both(JSON.stringify({ name: 'input', shape: [1, 3, 10, 20], data }));
+      expect(encodeTensors('image', big, [0], [lifted])).toEqual(encodeTensors('image', big, [0], [plain]));
+    }
+  });
+
+  it('encodes what float32 cannot carry (float64, integers) through the checked path, to the same bytes', () => {
+    const { lifted, plain } = both(JSON.stringify({ x: values }));
+    expect(encodePayload(wide, [0], lifted)).toEqual(encodePayload(wide, [0], plain));
+    expect(floats(encodePayload(wide, [0], lifted).buffers[0])).not.toEqual(values.map(Math.fround));
+    const ints = both(JSON.stringify({ ids: Array.from({ length: 600 }, (_, i) => i * 1000 - 3) }));
+    expect(encodePayload(ids, [0], ints.lifted)).toEqual(encodePayload(ids, [0], ints.plain));
+  });
+
+  it.each([
+    ['a shape that does not fit', JSON.stringify({ input: nested.slice(0, 2) })],
+    ['too many values for the flat form', JSON.stringify({ input: [...values, ...values] })],
+    ['integers out of the type', JSON.stringify({ ids: Array.from({ length: 600 }, (_, i) => i * 1e14) })],
+    ['fractions for an integer type', JSON.stringify({ ids: values })],
+  ])('names %s in the words of the checked path', (_, text) => {
+    const { lifted, plain } = both(text);
+    const model = 'ids' in plain ? ids : big;
+    const expected = outcome(() => encodePayload(model, [0], plain));
+    expect(expected.error).toBeDefined();
+    expect(outcome(() => encodePayload(model, [0], lifted))).toEqual(expected);
+  });
+
+  it('names a lifted tensor that does not fit the shape as it names a parsed one', () => {
+    for (const shape of [[1, 3, 10, 21], [2, 3, 10, 20]]) {
+      const { lifted, plain } = both(JSON.stringify({ name: 'input', shape, data: values }));
+      const expected = outcome(() => encodeTensors('image', big, [0], [plain]));
+      expect(expected.error).toBeDefined();
+      expect(outcome(() => encodeTensors('image', big, [0], [lifted]))).toEqual(expected);
+    }
   });
 });

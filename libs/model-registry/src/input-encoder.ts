@@ -1,5 +1,6 @@
 import { BalesError, ErrorCode } from '@bales/errors';
 import { formatShape, splitRows } from './batch-axes';
+import { LiftedArray } from './lifted-arrays';
 import { claimedDims, packNested } from './packed-values';
 import { TYPED_ARRAYS, type ElementType, type TensorSpec } from './protocol';
 
@@ -140,6 +141,12 @@ function encodeScalar(type: ElementType, spec: TensorSpec, axis: number | null, 
 
 function encodeOne(spec: TensorSpec, axis: number | null, value: unknown, where: string): { buffer: Buffer; dims: number[] } {
   const type = elementType(spec, where);
+  if (value instanceof LiftedArray) {
+    const liftedDims = fits(spec, axis, value.dims, value.count);
+    const lifted = liftedDims && value.bytes(type);
+    if (liftedDims && lifted) return { buffer: lifted, dims: liftedDims };
+    value = value.toArray();
+  }
   if (!Array.isArray(value)) {
     if (itemShape(spec, axis).length === 0) return encodeScalar(type, spec, axis, value, where);
     fail(`${where}: expected ${formatItemSpec(spec, axis)} as an array, got ${value === null ? 'null' : typeof value}`);
@@ -177,9 +184,14 @@ function rawBytes(type: ElementType, shape: number[], data: Buffer, where: strin
 
 /** Checks a tensor's values (flat or nested) against the shape and element type, and writes them as bytes. */
 function arrayBytes(type: ElementType, shape: number[], data: unknown, where: string): Buffer {
+  const size = shape.reduce((a, b) => a * b, 1);
+  if (data instanceof LiftedArray) {
+    const lifted = (data.dims.length === 1 ? data.count === size : data.dims.join(',') === shape.join(',')) && data.bytes(type);
+    if (lifted) return lifted;
+    data = data.toArray();
+  }
   if (!Array.isArray(data)) fail(`${where}: data must be an array`);
   const claimed = claimedDims(data);
-  const size = shape.reduce((a, b) => a * b, 1);
   const fast = claimed.length === 1 ? packNested(type, data, [size]) : claimed.join(',') === shape.join(',') ? packNested(type, data, shape) : undefined;
   if (fast) return fast;
   // Something is wrong: the checked path below finds it and says what.

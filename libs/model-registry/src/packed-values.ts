@@ -27,7 +27,7 @@ export function claimedDims(value: unknown): number[] {
 }
 
 /** Writes one innermost array's values at `at`; false on any value the type does not take. */
-function writeLeaves(type: ElementType, leaves: unknown[], out: Out, at: number): boolean {
+export function writeLeaves(type: ElementType, leaves: ArrayLike<unknown>, out: Out, at: number): boolean {
   if (type === 'float32' || type === 'float64') {
     const f = out as Float32Array | Float64Array;
     for (let i = 0; i < leaves.length; i++) {

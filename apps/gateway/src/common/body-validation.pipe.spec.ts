@@ -1,9 +1,19 @@
 import { BadRequestException } from '@nestjs/common';
+import { LiftedArray, liftNumberArrays } from '@bales/model-registry';
 import { InferRequestDto } from '../infer/dto/infer-request.dto';
 import { V2InferRequestDto, V2InputTensorDto } from '../v2/dto/v2-infer-request.dto';
 import { BodyValidationPipe, MAX_BODY_DEPTH, nestsDeeperThan } from './body-validation.pipe';
 
 const nested = (depth: number) => JSON.parse('['.repeat(depth) + '1' + ']'.repeat(depth));
+
+/** A body parsed as the gateway parses a large one: its numeric arrays lifted. */
+function lifted(body: object): any {
+  const text = liftNumberArrays(Buffer.from(JSON.stringify(body)))!;
+  return JSON.parse(text.text, text.reviver);
+}
+const many = (n: number) => Array.from({ length: n }, (_, i) => i % 10);
+/** 300 values nested `rank` levels deep. */
+const deep = (rank: number): unknown => (rank === 1 ? many(300) : [deep(rank - 1)]);
 
 describe('nestsDeeperThan', () => {
   it('accepts a body as deep as the limit and refuses one level more, for arrays and objects', () => {
@@ -21,6 +31,11 @@ describe('nestsDeeperThan', () => {
     expect(nestsDeeperThan({ data: [1, 2, 3, nested(40)] }, 32)).toBe(true);
     expect(nestsDeeperThan({ data: [1, 2, { a: nested(40) }] }, 32)).toBe(true);
     expect(nestsDeeperThan({ data: [1, 2, 3, nested(4)] }, 32)).toBe(false);
+  });
+
+  it('counts a lifted array as deep as its dimensions', () => {
+    expect(nestsDeeperThan(lifted({ payload: { input: deep(14) } }), 16)).toBe(false);
+    expect(nestsDeeperThan(lifted({ payload: { input: deep(15) } }), 16)).toBe(true);
   });
 
   it('treats scalars and null as depth zero', () => {
@@ -53,6 +68,12 @@ describe('BodyValidationPipe', () => {
     );
   });
 
+  it('keeps the lifted arrays of a flat DTO’s payload, and validates its own fields as the arrays they were', async () => {
+    const body = lifted({ payload: { input: many(300) } });
+    expect((await asBody(body)).payload.input).toBeInstanceOf(LiftedArray);
+    await expect(asBody(lifted({ payload: many(300) }))).rejects.toThrow('payload must be an object');
+  });
+
   describe('opaque arrays (the data of each V2 input)', () => {
     const asV2 = (value: unknown) => pipe.transform(value, { type: 'body', metatype: V2InferRequestDto });
     const input = (data: unknown) => ({ name: 'x', shape: [2, 2], datatype: 'FP32', data });
@@ -78,6 +99,16 @@ describe('BodyValidationPipe', () => {
       expect(body.inputs[0].data).toBe(data);
       await expect(asV2({ inputs: [input('1,2')] })).rejects.toThrow('inputs[].data must be an array');
       await expect(asV2({ inputs: [{ name: 'x', shape: [1], datatype: 'FP32' }] })).rejects.toThrow('inputs[].data is required');
+    });
+
+    it('hands over lifted data, and validates any other lifted array (a shape) as the array it was', async () => {
+      const dto = await asV2(lifted({ inputs: [input(many(300))] }));
+      expect(dto.inputs[0].data).toBeInstanceOf(LiftedArray);
+      for (const body of [{ inputs: [{ ...input(many(300)), shape: many(300) }] }, { inputs: [input(many(300))], parameters: many(300) }]) {
+        const plain = await asV2(structuredClone(body)).catch((err: Error) => err.message);
+        expect(typeof plain).toBe('string');
+        await expect(asV2(lifted(body))).rejects.toThrow(plain as string);
+      }
     });
 
     it('validates data holding objects as class-transformer copies it, for the encoder to refuse', async () => {

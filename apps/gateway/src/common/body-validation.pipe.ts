@@ -1,5 +1,6 @@
 import { ArgumentMetadata, BadRequestException, Injectable, SetMetadata, ValidationError, ValidationPipe } from '@nestjs/common';
 import { validateSync } from 'class-validator';
+import { LiftedArray } from '@bales/model-registry';
 import { Acceptor, compileAcceptor } from './compiled-validation';
 
 const FLAT_DTO = Symbol('flat-dto');
@@ -75,6 +76,10 @@ export function nestsDeeperThan(value: unknown, maxDepth: number): boolean {
     const v = values.pop()!;
     const depth = depths.pop()! + 1;
     if (depth > maxDepth + 1) return true;
+    if (v instanceof LiftedArray) {
+      if (depth - 2 + v.dims.length > maxDepth) return true;
+      continue;
+    }
     // Arrays and objects walked apart, each loop inline: one loop over both, or a call per element, boxes every
     // number it reads.
     if (Array.isArray(v)) {
@@ -95,6 +100,21 @@ export function nestsDeeperThan(value: unknown, maxDepth: number): boolean {
     }
   }
   return false;
+}
+
+/**
+ * Gives the LiftedArrays under `value` back as the arrays they were. A lifted array stands for a tensor's values;
+ * anywhere a DTO does not take those (a shape, a parameter, a field that must be an object) its validators see the
+ * array itself, and name what is wrong as they would.
+ */
+function restoreLifted(value: object): void {
+  if (Array.isArray(value) && typeof value[0] === 'number' && numbersOnly(value)) return;
+  const fields = value as Record<string, unknown>;
+  for (const key of Object.keys(fields)) {
+    const v = fields[key];
+    if (v instanceof LiftedArray) fields[key] = v.toArray();
+    else if (v !== null && typeof v === 'object') restoreLifted(v);
+  }
 }
 
 /** One message naming every field that failed, e.g. "priority must be an integer; payload is required". */
@@ -135,6 +155,8 @@ export class BodyValidationPipe extends ValidationPipe {
     if (Object.hasOwn(value, 'constructor')) throw new BadRequestException('property constructor should not exist');
     const type = metadata.metatype as (new () => object) | undefined;
     if (type && Reflect.getMetadata(FLAT_DTO, type)) {
+      // A flat DTO's object fields are opaque: the lifted arrays in them are tensors. Its own fields are not.
+      for (const [key, field] of Object.entries(value)) if (field instanceof LiftedArray) (value as Record<string, unknown>)[key] = field.toArray();
       // Fastify's JSON parser already refuses __proto__ and constructor.prototype keys, so a shallow copy is safe.
       const dto = Object.assign(new type(), value);
       if (!this.acceptors.has(type)) this.acceptors.set(type, compileAcceptor(type));
@@ -146,6 +168,7 @@ export class BodyValidationPipe extends ValidationPipe {
     }
     const opaque = type && (Reflect.getMetadata(OPAQUE_ARRAYS, type) as OpaqueArray | undefined);
     if (opaque) return this.withOpaqueArrays(value as Record<string, unknown>, metadata, opaque);
+    restoreLifted(value);
     return super.transform(value, metadata);
   }
 
@@ -156,16 +179,17 @@ export class BodyValidationPipe extends ValidationPipe {
    */
   private async withOpaqueArrays(body: Record<string, unknown>, metadata: ArgumentMetadata, { list, field }: OpaqueArray) {
     const entries = body[list];
-    const held = new Map<number, unknown[]>();
+    const held = new Map<number, unknown>();
     if (Array.isArray(entries)) {
       entries.forEach((entry: unknown, index) => {
         if (entry === null || typeof entry !== 'object' || Array.isArray(entry)) return;
         const array = (entry as Record<string, unknown>)[field];
-        if (!Array.isArray(array) || !holdsNoObject(array)) return;
+        if (!(array instanceof LiftedArray) && (!Array.isArray(array) || !holdsNoObject(array))) return;
         held.set(index, array);
         (entry as Record<string, unknown>)[field] = [];
       });
     }
+    restoreLifted(body);
     if (held.size === 0) return super.transform(body, metadata);
     let dto: Record<string, unknown>;
     try {

@@ -1,3 +1,4 @@
+import { LiftedArray } from '@bales/model-registry';
 import { BodyError, parseJson } from './json-body.parser';
 
 const refusal = (text: string): string => {
@@ -33,5 +34,39 @@ describe('parseJson', () => {
   it('names what is wrong with text that is not JSON, and an empty body', () => {
     expect(refusal('{"payload":')).toMatch(/^the request body is not valid JSON: /);
     expect(refusal('')).toBe('the request body is empty; send a JSON object');
+  });
+
+  describe('a large body', () => {
+    const values = Array.from({ length: 4000 }, (_, i) => Math.fround(Math.sin(i)));
+    const text = JSON.stringify({ model_id: 'image', payload: { input: [values.slice(0, 2000), values.slice(2000)] } });
+
+    it('comes back with its numeric arrays lifted into float32, and everything else as JSON.parse gives it', () => {
+      const body = parseJson(Buffer.from(text)) as { model_id: string; payload: { input: LiftedArray } };
+      expect(body.model_id).toBe('image');
+      expect(body.payload.input).toBeInstanceOf(LiftedArray);
+      expect(body.payload.input.dims).toEqual([2, 2000]);
+      expect(Array.from(new Float32Array(body.payload.input.bytes('float32')!.buffer))).toEqual(values);
+    });
+
+    it('keeps a small body as JSON.parse gives it', () => {
+      expect(parseJson(Buffer.from(JSON.stringify({ payload: { input: values.slice(0, 300) } })))).toEqual({ payload: { input: values.slice(0, 300) } });
+    });
+
+    it('names what is wrong in its own text, as JSON.parse of the whole body would', () => {
+      for (const broken of [text.slice(0, -1), `${text.slice(0, -1)},}`, text.replace('"model_id"', 'model_id')]) {
+        let expected = '';
+        try {
+          JSON.parse(broken);
+        } catch (err) {
+          expected = `the request body is not valid JSON: ${(err as Error).message}`.slice(0, 200);
+        }
+        expect(expected).not.toBe('');
+        expect(refusal(broken)).toBe(expected);
+      }
+    });
+
+    it('refuses a poisoning key in a large body too', () => {
+      expect(refusal(text.replace('"model_id"', '"__proto__":{"x":1},"model_id"'))).toBe(POISON);
+    });
   });
 });

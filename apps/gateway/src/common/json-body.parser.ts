@@ -1,5 +1,6 @@
 import type { FastifyRequest } from 'fastify';
 import { parse } from 'secure-json-parse';
+import { LIFT_MIN_BODY_BYTES, liftNumberArrays } from '@bales/model-registry';
 
 /** A 400 carried the way Fastify carries its own body errors: the error filter answers with its message. */
 export class BodyError extends Error {
@@ -12,6 +13,7 @@ const MAX_MESSAGE = 200;
 /**
  * Parses JSON as Fastify does, refusing a `__proto__` key or a `constructor` key holding `prototype` (prototype
  * poisoning), but says what is wrong. `what` names the text in the message. Throws a BodyError (400).
+ * A large body's numeric arrays come back as LiftedArrays, read straight from its bytes.
  */
 export function parseJson(text: Buffer, what = 'the request body'): unknown {
   if (text.length === 0) throw new BodyError(`${what} is empty; send a JSON object`);
@@ -19,6 +21,14 @@ export function parseJson(text: Buffer, what = 'the request body'): unknown {
     // secure-json-parse scans the whole text with a regex; a body that holds neither key, nor any \u escape that
     // could spell one, cannot poison a prototype, and the byte search that proves it is native.
     const plain = text.indexOf('__proto__') < 0 && text.indexOf('constructor') < 0 && text.indexOf('\\u') < 0;
+    const lifted = text.length >= LIFT_MIN_BODY_BYTES ? liftNumberArrays(text) : undefined;
+    if (lifted) {
+      try {
+        return plain ? JSON.parse(lifted.text, lifted.reviver) : parse(lifted.text, lifted.reviver, { protoAction: 'error', constructorAction: 'error' });
+      } catch {
+        // The message must name the body's own text, not what lifting left of it: the whole body says it below.
+      }
+    }
     return plain ? JSON.parse(text.toString('utf8')) : parse(text.toString('utf8'), undefined, { protoAction: 'error', constructorAction: 'error' });
   } catch (err) {
     const reason = (err as Error).message;
