@@ -107,7 +107,7 @@ function scanArray(buf: Buffer, start: number): { end: number; dims: number[] } 
   for (;;) {
     // An element at `depth`.
     let c = buf[pos];
-    while (isSpace(c)) c = buf[++pos];
+    while (c <= 32 && isSpace(c)) c = buf[++pos];
     if (depth < leaf) {
       if (c !== 91) return undefined;
       pos++;
@@ -122,22 +122,27 @@ function scanArray(buf: Buffer, start: number): { end: number; dims: number[] } 
     let integral = true;
     if (c === 48) c = buf[++pos];
     else if (c >= 49 && c <= 57) {
+      const first = pos;
       do {
         mantissa = mantissa * 10 + (c - 48);
-        digits++;
         c = buf[++pos];
       } while (c >= 48 && c <= 57);
+      digits = pos - first;
     } else return undefined;
     if (c === 46) {
       c = buf[++pos];
       if (!(c >= 48 && c <= 57)) return undefined;
       integral = false;
-      do {
+      const point = pos;
+      // Zeros before a fraction's first significant digit are not digits of the mantissa.
+      if (mantissa === 0) while (c === 48) c = buf[++pos];
+      const significant = pos;
+      while (c >= 48 && c <= 57) {
         mantissa = mantissa * 10 + (c - 48);
-        if (mantissa !== 0) digits++;
-        exponent--;
         c = buf[++pos];
-      } while (c >= 48 && c <= 57);
+      }
+      digits += pos - significant;
+      exponent = point - pos;
     }
     if (c === 101 || c === 69) {
       c = buf[++pos];
@@ -177,7 +182,7 @@ function scanArray(buf: Buffer, start: number): { end: number; dims: number[] } 
     counts[depth]++;
     // What follows it: more elements, or the end of one or more arrays.
     for (;;) {
-      while (isSpace(c)) c = buf[++pos];
+      while (c <= 32 && isSpace(c)) c = buf[++pos];
       if (c === 44) {
         pos++;
         break;
