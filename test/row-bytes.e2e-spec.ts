@@ -32,4 +32,23 @@ describe('row bytes in Redis', () => {
     expect(attachRowBytes(decoded, stored)).toBeUndefined();
     expect(decoded.rows.map((r) => r.row.buffers[0].equals(rows[r.requestId === 'r0' ? 0 : r.requestId === 'r1' ? 1 : 2].row.buffers[0]))).toEqual([true, true, true]);
   });
+
+  it('stores row bytes sent before the connection is up, and beside other commands on the same connection', async () => {
+    const rows = (seed: number) => ({ key: `test:rows:${seed}`, parts: [Buffer.alloc(70_000, seed), Buffer.alloc(40_000, seed + 1)], ttlMs: 5000 });
+    // Sent while ioredis is still connecting: held in its offline queue, written once it is up.
+    const fresh = new IORedis(redis.url);
+    try {
+      const early = writeRowBytes(fresh, rows(10));
+      const others = Array.from({ length: 50 }, (_, i) => fresh.set(`test:other:${i}`, 'x'.repeat(i)));
+      const more = Array.from({ length: 20 }, (_, i) => writeRowBytes(fresh, rows(20 + i))).flat();
+      expect(await Promise.all([...early, ...more])).toEqual(expect.arrayContaining(['OK', 110_000]));
+      await Promise.all(others);
+      for (const seed of [10, ...Array.from({ length: 20 }, (_, i) => 20 + i)]) {
+        expect((await client.getBuffer(`test:rows:${seed}`))!.equals(Buffer.concat(rows(seed).parts))).toBe(true);
+      }
+      expect(await client.get('test:other:49')).toBe('x'.repeat(49));
+    } finally {
+      fresh.disconnect();
+    }
+  });
 });

@@ -1,5 +1,7 @@
+import type { Command } from 'ioredis';
 import type { EncodedRow } from '@bales/model-registry';
 import { epochNow } from './clock';
+import { UncopiedCommand } from './uncopied-command';
 
 export const INFER_QUEUE = 'infer';
 export const INFER_JOB = 'infer';
@@ -62,17 +64,20 @@ export interface EncodedJob {
 
 /** What writeRowBytes needs of an ioredis client. */
 interface RowBytesClient {
-  set(key: string, value: Buffer, px: 'PX', ms: number): Promise<unknown>;
-  append(key: string, value: Buffer): Promise<unknown>;
+  sendCommand(command: Command): unknown;
 }
 
 /**
- * Stores a job's row bytes: the first part with SET and the expiry, each further one APPENDed after it. ioredis
- * copies each argument into its command anyway, so concatenating them first made a second image-sized copy per row
- * of external memory, which brings V8's next full GC closer. Sent in order on one connection, before the job.
+ * Stores a job's row bytes: the first part with SET and the expiry, each further one APPENDed after it, each part
+ * written to the socket as it is (UncopiedCommand) rather than copied into its command, and never concatenated
+ * first: every image-sized copy is external memory that brings V8's next full GC closer. Sent in order on one
+ * connection, before the job.
  */
 export function writeRowBytes(client: RowBytesClient, { key, parts, ttlMs }: RowBytes): Promise<unknown>[] {
-  return [client.set(key, parts[0], 'PX', ttlMs), ...parts.slice(1).map((part) => client.append(key, part))];
+  const utf8 = { replyEncoding: 'utf8' } as const;
+  const commands = [new UncopiedCommand('set', [key, parts[0], 'PX', String(ttlMs)], utf8), ...parts.slice(1).map((part) => new UncopiedCommand('append', [key, part], utf8))];
+  for (const command of commands) client.sendCommand(command);
+  return commands.map((command) => command.promise);
 }
 
 /** A row decoded by the consumer, with everything the batch runner needs. */
