@@ -1,3 +1,4 @@
+import type { Command } from 'ioredis';
 import { loadConfig } from '@bales/config';
 import { BalesError, ErrorCode } from '@bales/errors';
 import type { EncodedRow } from '@bales/model-registry';
@@ -310,15 +311,12 @@ describe('InferenceQueue', () => {
       const log: string[] = [];
       const sets: { key: string; value: Buffer; ttl: number }[] = [];
       const client = {
-        set: async (key: string, value: Buffer, _px: string, ttl: number) => {
-          log.push(`set ${key}`);
-          sets.push({ key, value, ttl });
-          return 'OK';
-        },
-        append: async (key: string, value: Buffer) => {
-          log.push(`append ${key}`);
-          sets.push({ key, value, ttl: NaN });
-          return value.byteLength;
+        // Row bytes come as commands of their own (UncopiedCommand): SET key value PX ttl, APPEND key value.
+        sendCommand: (command: Command) => {
+          const [key, value, , ttl] = command.args as [string, Buffer, string?, string?];
+          log.push(`${command.name} ${key}`);
+          sets.push({ key, value, ttl: command.name === 'set' ? Number(ttl) : NaN });
+          command.resolve(command.name === 'set' ? 'OK' : value.byteLength);
         },
         del: async (key: string) => {
           log.push(`del ${key}`);
