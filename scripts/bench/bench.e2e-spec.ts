@@ -102,6 +102,15 @@ describe('benchmarks', () => {
     for (const unit of ['ms', 'seconds']) expect(result.results[unit].nsPerRequest).toBeGreaterThan(result.baselineNs);
   }, 150_000);
 
+  it('bench:json times each image-row body through the parser, the pipe and the encoder, and writes its JSON', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'bales-bench-'));
+    const { stdout } = await run('json-body.ts', ['--iterations', '3', '--repeats', '1', '--results', dir]);
+    for (const body of ['/infer, 5 decimals', 'V2, 5 decimals', '/infer, float32, 17 digits', 'V2, float32, 17 digits']) expect(stdout).toContain(body);
+    const result = JSON.parse(readFileSync(join(dir, 'json-body.json'), 'utf8'));
+    expect(result.results).toHaveLength(4);
+    for (const r of result.results) for (const key of ['parseMs', 'parserMs', 'gatewayMs', 'withoutLiftingMs']) expect(r[key]).toBeGreaterThan(0);
+  }, 150_000);
+
   describe.each(CLOSED_LOOP_CLIENTS)('closed loop with %s', (client) => {
     // A server in its own process: wrk runs synchronously and would block one in this process.
     let server: ChildProcess;
