@@ -156,7 +156,8 @@ export class BodyValidationPipe extends ValidationPipe {
     const type = metadata.metatype as (new () => object) | undefined;
     if (type && Reflect.getMetadata(FLAT_DTO, type)) {
       // A flat DTO's object fields are opaque: the lifted arrays in them are tensors. Its own fields are not.
-      for (const [key, field] of Object.entries(value)) if (field instanceof LiftedArray) (value as Record<string, unknown>)[key] = field.toArray();
+      const fields = value as Record<string, unknown>;
+      for (const key in fields) if (fields[key] instanceof LiftedArray) fields[key] = (fields[key] as LiftedArray).toArray();
       // Fastify's JSON parser already refuses __proto__ and constructor.prototype keys, so a shallow copy is safe.
       const dto = Object.assign(new type(), value);
       if (!this.acceptors.has(type)) this.acceptors.set(type, compileAcceptor(type));
