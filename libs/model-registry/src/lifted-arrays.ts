@@ -70,7 +70,10 @@ export interface Lifted {
 // Unguessable, so no client's string is taken for one; a client that spelled it would only get its own values.
 const PLACEHOLDER = `bales-lifted-${randomBytes(12).toString('hex')}-`;
 
-/** Values are read into this scratch array, which grows to the largest array seen, then copied out at their count. */
+/**
+ * Values are read into this scratch array, then copied out at their count. It grows to the largest array seen and is
+ * kept: at most twice MAX_BODY_BYTES, since a JSON value takes at least 2 bytes and a float32 4.
+ */
 let scratch = new Float32Array(1 << 16);
 
 const isSpace = (c: number): boolean => c === 32 || c === 10 || c === 13 || c === 9;
