@@ -19,7 +19,39 @@ const IDLE_REGISTRY = `
   })();
 `;
 
+/** A registry shut down while a long batch runs: it must answer the batch and exit, not abort. */
+const SHUTDOWN_MID_RUN = `
+  const { mkdirSync, mkdtempSync, writeFileSync } = require('node:fs');
+  const { join } = require('node:path');
+  const { tmpdir } = require('node:os');
+  const { loadConfig } = require('./libs/config/src');
+  const { ModelRegistry } = require('./libs/model-registry/src/model-registry');
+  const { encodeModel, mlpClassifier } = require('./scripts/onnx/onnx-writer');
+  (async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'bales-shutdown-'));
+    mkdirSync(join(dir, 'heavy'));
+    writeFileSync(join(dir, 'heavy/model.onnx'), encodeModel(mlpClassifier('heavy', [128, 2048, 2048, 2048, 10], 7)));
+    const registry = new ModelRegistry(loadConfig({ MODELS_DIR: dir, DEFAULT_MODEL_ID: 'heavy', THREAD_POOL_SIZE: '1', LOG_LEVEL: 'error' }));
+    await registry.onModuleInit();
+    const row = (r) => ({ buffers: [Buffer.from(Float32Array.from({ length: 128 }, (_, i) => Math.sin(i * r)).buffer)], dims: [[128]] });
+    // 2,048 rows of about 8.6 M multiply-adds each: hundreds of milliseconds of ONNX Runtime on any host.
+    const running = registry.run('heavy', Array.from({ length: 2048 }, (_, r) => row(r)));
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    await registry.onApplicationShutdown();
+    console.log('answered ' + (await running).results.length + ' rows');
+  })();
+`;
+
 describe('WorkerPool', () => {
+  it('lets a running batch finish before its thread stops, rather than abort the process', async () => {
+    const { stdout } = await promisify(execFile)(process.execPath, ['-r', '@swc-node/register', '-e', SHUTDOWN_MID_RUN], {
+      cwd: ROOT,
+      env: { ...process.env, ORT_DISABLE_TELEMETRY: '1' },
+      timeout: 60_000,
+    });
+    expect(stdout).toContain('answered 2048 rows');
+  }, 60_000);
+
   it("keeps V8's memory reducer from pausing session workers with full GCs", async () => {
     const { stdout } = await promisify(execFile)(process.execPath, ['--trace-gc', '-r', '@swc-node/register', '-e', IDLE_REGISTRY], {
       cwd: ROOT,

@@ -30,7 +30,7 @@ type Request = WorkerRequest extends infer R ? (R extends { id: number } ? Omit<
 class SessionWorker {
   readonly pending = new Map<number, Pending>();
   private nextId = 1;
-  private onDrained?: () => void;
+  private drainWaiters: (() => void)[] = [];
 
   constructor(
     readonly thread: Worker,
@@ -42,7 +42,7 @@ class SessionWorker {
       this.pending.delete(reply.id);
       if (reply.ok) pending.resolve(reply);
       else pending.reject(reply.kind ? new LoadFailure(reply.kind, reply.error, reply.signature) : new Error(reply.error));
-      if (this.pending.size === 0) this.onDrained?.();
+      if (this.pending.size === 0) for (const resolve of this.drainWaiters.splice(0)) resolve();
     });
     thread.on('error', (err) => onExit(this, err));
     thread.on('exit', (code) => onExit(this, new Error(`session worker exited with code ${code}`)));
@@ -63,12 +63,13 @@ class SessionWorker {
   /** Resolves once nothing sent to this worker is still running. */
   drained(): Promise<void> {
     if (this.pending.size === 0) return Promise.resolve();
-    return new Promise((resolve) => (this.onDrained = resolve));
+    return new Promise((resolve) => this.drainWaiters.push(resolve));
   }
 
   failAll(err: Error): void {
     for (const p of this.pending.values()) p.reject(err);
     this.pending.clear();
+    for (const resolve of this.drainWaiters.splice(0)) resolve();
   }
 }
 
@@ -201,9 +202,18 @@ export class WorkerPool {
     }).catch((err: Error) => this.logger.error(`recycling worker threads: ${err.message}`));
   }
 
+  /**
+   * Stops every worker thread once the batches it holds have finished: a thread terminated inside a run aborts the
+   * whole process when ONNX Runtime's run completes. Shutdown bounds the wait (SHUTDOWN_TIMEOUT_S).
+   */
   async close(): Promise<void> {
     this.closing = true;
-    await Promise.all(this.workers.map((w) => w.thread.terminate()));
+    await Promise.all(
+      this.workers.map(async (w) => {
+        await w.drained();
+        await w.thread.terminate();
+      }),
+    );
     this.workers = [];
   }
 
