@@ -127,6 +127,19 @@ describe('liftNumberArrays', () => {
     expect(liftNumberArrays(Buffer.from(text))).toBeUndefined();
   });
 
+  it('leaves an exponent beyond a million to JSON.parse, even where the zeros of a fraction would cancel it', () => {
+    // 10^-1,000,000 × 10^10,000,000: JSON.parse says Infinity, which the checked path refuses.
+    const huge = `0.${'0'.repeat(999_999)}1e10000000`;
+    const text = `{"payload":{"input":[${huge}${',0'.repeat(300)}]}}`;
+    expect(liftNumberArrays(Buffer.from(text))).toBeUndefined();
+    expect((JSON.parse(text) as { payload: { input: number[] } }).payload.input[0]).toBe(Infinity);
+    // An exponent within the bound is read exactly: 10^-1,000,000 × 10^1,000,000 is 1, as JSON.parse says.
+    const one = `{"payload":{"input":[0.${'0'.repeat(999_999)}1e1000000${',0'.repeat(300)}]}}`;
+    const input = (parseLifted(one) as { payload: { input: LiftedArray } }).payload.input;
+    expect(input.bytes('float32')!.equals(reference((JSON.parse(one) as { payload: { input: number[] } }).payload.input))).toBe(true);
+    expect(input.values[0]).toBe(1);
+  });
+
   it.each([
     ['a leading zero', '01'],
     ['a bare point', '1.'],

@@ -157,7 +157,9 @@ function scanArray(buf: Buffer, start: number): { end: number; dims: number[] } 
       if (!(c >= 48 && c <= 57)) return undefined;
       let e = 0;
       do {
-        if (e < 1e6) e = e * 10 + (c - 48);
+        e = e * 10 + (c - 48);
+        // Kept exact: leading zeros of a fraction could cancel an exponent that was only capped.
+        if (e > 1e6) return undefined;
         c = buf[++pos];
       } while (c >= 48 && c <= 57);
       exponent += negativeExponent ? -e : e;
