@@ -37,19 +37,22 @@ const SHUTDOWN_MID_RUN = `
     // 2,048 rows of about 8.6 M multiply-adds each: hundreds of milliseconds of ONNX Runtime on any host.
     const running = registry.run('heavy', Array.from({ length: 2048 }, (_, r) => row(r)));
     await new Promise((resolve) => setTimeout(resolve, 5));
-    await registry.onApplicationShutdown();
-    console.log('answered ' + (await running).results.length + ' rows');
+    const closed = registry.onApplicationShutdown();
+    // A batch that comes while the running one finishes is refused, not sent to a thread about to stop.
+    const late = await registry.run('heavy', [row(1)]).then(() => 'ran', (err) => err.message);
+    await closed;
+    console.log('answered ' + (await running).results.length + ' rows; a later batch: ' + late);
   })();
 `;
 
 describe('WorkerPool', () => {
-  it('lets a running batch finish before its thread stops, rather than abort the process', async () => {
+  it('lets a running batch finish before its thread stops, rather than abort the process, and refuses new ones meanwhile', async () => {
     const { stdout } = await promisify(execFile)(process.execPath, ['-r', '@swc-node/register', '-e', SHUTDOWN_MID_RUN], {
       cwd: ROOT,
       env: { ...process.env, ORT_DISABLE_TELEMETRY: '1' },
       timeout: 60_000,
     });
-    expect(stdout).toContain('answered 2048 rows');
+    expect(stdout).toContain('answered 2048 rows; a later batch: inference failed on heavy@1: the worker threads are shutting down');
   }, 60_000);
 
   it("keeps V8's memory reducer from pausing session workers with full GCs", async () => {

@@ -162,6 +162,8 @@ export class WorkerPool {
    * which the batch key makes every row's), and runs them as one batch on the least busy worker.
    */
   async run({ key, task, labels, inputs, layout, rows }: Batch): Promise<RunReply> {
+    // While close() waits for running batches, a stopped thread looks idle: a new batch must not go to it.
+    if (this.closing) throw new Error('the worker threads are shutting down');
     const feeds: Feed[] = inputs.map((spec, i) => {
       const type = spec.type as ElementType;
       const axis = layout.inputs[i];
@@ -231,6 +233,11 @@ export class WorkerPool {
         // The old thread keeps serving; the fresh one must not linger with the sessions it did load.
         await fresh.thread.terminate();
         throw err;
+      }
+      if (this.closing) {
+        // close() has taken the list as it was: the fresh thread would outlive it.
+        await fresh.thread.terminate();
+        return;
       }
       const old = this.workers[i];
       this.workers[i] = fresh;

@@ -10,8 +10,9 @@ interface Writable {
  * full GC closer; a socket keeps a reference to a Buffer it cannot write at once instead of copying it.
  *
  * ioredis writes a command with `socket.write(command.toWritable(socket))`, right when it sends it (again after a
- * reconnect), so the parts written here go first and in order. Send it with `sendCommand` on a client of its own,
- * never in a pipeline or MULTI, whose commands are written later as one buffer.
+ * reconnect), so the parts written here go first and in order. Send it with `sendCommand`, never in a pipeline or
+ * MULTI, whose commands are written later as one buffer, and on a connection where no pipeline can wait in the
+ * offline queue while it is sent: the queue's connection has no offline queue (queue.module.ts).
  */
 export class UncopiedCommand extends Command {
   override toWritable(socket: object): string | Buffer {
