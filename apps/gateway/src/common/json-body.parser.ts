@@ -21,10 +21,11 @@ export function parseJson(text: Buffer, what = 'the request body'): unknown {
     // secure-json-parse scans the whole text with a regex; a body that holds neither key, nor any \u escape that
     // could spell one, cannot poison a prototype, and the byte search that proves it is native.
     const plain = text.indexOf('__proto__') < 0 && text.indexOf('constructor') < 0 && text.indexOf('\\u') < 0;
-    const lifted = text.length >= LIFT_MIN_BODY_BYTES ? liftNumberArrays(text) : undefined;
+    // Only a plain body is lifted: secure-json-parse's scan would walk each lifted array's bytes and values key by key.
+    const lifted = plain && text.length >= LIFT_MIN_BODY_BYTES ? liftNumberArrays(text) : undefined;
     if (lifted) {
       try {
-        return plain ? JSON.parse(lifted.text, lifted.reviver) : parse(lifted.text, lifted.reviver, { protoAction: 'error', constructorAction: 'error' });
+        return JSON.parse(lifted.text, lifted.reviver);
       } catch {
         // The message must name the body's own text, not what lifting left of it: the whole body says it below.
       }
