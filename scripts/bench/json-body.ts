@@ -15,16 +15,12 @@ import { BodyValidationPipe } from '../../apps/gateway/src/common/body-validatio
 import { parseJson } from '../../apps/gateway/src/common/json-body.parser';
 import { InferRequestDto } from '../../apps/gateway/src/infer/dto/infer-request.dto';
 import { V2InferRequestDto } from '../../apps/gateway/src/v2/dto/v2-infer-request.dto';
+import { seededRandom } from '../onnx/onnx-writer';
 import { argValue, machine, median, round, writeResult } from './common';
 
 const SHAPE = [3, 48, 192];
 const SPEC: TensorSpec[] = [{ name: 'input', type: 'float32', shape: ['batch', ...SHAPE] }];
 const pipe = new BodyValidationPipe();
-
-function seeded(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => ((s = (s * 1664525 + 1013904223) >>> 0) / 2 ** 32);
-}
 
 const nest = (values: number[]) => [0, 1, 2].map((c) => Array.from({ length: 48 }, (_, h) => values.slice((c * 48 + h) * 192, (c * 48 + h + 1) * 192)));
 
@@ -36,7 +32,7 @@ interface Body {
 }
 
 function bodies(): Body[] {
-  const rand = seeded(2024);
+  const rand = seededRandom(2024);
   const styles = {
     '5 decimals': Array.from({ length: 27_648 }, () => Math.round(rand() * 1e5) / 1e5),
     'float32, 17 digits': Array.from(Float32Array.from({ length: 27_648 }, () => rand() * 2 - 1)),

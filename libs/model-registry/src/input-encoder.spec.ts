@@ -1,5 +1,6 @@
 import { ErrorCode } from '@bales/errors';
 import { checkRow, encodePayload, encodeTensors } from './input-encoder';
+import { seededRandom } from '../../../scripts/onnx/onnx-writer';
 import { LiftedArray, liftNumberArrays } from './lifted-arrays';
 import type { TensorSpec } from './protocol';
 
@@ -138,11 +139,8 @@ describe('arrays lifted from the JSON body (LiftedArray)', () => {
   const big: TensorSpec[] = [{ name: 'input', type: 'float32', shape: ['batch', 3, 10, 20] }];
   const wide: TensorSpec[] = [{ name: 'x', type: 'float64', shape: ['batch', 600] }];
   const ids: TensorSpec[] = [{ name: 'ids', type: 'int64', shape: ['batch', 600] }];
-  const rand = (() => {
-    let s = 5;
-    return () => ((s = (s * 1664525 + 1013904223) >>> 0) / 2 ** 32) * 2 - 1;
-  })();
-  const values = Array.from(Float32Array.from({ length: 600 }, rand));
+  const rand = seededRandom(5);
+  const values = Array.from(Float32Array.from({ length: 600 }, () => rand() * 2 - 1));
   const nested = [0, 1, 2].map((c) => Array.from({ length: 10 }, (_, h) => values.slice((c * 10 + h) * 20, (c * 10 + h + 1) * 20)));
   /** A JSON text parsed twice: as the body parser lifts it, and as JSON.parse alone gives it. */
   const both = (text: string) => {

@@ -1,3 +1,4 @@
+import { seededRandom } from '../../../scripts/onnx/onnx-writer';
 import { LiftedArray, liftNumberArrays } from './lifted-arrays';
 
 /** Parses a JSON text the way the gateway's body parser does when it lifts. */
@@ -6,21 +7,13 @@ function parseLifted(text: string): unknown {
   return lifted ? JSON.parse(lifted.text, lifted.reviver) : JSON.parse(text);
 }
 
-const seeded = (seed: number) => {
-  let s = seed >>> 0;
-  return () => {
-    s = (s * 1664525 + 1013904223) >>> 0;
-    return s / 2 ** 32;
-  };
-};
-
 /** What the checked path would write for the same text: JSON.parse's doubles, each stored as a float32. */
 const reference = (array: unknown) => Buffer.from(Float32Array.from((array as unknown[]).flat(16) as number[]).buffer);
 
 const body = (input: unknown) => JSON.stringify({ model_id: 'image', payload: { input } });
 
 describe('liftNumberArrays', () => {
-  const rand = seeded(7);
+  const rand = seededRandom(7);
   // float32 values printed as doubles: what numpy's tolist() or a Float32Array's values give, 16 or 17 digits each.
   const float32Values = Array.from(Float32Array.from({ length: 3000 }, () => rand() * 2 - 1));
   const fiveDigits = Array.from({ length: 3000 }, () => Math.round(rand() * 1e5) / 1e5);
@@ -60,7 +53,7 @@ describe('liftNumberArrays', () => {
   });
 
   it('agrees with JSON.parse on every float32 it gives, for numbers written every way JSON allows', () => {
-    const r = seeded(99);
+    const r = seededRandom(99);
     const digits = (n: number) => Array.from({ length: n }, () => Math.floor(r() * 10)).join('');
     const forms = [
       () => String(Math.fround(r() * 2 - 1)),
