@@ -78,17 +78,21 @@ let scratch = new Float32Array(1 << 16);
 
 const isSpace = (c: number): boolean => c === 32 || c === 10 || c === 13 || c === 9;
 
-/** What the last scan read, kept at module level rather than in an object per array. */
-let count = 0;
-let float32 = true;
-let integers = true;
+/** An array scanned into scratch: where it ends, its dimensions, how many values, and what they can be given as. */
+interface Scan {
+  end: number;
+  dims: number[];
+  count: number;
+  float32: boolean;
+  integers: boolean;
+}
 
 /**
- * Reads the array at `start` (a `[`) if it is a rectangular nest of JSON numbers, into scratch; returns the position
- * after it and its dimensions, or undefined. A number with more than 19 digits or a decimal exponent beyond 44 is
+ * Reads the array at `start` (a `[`) if it is a rectangular nest of JSON numbers, into scratch; returns what it read,
+ * or undefined. A number with more than 19 digits or a decimal exponent beyond 44 is
  * left to JSON.parse. One function with its state in locals: this loop is the lift's whole cost.
  */
-function scanArray(buf: Buffer, start: number): { end: number; dims: number[] } | undefined {
+function scanArray(buf: Buffer, start: number): Scan | undefined {
   let out = scratch;
   let n = 0;
   let allFloat32 = true;
@@ -196,12 +200,7 @@ function scanArray(buf: Buffer, start: number): { end: number; dims: number[] } 
       if (dims[depth] !== -1 && dims[depth] !== counts[depth]) return undefined;
       dims[depth] = counts[depth];
       c = buf[++pos];
-      if (--depth < 0) {
-        count = n;
-        float32 = allFloat32;
-        integers = allIntegers;
-        return { end: pos, dims };
-      }
+      if (--depth < 0) return { end: pos, dims, count: n, float32: allFloat32, integers: allIntegers };
       counts[depth]++;
     }
   }
@@ -232,10 +231,10 @@ export function liftNumberArrays(body: Buffer): Lifted | undefined {
     const scan = scanArray(body, start);
     if (!scan) continue;
     i = scan.end - 1;
-    if (count < LIFT_MIN_VALUES) continue;
+    if (scan.count < LIFT_MIN_VALUES) continue;
     pieces.push(body.toString('utf8', copied, start), `"${PLACEHOLDER}${arrays.length}"`);
     copied = scan.end;
-    arrays.push(new LiftedArray(scan.dims, scratch.slice(0, count), float32, integers, body.subarray(start, scan.end)));
+    arrays.push(new LiftedArray(scan.dims, scratch.slice(0, scan.count), scan.float32, scan.integers, body.subarray(start, scan.end)));
   }
   if (arrays.length === 0) return undefined;
   pieces.push(body.toString('utf8', copied));
