@@ -101,4 +101,27 @@ describe('DynamicBatcher', () => {
     await sleep(0);
     expect(ran[1]).toEqual({ key: 'a', ids: [11, 10] });
   });
+
+  it('counts worker-thread time busy with batches, but not a batch that waits behind a running one', async () => {
+    let now = 0;
+    const finish: (() => void)[] = [];
+    const batcher = new DynamicBatcher<Item>({ slots: 2, windowMs: 10_000, now: () => now, run: () => new Promise<void>((resolve) => finish.push(resolve)) });
+    now = 10;
+    expect(batcher.busyMs).toBe(0);
+    batcher.add('m', 1, items([1]));
+    now = 20;
+    expect(batcher.busyMs).toBe(10);
+    // Three batches handed over on two slots: two run, one waits.
+    batcher.add('m', 1, items([2]));
+    batcher.add('m', 1, items([3]));
+    now = 30;
+    expect(batcher.busyMs).toBe(10 + 2 * 10);
+    finish[0]();
+    finish[1]();
+    finish[2]();
+    await sleep(0);
+    const idleFrom = batcher.busyMs;
+    now = 100;
+    expect(batcher.busyMs).toBe(idleFrom);
+  });
 });

@@ -87,9 +87,18 @@ export class DynamicBatcher<T extends Prioritized> {
   private timer: NodeJS.Timeout | undefined;
   private timerAt = Infinity;
   private readonly now: () => number;
+  /** Worker-thread ms of batches up to `busySince`; a batch handed over beyond the slots waits, so it is not counted. */
+  private busyUntilLastChange = 0;
+  private busySince: number;
 
   constructor(private readonly options: BatcherOptions<T>) {
     this.now = options.now ?? (() => performance.now());
+    this.busySince = this.now();
+  }
+
+  /** Worker-thread milliseconds spent running batches so far. */
+  get busyMs(): number {
+    return this.busyUntilLastChange + Math.min(this.running, this.options.slots) * (this.now() - this.busySince);
   }
 
   /** True when a worker thread has nothing to run and nothing waits here: an item added now starts at once. */
@@ -144,16 +153,22 @@ export class DynamicBatcher<T extends Prioritized> {
     const batch = lane.take();
     if (lane.size === 0) this.lanes.delete(lane.key);
     if (batch.length === 0) return;
-    this.running++;
+    this.setRunning(1);
     this.options
       .run(lane.key, batch)
       .catch(() => undefined)
       .finally(() => {
-        this.running--;
+        this.setRunning(-1);
         this.fillFreeSlots();
         this.sendDue();
         this.armTimer();
       });
+  }
+
+  private setRunning(change: number): void {
+    this.busyUntilLastChange = this.busyMs;
+    this.busySince = this.now();
+    this.running += change;
   }
 
   /** Arms one timer for the oldest waiting item's window; on expiry its lane is sent even without a free slot. */
