@@ -37,16 +37,30 @@ describe('BatchingWorker', () => {
     expect(check()).toBe(true);
   };
 
-  it('says it waits on an empty queue only while the queue answered empty and no job is in hand', async () => {
+  it('says it waits on an empty queue once the queue answered empty, not after it brought a job, whatever is in hand', async () => {
     let finish: () => void = () => undefined;
-    const w = start(() => new Promise<void>((resolve) => (finish = resolve)), () => 8);
+    let held = 0;
+    let wanted = 1;
+    const w = start(
+      () => {
+        held++;
+        return new Promise<void>((resolve) => (finish = resolve));
+      },
+      () => wanted,
+    );
     expect(w.waitingOnEmptyQueue).toBe(false);
     await until(() => w.waitingOnEmptyQueue);
+    wanted = 0;
     await queue.add('j', {});
-    // The blocking fetch brings the job; while the processor holds it, the queue is not known to be empty.
-    await until(() => !w.waitingOnEmptyQueue);
-    finish();
+    await until(() => held === 1);
+    // The blocking fetch brought a job and no fetch went out since: the queue is not known to be empty.
+    expect(w.waitingOnEmptyQueue).toBe(false);
+    wanted = 1;
+    w.startFetches();
+    // The next fetch finds it empty. The job in hand does not matter: its rows are in the batcher already.
     await until(() => w.waitingOnEmptyQueue);
+    expect(held).toBe(1);
+    finish();
   });
 
   it('hands each job to the processor as its fetch returns, not after a run of fetches', async () => {

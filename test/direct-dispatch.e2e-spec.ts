@@ -1,9 +1,9 @@
 import IORedis from 'ioredis';
 import { EXAMPLE_INPUT } from './support/example-input';
-import { GatewayProcess, TestGateway, post, spawnGateway, startGateway, waitFor } from './support/gateway';
+import { GatewayProcess, HttpAnswer, TestGateway, getJson, post, sleep, spawnGateway, startGateway, statuses, waitFor } from './support/gateway';
 import { heavyModelsDir } from './support/models';
 import { TestRedis } from './support/redis-server';
-import { jobsWritten as jobsWrittenUnder } from './support/queued-work';
+import { jobsWritten as jobsWrittenUnder, processorStats } from './support/queued-work';
 
 const body = (extra: object = {}) => ({ model_id: 'stub_v1', priority: 2, payload: { input: EXAMPLE_INPUT }, ...extra });
 
@@ -12,6 +12,18 @@ async function metric(url: string, name: string): Promise<number> {
   const text = await (await fetch(`${url}/metrics`)).text();
   return Number(new RegExp(`^${name}(?:\\{[^}]*\\})? ([\\d.e+-]+)$`, 'm').exec(text)?.[1] ?? 0);
 }
+
+/** `clients` loops, each posting `body` to `url` and waiting for the answer, until `ms` have passed. */
+async function closedLoop(url: string, body: object, clients: number, ms: number): Promise<HttpAnswer[]> {
+  const until = Date.now() + ms;
+  const answers: HttpAnswer[] = [];
+  await Promise.all(Array.from({ length: clients }, async () => { while (Date.now() < until) answers.push(await post(url, body)); }));
+  return answers;
+}
+
+/** A model slow enough (a few ms a row) that a handful of clients keeps one worker thread busy. */
+const SLOW = { MODELS_DIR: heavyModelsDir(48), DEFAULT_MODEL_ID: 'heavy', THREAD_POOL_SIZE: '1', MAX_BATCH_SIZE: '4' };
+const slow = (priority = 3) => ({ model_id: 'heavy', priority, payload: { input: EXAMPLE_INPUT } });
 
 describe('direct dispatch: a request that finds its replica idle runs without the round trips through Redis', () => {
   let redis: TestRedis;
@@ -80,19 +92,37 @@ describe('direct dispatch: a request that finds its replica idle runs without th
       expect(await jobsWritten('direct')).toBe(jobsBefore + 1);
       expect(await metric(direct.url, 'bales_direct_rows_total')).toBe(directBefore);
     });
+  });
 
-    it('under a burst, runs directly only while a worker thread is free and queues the rest, answering each request once', async () => {
-      const before = await metric(direct.url, 'bales_direct_rows_total');
-      const jobsBefore = await jobsWritten('direct');
-      const answers = await Promise.all(Array.from({ length: 200 }, () => post(`${direct.url}/infer`, body())));
-      expect(answers.map((a) => a.status)).toEqual(answers.map(() => 200));
-      expect(new Set(answers.map((a) => a.body.request_id)).size).toBe(200);
-      const directRows = (await metric(direct.url, 'bales_direct_rows_total')) - before;
-      expect(directRows).toBeGreaterThanOrEqual(1);
-      expect(directRows).toBeLessThan(200);
-      expect(await jobsWritten('direct')).toBeGreaterThan(jobsBefore);
-      // The queued ones batched together, as without the shortcut.
+  describe('one replica under sustained load', () => {
+    let gw: TestGateway;
+    beforeAll(async () => {
+      gw = await startGateway(redis.url, { ...SLOW, QUEUE_PREFIX: 'busy' });
+    });
+    afterAll(async () => {
+      await gw?.close();
+    });
+
+    it('keeps its own requests in its batches while its worker thread is busy, writing almost no job to Redis', async () => {
+      const [directBefore, jobsBefore] = [await metric(gw.url, 'bales_direct_rows_total'), await jobsWritten('busy')];
+      const answers = await closedLoop(`${gw.url}/infer`, slow(), 6, 2500);
+      expect(statuses(answers)).toEqual({ 200: answers.length });
+      const directRows = (await metric(gw.url, 'bales_direct_rows_total')) - directBefore;
+      // The worker thread was busy for nearly every request: only an idle one would have run them directly before.
       expect(Math.max(...answers.map((a) => a.body.batch_size))).toBeGreaterThan(1);
+      expect(directRows).toBeGreaterThanOrEqual(0.9 * answers.length);
+      expect((await jobsWritten('busy')) - jobsBefore).toBeLessThanOrEqual(0.1 * answers.length);
+    });
+
+    it('past one batch per worker thread waiting here, queues the rest through Redis, answering each request once', async () => {
+      const [directBefore, jobsBefore] = [await metric(gw.url, 'bales_direct_rows_total'), await jobsWritten('busy')];
+      const answers = await Promise.all(Array.from({ length: 60 }, () => post(`${gw.url}/infer`, slow())));
+      expect(statuses(answers)).toEqual({ 200: 60 });
+      expect(new Set(answers.map((a) => a.body.request_id)).size).toBe(60);
+      const directRows = (await metric(gw.url, 'bales_direct_rows_total')) - directBefore;
+      expect(directRows).toBeGreaterThanOrEqual(1);
+      expect(directRows).toBeLessThan(60);
+      expect(await jobsWritten('busy')).toBeGreaterThan(jobsBefore);
     });
   });
 
@@ -118,6 +148,46 @@ describe('direct dispatch: a request that finds its replica idle runs without th
       expect(answers.map((x) => x.status)).toEqual(answers.map(() => 200));
       expect(await metric(b.url, 'bales_direct_rows_total')).toBe(0);
       expect(finished.indexOf('urgent')).toBeLessThan(finished.length - 4);
+    });
+
+    describe('two processing replicas', () => {
+      let a: GatewayProcess;
+      let b: GatewayProcess;
+      // Slower rows and more clients than a batch: each replica keeps a backlog, so its worker thread never idles.
+      const env = { ...SLOW, MODELS_DIR: heavyModelsDir(256), QUEUE_PREFIX: 'pair', FLEET_HEARTBEAT_TTL_S: '2' };
+      beforeAll(async () => {
+        [a, b] = await Promise.all([spawnGateway(redis.url, env), spawnGateway(redis.url, env)]);
+        procs.push(a, b);
+      });
+
+      it("leaves a busy replica's requests in Redis while the other has room, so the idle one shares the work", async () => {
+        const before = [(await processorStats(a.url)).rows_run, (await processorStats(b.url)).rows_run];
+        const answers = await closedLoop(`${a.url}/infer`, slow(), 12, 4000);
+        expect(statuses(answers)).toEqual({ 200: answers.length });
+        const ran = [(await processorStats(a.url)).rows_run - before[0], (await processorStats(b.url)).rows_run - before[1]];
+        expect(ran[0] + ran[1]).toBe(answers.length);
+        // Kept on A, every one of them would have waited for A's one worker thread while B's sat idle.
+        expect(ran[1]).toBeGreaterThanOrEqual(0.2 * answers.length);
+      });
+
+      it('reports in its heartbeat how busy its worker threads were, and keeps requests local once every replica is busy', async () => {
+        // Fewer clients than a replica keeps in hand (a batch running, one handed over, one waiting): once its
+        // queue is empty, none of a replica's requests needs to wait in Redis.
+        const load = Promise.allSettled([closedLoop(`${a.url}/infer`, slow(), 10, 7000), closedLoop(`${b.url}/infer`, slow(), 10, 7000)]);
+        try {
+          // Heartbeats every 400 ms: each replica soon reports itself busy, and sees the other so.
+          const busy = async () => ((await getJson(`${a.url}/health`)).body.replicas as { busy?: number }[]).map((r) => r.busy ?? 0);
+          await waitFor(async () => (await busy()).every((x) => x >= 0.75), 4000);
+          const count = async (name: string) => [await metric(a.url, name), await metric(b.url, name)];
+          const [directBefore, answeredBefore] = [await count('bales_direct_rows_total'), await count('bales_requests_total')];
+          await sleep(2000);
+          const [direct, answered] = [await count('bales_direct_rows_total'), await count('bales_requests_total')];
+          for (const i of [0, 1]) expect(direct[i] - directBefore[i]).toBeGreaterThanOrEqual(0.5 * (answered[i] - answeredBefore[i]));
+        } finally {
+          const answers = (await load).flatMap((r) => (r.status === 'fulfilled' ? r.value : []));
+          expect(statuses(answers)).toEqual({ 200: answers.length });
+        }
+      });
     });
   });
 });

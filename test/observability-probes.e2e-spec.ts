@@ -30,7 +30,7 @@ describe('Kubernetes probes: GET /health/live and GET /health/ready', () => {
       processor: { enabled: true, batches: expect.any(Number), rows_run: expect.any(Number), rows_expired: expect.any(Number) },
       uptime_s: expect.any(Number),
       replica_id: expect.any(String),
-      replicas: [{ replica_id: res.body.replica_id, ready: true, draining: false, started_at: expect.any(String), models: [{ id: 'stub_v1', version: '1', state: 'ready' }] }],
+      replicas: [{ replica_id: res.body.replica_id, ready: true, draining: false, started_at: expect.any(String), busy: expect.any(Number), models: [{ id: 'stub_v1', version: '1', state: 'ready' }] }],
     });
   });
 

@@ -3,7 +3,7 @@ import type { Redis } from 'ioredis';
 import { BalesConfig } from '@bales/config';
 import { BalesError, ErrorCode } from '@bales/errors';
 import { ModelInfo, ModelRegistry, ModelState, PrepareRequest } from '@bales/model-registry';
-import { InferenceQueue, PendingRequests, QueueConnection, QueueConsumer, RedisConnections } from '@bales/queue';
+import { InferenceQueue, PendingRequests, QueueConnection, QueueConsumer, RedisConnections, versionQueue } from '@bales/queue';
 import { FleetCalls } from './fleet-calls';
 import { FleetStore } from './fleet-store';
 import type { CatalogEntry, FleetMessage, FleetReply, Heartbeat } from './fleet-types';
@@ -22,6 +22,8 @@ export interface ReplicaModel {
 const RECONCILE_MS = 2000;
 /** How long joining at boot waits for the queue's connection to be ready. */
 const BOOT_WAIT_MS = 2000;
+/** A replica whose worker threads were busy less than this share of its last heartbeat interval has room for more. */
+const ROOM_BELOW_BUSY = 0.75;
 
 /**
  * This replica as a member of the fleet: its heartbeat, its part in every fleet-wide call (made here or on another
@@ -55,6 +57,8 @@ export class FleetMember implements OnApplicationBootstrap, BeforeApplicationShu
   private timers: NodeJS.Timeout[] = [];
   private reconciling = false;
   private live: Heartbeat[] = [];
+  /** This replica's load at its previous heartbeat, for the share of time its worker threads were busy since. */
+  private lastLoad = { at: performance.now(), busyMs: 0 };
 
   constructor(
     private readonly config: BalesConfig,
@@ -122,7 +126,7 @@ export class FleetMember implements OnApplicationBootstrap, BeforeApplicationShu
 
   /** The replicas a call waits for: every live one that is not draining, and this one. */
   async targets(): Promise<string[]> {
-    this.live = await this.store.replicas();
+    this.see(await this.store.replicas());
     const ids = new Set(this.live.filter((b) => !b.draining).map((b) => b.replica_id));
     ids.add(this.self);
     return [...ids];
@@ -274,13 +278,37 @@ export class FleetMember implements OnApplicationBootstrap, BeforeApplicationShu
       ready: this.joined && this.registry.ready,
       draining: !this.pending.accepting,
       models,
+      ...(this.config.PROCESSOR_ENABLED && { busy: this.busySinceLastBeat() }),
     };
     try {
       await this.store.beat(heartbeat);
-      this.live = await this.store.replicas();
+      this.see(await this.store.replicas());
     } catch {
       // Redis is away: the heartbeat lapses, and calls elsewhere stop waiting for this replica.
     }
+  }
+
+  /** The share of its worker threads' time this replica spent running batches since its previous heartbeat. */
+  private busySinceLastBeat(): number {
+    const at = performance.now();
+    const { busyMs, slots } = this.consumer.load;
+    const share = (busyMs - this.lastLoad.busyMs) / Math.max(1, (at - this.lastLoad.at) * slots);
+    this.lastLoad = { at, busyMs };
+    return Math.round(Math.min(1, share) * 100) / 100;
+  }
+
+  /**
+   * Takes the live replicas' latest heartbeats, and tells the consumer which model versions another of them has
+   * room to run: this replica then leaves its own busy moments' requests for those in Redis.
+   */
+  private see(live: Heartbeat[]): void {
+    this.live = live;
+    const room = new Set<string>();
+    for (const beat of live) {
+      if (beat.replica_id === this.self || beat.draining || beat.busy === undefined || beat.busy >= ROOM_BELOW_BUSY) continue;
+      for (const m of beat.models) for (const version of m.held ?? []) room.add(versionQueue(m.model_id, version));
+    }
+    this.consumer.setPeerRoom(room);
   }
 
   /**

@@ -25,6 +25,8 @@ export interface Heartbeat {
   draining: boolean;
   /** `held`: every version whose sessions it holds (served, prepared, or kept for work queued under it). */
   models: { model_id: string; version: string; state: ModelState; held: string[]; reason?: string }[];
+  /** The share of time its worker threads ran batches since its previous heartbeat; absent without a processor. */
+  busy?: number;
 }
 
 /** What the replica that took a Models API call asks of every live replica. */

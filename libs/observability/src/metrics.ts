@@ -67,7 +67,7 @@ export class BalesMetrics {
   });
   private readonly directRows = new Counter({
     name: 'bales_direct_rows_total',
-    help: 'Requests run at once on the replica that accepted them, because its processor was idle (DIRECT_DISPATCH), rather than queued in Redis',
+    help: 'Requests taken straight into the batches of the replica that accepted them, with no job waiting in Redis (DIRECT_DISPATCH), rather than queued there',
     registers: [this.registry],
   });
   private readonly requestCounters = new Map<string, { inc(): void }>();

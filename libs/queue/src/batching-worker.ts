@@ -60,11 +60,12 @@ export class BatchingWorker<Data = unknown> extends Worker<Data> {
   }
 
   /**
-   * True while the queue's latest answer was empty and no job is in hand: no job waits in Redis, unless one was
-   * written during the last round trip, which the blocking fetch is bringing.
+   * True while the queue's latest answer was empty: no job waits in Redis, unless one was written during the last
+   * round trip, which the blocking fetch is bringing. Jobs in hand do not matter: their rows are already in the
+   * batcher, in priority order with whatever joins them.
    */
   get waitingOnEmptyQueue(): boolean {
-    return this.queueEmpty && this.jobsHeld.size === 0 && this.fetchesInFlight <= 1 && !this.closing && !this.retryTimer;
+    return this.queueEmpty && this.fetchesInFlight <= 1 && !this.closing && !this.retryTimer;
   }
 
   /** Starts as many fetches as the consumer wants jobs. Call it whenever it may want more. */

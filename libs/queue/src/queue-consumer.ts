@@ -45,6 +45,8 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
   private readonly inHand = new RowCounts();
   private started = false;
   private largestRecentJobRows: number;
+  /** Version queues that another live replica holds with room to run more, as of the fleet's latest heartbeats. */
+  private peerRoom: ReadonlySet<string> = new Set();
   /** Set when the processor starts; jobs whose rows' bytes are apart need it. */
   rowBytes?: RowBytesStore;
 
@@ -137,6 +139,19 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
       await this.closeWorker(worker);
     }
     await this.queues.forget(modelId, version);
+  }
+
+  /** Worker-thread milliseconds spent running batches since boot, and the threads there are: this replica's load. */
+  get load(): { busyMs: number; slots: number } {
+    return { busyMs: this.batcher.busyMs, slots: this.registry.slots };
+  }
+
+  /**
+   * The version queues (`versionQueue(id, version)`) that another replica holds with room to run more: while this
+   * replica is busy, its requests for those go through Redis, where that replica fetches them.
+   */
+  setPeerRoom(queues: ReadonlySet<string>): void {
+    this.peerRoom = queues;
   }
 
   async beforeApplicationShutdown(): Promise<void> {
@@ -249,13 +264,16 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
   }
 
   /**
-   * Runs one of this replica's own requests at once when nothing can be more urgent: the fetch waits on an empty
-   * queue, so no job waits in Redis (but one written in the last round trip), and a worker thread is free. Its row
-   * counts in the shared depth as written and taken at once, like a job's.
+   * Takes one of this replica's own requests straight into its batches when nothing can be more urgent: the fetch
+   * waits on an empty queue, so no job waits in Redis (but one written in the last round trip). With a worker
+   * thread free it runs at once. With all busy it waits here in priority order, as a fetched job's rows would, while
+   * fewer than the fetch bound wait and no other replica holding the version has room: one that does would start
+   * it sooner from Redis. Its row counts in the shared depth as written and taken at once, like a job's.
    */
   private takeDirect(row: QueuedRow): boolean {
     const name = versionQueue(row.modelId, row.version);
-    if (!this.workers.get(name)?.waitingOnEmptyQueue || !this.batcher.idle) return false;
+    if (!this.workers.get(name)?.waitingOnEmptyQueue) return false;
+    if (!this.batcher.idle && (this.jobsWanted() === 0 || this.peerRoom.has(name))) return false;
     const model = this.registry.version(row.modelId, row.version);
     if (model?.state !== ModelState.READY) return false;
     this.depth.removeTaken(row.modelId, row.priority, [row.deadline]);

@@ -48,7 +48,7 @@ export class HealthController {
       processor: { enabled: this.config.PROCESSOR_ENABLED, batches, rows_run: rowsRun, rows_expired: rowsExpired },
       uptime_s: Math.round(process.uptime()),
       replica_id: this.fleet.self,
-      replicas: this.fleet.replicas().map((b) => ({ replica_id: b.replica_id, ready: b.ready, draining: b.draining, started_at: b.started_at, models: b.models.map((m) => ({ id: m.model_id, version: m.version, state: m.state })) })),
+      replicas: this.fleet.replicas().map((b) => ({ replica_id: b.replica_id, ready: b.ready, draining: b.draining, started_at: b.started_at, ...(b.busy !== undefined && { busy: b.busy }), models: b.models.map((m) => ({ id: m.model_id, version: m.version, state: m.state })) })),
     };
   }
 

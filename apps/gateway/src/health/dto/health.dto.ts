@@ -54,6 +54,9 @@ export class FleetReplicaDto {
   @ApiProperty({ format: 'date-time' })
   started_at: string;
 
+  @ApiPropertyOptional({ example: 0.42, description: 'The share of time its worker threads ran batches over its last heartbeat interval; absent when it runs no processor' })
+  busy?: number;
+
   @ApiProperty({ example: [{ id: 'stub_v1', version: '2', state: 'ready' }], description: 'The model versions it holds, with their states there' })
   models: { id: string; version: string; state: string }[];
 }
