@@ -47,14 +47,30 @@ interface SaturationRun extends LoadResult {
    * on a whole core, and much less disturbed than req/s when other work shares the machine.
    */
   mainThreadUsPerRequest: number;
-  /** Requests per BullMQ job the gateway wrote during the run (the gateways only): what each job's cost is shared by. */
+  /**
+   * Queued requests per BullMQ job the gateway wrote during the run (the gateways only, and only when it wrote any):
+   * what each job's cost is shared by.
+   */
   rowsPerJob?: number;
+  /** The share of requests the gateway took straight into its batches, never written to Redis (direct dispatch). */
+  directShare?: number;
+}
+
+/** bales_direct_rows_total from a gateway's /metrics. */
+async function directRows(url: string): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  return Number(/^bales_direct_rows_total ([\d.e+]+)$/m.exec(text)?.[1] ?? 0);
 }
 
 const log = (line: string) => console.log(`[${new Date().toISOString().slice(11, 19)}] ${line}`);
 const pad = (s: string | number, n: number) => String(s).padStart(n);
 const fmtMs = (n: number) => (Number.isFinite(n) ? n.toFixed(2) : '-');
 const rows = (n: number) => `${n} ${n === 1 ? 'row' : 'rows'}`;
+/** The median of the runs that have the figure, if any has it. */
+const optionalMedian = (xs: (number | undefined)[]) => {
+  const known = xs.filter((x): x is number => x !== undefined);
+  return known.length ? median(known) : undefined;
+};
 
 async function main(): Promise<void> {
   const model = prepareModel(modelArg());
@@ -100,6 +116,7 @@ async function main(): Promise<void> {
       ];
       const jobIds = role === 'gateway' || role === 'noBatching' ? `${QUEUE_PREFIXES[role]}:${versionQueue('stub_v1', '1')}:id` : undefined;
       const jobsBefore = jobIds ? Number(await redisClient.get(jobIds)) : 0;
+      const directBefore = jobIds ? await directRows(server.url) : 0;
       const before = procs.map(([, pid, tid, children]) => cpuSeconds(pid, tid, children));
       const ticksBefore = machineTicks();
       const started = performance.now();
@@ -110,8 +127,10 @@ async function main(): Promise<void> {
       const ticks = machineTicks();
       cpu.idle = round((machine().cores * (ticks.idle - ticksBefore.idle)) / (ticks.total - ticksBefore.total), 2);
       const jobs = jobIds ? Number(await redisClient.get(jobIds)) - jobsBefore : 0;
-      const rowsPerJob = jobs > 0 ? round(result.requests / jobs, 1) : undefined;
-      return { ...result, cpu, mainThreadUsPerRequest: round((procs[1][0] in cpu ? cpu[procs[1][0]] : NaN) * 1e6 / result.throughput, 0), rowsPerJob };
+      const direct = jobIds ? Math.min(result.requests, (await directRows(server.url)) - directBefore) : 0;
+      const rowsPerJob = jobs > 0 ? round((result.requests - direct) / jobs, 1) : undefined;
+      const directShare = jobIds && result.requests > 0 ? round(direct / result.requests, 2) : undefined;
+      return { ...result, cpu, mainThreadUsPerRequest: round((procs[1][0] in cpu ? cpu[procs[1][0]] : NaN) * 1e6 / result.throughput, 0), rowsPerJob, directShare };
     };
 
     log(`warm-up: 2 s closed loop on each server`);
@@ -122,12 +141,12 @@ async function main(): Promise<void> {
       for (const role of Object.keys(byRole) as Role[]) {
         const run = await saturate(role, seconds);
         runs[role].push(run);
-        log(`saturation ${r}/${repeats} ${ROLE_NAMES[role]}: ${thousands(run.throughput)} req/s, p99 ${fmtMs(run.p99)} ms, errors ${run.errors}, main thread ${run.mainThreadUsPerRequest} us/req${run.rowsPerJob ? `, ${rows(run.rowsPerJob)} per job` : ''}, CPU cores ${JSON.stringify(run.cpu)}`);
+        log(`saturation ${r}/${repeats} ${ROLE_NAMES[role]}: ${thousands(run.throughput)} req/s, p99 ${fmtMs(run.p99)} ms, errors ${run.errors}, main thread ${run.mainThreadUsPerRequest} us/req${run.directShare !== undefined ? `, ${run.directShare} of requests direct` : ''}${run.rowsPerJob ? `, ${rows(run.rowsPerJob)} per job` : ''}, CPU cores ${JSON.stringify(run.cpu)}`);
       }
     }
     const med = (role: Role) => {
       const list = runs[role];
-      return { throughput: median(list.map((x) => x.throughput)), mainThreadUsPerRequest: median(list.map((x) => x.mainThreadUsPerRequest)), p50: median(list.map((x) => x.p50)), p90: median(list.map((x) => x.p90)), p99: median(list.map((x) => x.p99)), errors: list.reduce((n, x) => n + x.errors, 0), rowsPerJob: list[0].rowsPerJob === undefined ? undefined : median(list.map((x) => x.rowsPerJob!)) };
+      return { throughput: median(list.map((x) => x.throughput)), mainThreadUsPerRequest: median(list.map((x) => x.mainThreadUsPerRequest)), p50: median(list.map((x) => x.p50)), p90: median(list.map((x) => x.p90)), p99: median(list.map((x) => x.p99)), errors: list.reduce((n, x) => n + x.errors, 0), rowsPerJob: optionalMedian(list.map((x) => x.rowsPerJob)), directShare: optionalMedian(list.map((x) => x.directShare)) };
     };
     const saturation = { ceiling: med('ceiling'), framework: med('framework'), gateway: med('gateway'), noBatching: med('noBatching') };
 
@@ -152,13 +171,16 @@ async function main(): Promise<void> {
 
     // The least the parts below the HTTP stack cost alone, beside the Nest stack's cost from this run: the best
     // gateway / ceiling ratio a gateway built this way could reach (docs/benchmarks.md). The ratio target is the stub's.
-    let floor: (Floor & { totalUs: number; bestRatio: number; gatewayUsRatio: number }) | undefined;
+    // Only the requests written to Redis pay the queue hop: those direct dispatch took skip it.
+    let floor: (Floor & { queuedShare: number; totalUs: number; bestRatio: number; gatewayUsRatio: number }) | undefined;
     if (model.choice === 'stub') {
       log('floor: the queue hop alone (bench:queue) and the batcher alone (bench:batcher), each in its own process');
       const measured = await measureFloor(seconds / 5, repeats, loadConfig({ ...process.env, LOG_LEVEL: 'warn' }).MAX_BATCH_SIZE);
-      const totalUs = round(saturation.framework.mainThreadUsPerRequest + measured.queueUsPerRow + measured.batcherUsPerRequest, 1);
+      const queuedShare = round(1 - (saturation.gateway.directShare ?? 0), 2);
+      const totalUs = round(saturation.framework.mainThreadUsPerRequest + measured.queueUsPerRow * queuedShare + measured.batcherUsPerRequest, 1);
       floor = {
         ...measured,
+        queuedShare,
         totalUs,
         bestRatio: round(saturation.ceiling.mainThreadUsPerRequest / totalUs, 2),
         gatewayUsRatio: round(saturation.ceiling.mainThreadUsPerRequest / saturation.gateway.mainThreadUsPerRequest, 2),
@@ -211,8 +233,9 @@ async function main(): Promise<void> {
     console.log(`gateway / ceiling: ${ratioCeiling.toFixed(2)}    gateway / no batching: ${ratioNoBatch.toFixed(2)}    Nest stack / ceiling: ${ratioFramework.toFixed(2)}`);
     if (floor) {
       console.log(
-        `floor: Nest stack ${saturation.framework.mainThreadUsPerRequest} us + queue hop ${floor.queueUsPerRow} us (${floor.rowsPerJob} rows per job) + batcher ${floor.batcherUsPerRequest} us = ${floor.totalUs} us per request: ` +
-          `best gateway / ceiling for this design ${floor.bestRatio.toFixed(2)} (the gateway, in event-loop CPU: ${floor.gatewayUsRatio.toFixed(2)}, its jobs carrying ${rows(saturation.gateway.rowsPerJob!)})`,
+        `floor: Nest stack ${saturation.framework.mainThreadUsPerRequest} us + queue hop ${floor.queueUsPerRow} us (${floor.rowsPerJob} rows per job) x ${floor.queuedShare} of requests queued + batcher ${floor.batcherUsPerRequest} us = ${floor.totalUs} us per request: ` +
+          `best gateway / ceiling for this design ${floor.bestRatio.toFixed(2)} (the gateway, in event-loop CPU: ${floor.gatewayUsRatio.toFixed(2)}, ${saturation.gateway.directShare ?? 0} of its requests direct` +
+          `${saturation.gateway.rowsPerJob ? `, its jobs carrying ${rows(saturation.gateway.rowsPerJob)}` : ', no job written'})`,
       );
     }
     for (const role of ['gateway', 'noBatching'] as const) {
