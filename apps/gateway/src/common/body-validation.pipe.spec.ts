@@ -1,7 +1,7 @@
 import { BadRequestException } from '@nestjs/common';
 import { LiftedArray, liftNumberArrays } from '@bales/model-registry';
 import { InferRequestDto } from '../infer/dto/infer-request.dto';
-import { V2InferRequestDto, V2InputTensorDto } from '../v2/dto/v2-infer-request.dto';
+import { V2InferRequestDto, V2InputTensorDto, V2RequestedOutputDto } from '../v2/dto/v2-infer-request.dto';
 import { BodyValidationPipe, MAX_BODY_DEPTH, nestsDeeperThan } from './body-validation.pipe';
 
 const nested = (depth: number) => JSON.parse('['.repeat(depth) + '1' + ']'.repeat(depth));
@@ -114,6 +114,16 @@ describe('BodyValidationPipe', () => {
     it('validates data holding objects as class-transformer copies it, for the encoder to refuse', async () => {
       const dto = await asV2({ inputs: [input([1, { prototype: 1 }])] });
       expect(dto.inputs[0].data).toEqual([1, {}]);
+    });
+
+    it('reads a valid body without class-transformer, and leaves one with prototype keys to Nest, which deletes them', async () => {
+      const parameters = { binary_data_size: 16 };
+      const dto = await asV2({ inputs: [{ name: 'x', shape: [2, 2], datatype: 'FP32', parameters }], outputs: [{ name: 'y' }] });
+      // Not copied: the client's own object, where class-transformer would have built a new one.
+      expect(dto.inputs[0].parameters).toBe(parameters);
+      expect(dto.outputs[0]).toBeInstanceOf(V2RequestedOutputDto);
+      const stripped = await asV2({ inputs: [{ ...input([1, 2, 3, 4]), parameters: { prototype: 1, constructor: 2, binary: 3 } }] });
+      expect(stripped.inputs[0].parameters).toEqual({ binary: 3 });
     });
   });
 });

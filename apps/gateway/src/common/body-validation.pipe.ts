@@ -1,7 +1,7 @@
 import { ArgumentMetadata, BadRequestException, Injectable, SetMetadata, ValidationError, ValidationPipe } from '@nestjs/common';
 import { validateSync } from 'class-validator';
 import { LiftedArray } from '@bales/model-registry';
-import { Acceptor, compileAcceptor } from './compiled-validation';
+import { Reader, compileReader } from './compiled-validation';
 
 const FLAT_DTO = Symbol('flat-dto');
 
@@ -40,6 +40,25 @@ export const OpaqueArrays = (list: string, field: string): ClassDecorator => Set
 function numbersOnly(array: unknown[]): boolean {
   for (let i = 0; i < array.length; i++) if (typeof array[i] !== 'number') return false;
   return true;
+}
+
+/**
+ * True when an object anywhere in the value has a `prototype`, `constructor` or `__proto__` key of its own: keys
+ * Nest's ValidationPipe deletes before class-transformer copies the body, so such a body takes that path.
+ */
+function holdsPrototypeKeys(value: unknown): boolean {
+  const stack: unknown[] = [value];
+  while (stack.length > 0) {
+    const v = stack.pop();
+    if (v === null || typeof v !== 'object') continue;
+    if (Array.isArray(v)) {
+      for (let i = 0; i < v.length; i++) if (v[i] !== null && typeof v[i] === 'object') stack.push(v[i]);
+      continue;
+    }
+    if (Object.hasOwn(v, 'prototype') || Object.hasOwn(v, 'constructor') || Object.hasOwn(v, '__proto__')) return true;
+    for (const key in v) stack.push((v as Record<string, unknown>)[key]);
+  }
+  return false;
 }
 
 /**
@@ -134,8 +153,8 @@ function messages(errors: ValidationError[], parent = ''): string[] {
  */
 @Injectable()
 export class BodyValidationPipe extends ValidationPipe {
-  /** Per flat DTO, its compiled check (undefined: class-validator only). */
-  private readonly acceptors = new Map<Function, Acceptor | undefined>();
+  /** Per DTO, its compiled reader (undefined: class-validator only). */
+  private readonly readers = new Map<Function, Reader | undefined>();
 
   constructor() {
     super({
@@ -158,11 +177,11 @@ export class BodyValidationPipe extends ValidationPipe {
       // A flat DTO's object fields are opaque: the lifted arrays in them are tensors. Its own fields are not.
       const fields = value as Record<string, unknown>;
       for (const key in fields) if (fields[key] instanceof LiftedArray) fields[key] = (fields[key] as LiftedArray).toArray();
+      // A valid body is the common case and needs only the compiled check; class-validator names what is wrong.
+      const read = this.read(type, fields);
+      if (read) return read;
       // Fastify's JSON parser already refuses __proto__ and constructor.prototype keys, so a shallow copy is safe.
       const dto = Object.assign(new type(), value);
-      if (!this.acceptors.has(type)) this.acceptors.set(type, compileAcceptor(type));
-      // A valid body is the common case and needs only the compiled check; class-validator names what is wrong.
-      if (this.acceptors.get(type)?.(dto)) return dto;
       const errors = validateSync(dto, { whitelist: true, forbidNonWhitelisted: true });
       if (errors.length > 0) throw new BadRequestException(messages(errors).join('; '));
       return dto;
@@ -171,6 +190,12 @@ export class BodyValidationPipe extends ValidationPipe {
     if (opaque) return this.withOpaqueArrays(value as Record<string, unknown>, metadata, opaque);
     restoreLifted(value);
     return super.transform(value, metadata);
+  }
+
+  /** The DTO instance of a body class-validator would accept, read without it; undefined when it might not. */
+  private read(type: new () => object, body: Record<string, unknown>): object | undefined {
+    if (!this.readers.has(type)) this.readers.set(type, compileReader(type));
+    return this.readers.get(type)?.(body);
   }
 
   /**
@@ -191,10 +216,13 @@ export class BodyValidationPipe extends ValidationPipe {
       });
     }
     restoreLifted(body);
-    if (held.size === 0) return super.transform(body, metadata);
+    // A valid body is the common case and needs only the compiled reader; the full path names what is wrong.
+    const read = holdsPrototypeKeys(body) ? undefined : this.read(metadata.metatype as new () => object, body);
+    if (held.size === 0) return read ?? super.transform(body, metadata);
     let dto: Record<string, unknown>;
     try {
-      dto = await super.transform(body, metadata);
+      // The reader builds the instance entry by entry, in order, as class-transformer does.
+      dto = (read as Record<string, unknown> | undefined) ?? (await super.transform(body, metadata));
     } finally {
       for (const [index, array] of held) (entries as Record<string, unknown>[])[index][field] = array;
     }
