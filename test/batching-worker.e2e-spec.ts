@@ -25,8 +25,8 @@ describe('BatchingWorker', () => {
     await queue.close();
   });
 
-  const start = (process: (job: Job) => Promise<void>, jobsWanted: () => number) => {
-    worker = new BatchingWorker(queue.name, process, { connection: connection(), lockDuration: 3000, stalledInterval: 1000 }, jobsWanted);
+  const start = (process: (job: Job) => Promise<void>, jobsWanted: () => number, drainDelay?: number) => {
+    worker = new BatchingWorker(queue.name, process, { connection: connection(), lockDuration: 3000, stalledInterval: 1000, ...(drainDelay && { drainDelay }) }, jobsWanted);
     worker.on('error', () => undefined);
     void worker.run();
     return worker;
@@ -61,6 +61,19 @@ describe('BatchingWorker', () => {
     await until(() => w.waitingOnEmptyQueue);
     expect(held).toBe(1);
     finish();
+  });
+
+  it('stops saying the queue is empty once no fetch watches it, until one answers again', async () => {
+    let wanted = 1;
+    // The blocking fetch gives up after 0.1 s with no job, as it does after 5 s in the gateway.
+    const w = start(async () => undefined, () => wanted, 0.1);
+    await until(() => w.waitingOnEmptyQueue);
+    // Wanting no more jobs, the worker sends no fetch after the blocking one gives up: jobs written then go unseen.
+    wanted = 0;
+    await until(() => !w.waitingOnEmptyQueue);
+    wanted = 1;
+    w.startFetches();
+    await until(() => w.waitingOnEmptyQueue);
   });
 
   it('hands each job to the processor as its fetch returns, not after a run of fetches', async () => {

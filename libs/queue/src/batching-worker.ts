@@ -26,7 +26,11 @@ export class BatchingWorker<Data = unknown> extends Worker<Data> {
   /** Fetches to keep out: 1 (one blocking fetch) until the queue answers with jobs, then doubling per job. */
   private fetchWindow = 1;
   private fetchTokens = 0;
-  /** The queue's latest answer was empty: from then until a job comes, the one fetch out blocks on the queue. */
+  /**
+   * The queue's latest answer was empty, and a fetch has been out ever since: from then until a job comes, the one
+   * fetch out blocks on the queue. Once no fetch is out (the consumer wants no more jobs), jobs may be written
+   * unseen, so the queue counts as not known to be empty until a fetch answers again.
+   */
   private queueEmpty = false;
   private readonly jobsHeld = new Set<Promise<unknown>>();
   private retryTimer?: NodeJS.Timeout;
@@ -93,6 +97,7 @@ export class BatchingWorker<Data = unknown> extends Worker<Data> {
         this.handOver(job);
         this.fetchesInFlight--;
         this.startFetches();
+        this.noteUnwatched();
       },
       (err: Error) => {
         this.fetchesInFlight--;
@@ -102,8 +107,14 @@ export class BatchingWorker<Data = unknown> extends Worker<Data> {
           this.startFetches();
         }, RETRY_DELAY_MS);
         this.startFetches();
+        this.noteUnwatched();
       },
     );
+  }
+
+  /** With no fetch out, nothing sees jobs written from now on: the queue is no longer known to be empty. */
+  private noteUnwatched(): void {
+    if (this.fetchesInFlight === 0) this.queueEmpty = false;
   }
 
   /** Hands a fetched job to the processor at once and widens the window; an empty answer closes it. */
@@ -140,6 +151,7 @@ export class BatchingWorker<Data = unknown> extends Worker<Data> {
       .finally(() => {
         this.jobsHeld.delete(processed);
         this.startFetches();
+        this.noteUnwatched();
       });
   }
 }
