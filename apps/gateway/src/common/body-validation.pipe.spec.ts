@@ -99,6 +99,9 @@ describe('BodyValidationPipe', () => {
       expect(body.inputs[0].data).toBe(data);
       await expect(asV2({ inputs: [input('1,2')] })).rejects.toThrow('inputs[].data must be an array');
       await expect(asV2({ inputs: [{ name: 'x', shape: [1], datatype: 'FP32' }] })).rejects.toThrow('inputs[].data is required');
+      // class-validator's nested check alone would walk into an array inside the list and pass it.
+      await expect(asV2({ inputs: [[input([1, 2, 3, 4])]] })).rejects.toThrow('inputs must hold tensor objects, one per input');
+      await expect(asV2({ inputs: [input([1, 2, 3, 4])], outputs: [[{ name: 'y' }]] })).rejects.toThrow('outputs must hold objects, one per output');
     });
 
     it('hands over lifted data, and validates any other lifted array (a shape) as the array it was', async () => {

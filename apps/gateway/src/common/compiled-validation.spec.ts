@@ -95,26 +95,20 @@ describe('compileReader on a nested DTO (V2 infer)', () => {
     return out;
   };
 
-  it('never accepts a generated V2 body class-validator refuses, reads all but the odd shapes it leaves to it, and builds the same instance', () => {
+  it('agrees with class-transformer and class-validator on every one of 20,000 generated V2 bodies, and builds the same instance', () => {
     const rand = random(11);
-    let [valid, asked] = [0, 0];
+    let valid = 0;
     for (let i = 0; i < 20_000; i++) {
       const b = body(rand);
       const expected = plainToInstance(V2InferRequestDto, structuredClone(b));
       const accepted = classValidatorAccepts(expected);
       const got = read(b);
-      if (got && !accepted) throw new Error(`accepts what class-validator refuses: ${JSON.stringify(b)}`);
-      if (!accepted) continue;
+      if ((got !== undefined) !== accepted) throw new Error(`disagrees with class-validator (${accepted}) on ${JSON.stringify(b)}`);
+      if (!got) continue;
       valid++;
-      if (!got) {
-        // Only an array in an array of nested tensors, which class-validator walks into, is left to it.
-        expect(JSON.stringify(b)).toMatch(/"inputs":\[\[/);
-        asked++;
-        continue;
-      }
       expect(got).toEqual(expected);
     }
-    expect(valid - asked).toBeGreaterThan(2_000);
+    expect(valid).toBeGreaterThan(2_000);
     expect(valid).toBeLessThan(18_000);
   });
 

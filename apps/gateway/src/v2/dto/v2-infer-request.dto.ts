@@ -92,6 +92,8 @@ export class V2InferRequestDto {
   @IsArray({ message: 'inputs must be an array' })
   @ArrayMinSize(1, { message: 'inputs must hold at least one tensor' })
   @ArrayMaxSize(64)
+  // class-validator's nested check walks into an array inside the array: such an entry is refused here by name.
+  @IsObject({ each: true, message: 'inputs must hold tensor objects, one per input' })
   @ValidateNested({ each: true })
   @Type(() => V2InputTensorDto)
   inputs: V2InputTensorDto[];
@@ -100,6 +102,7 @@ export class V2InferRequestDto {
   @IsOptional()
   @IsArray({ message: 'outputs must be an array' })
   @ArrayMaxSize(64)
+  @IsObject({ each: true, message: 'outputs must hold objects, one per output' })
   @ValidateNested({ each: true })
   @Type(() => V2RequestedOutputDto)
   outputs?: V2RequestedOutputDto[];
