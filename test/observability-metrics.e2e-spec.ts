@@ -133,6 +133,23 @@ describe('GET /metrics (real HTTP, Redis and ONNX Runtime)', () => {
     expect(sample(text, 'bales_inference_seconds_sum')).toBeGreaterThan(0);
   });
 
+  it('counts the worker threads and the seconds they spend running batches, no less than the inference they ran', async () => {
+    const data = Array.from({ length: 16 }, () => EXAMPLE_INPUT).flat();
+    const [busy, inference] = await growth(
+      own.gw.url,
+      async () => {
+        for (let i = 0; i < 5; i++) expect((await post(`${own.gw.url}/v2/models/stub_v1/infer`, { inputs: [{ name: 'input', shape: [16, 128], datatype: 'FP32', data }] })).status).toBe(200);
+      },
+      ['bales_worker_busy_seconds_total'],
+      ['bales_inference_seconds_sum'],
+    );
+    // A batch keeps its thread busy from its hand-over until its answer is back, which spans its inference.
+    expect(inference).toBeGreaterThan(0);
+    expect(busy).toBeGreaterThanOrEqual(inference);
+    expect(busy).toBeLessThan(5);
+    expect(sample(await scrape(own.gw.url), 'bales_worker_threads')).toBe(2);
+  });
+
   it('counts every rejection once, by reason', async () => {
     const growthOf = await growth(
       own.gw.url,
@@ -196,12 +213,12 @@ describe('METRICS_TIME_UNIT=ms, for dashboards built against the original BALES'
     await expectSumsMatchAnswers(own.gw.url, 'ms');
   });
 
-  it('fails promtool check metrics only on the abbreviated units in those three names', async () => {
+  it('fails promtool check metrics only on the abbreviated units in those three names and the worker busy time', async () => {
     const { status, problems } = promtool(await scrape(own.gw.url));
     // promtool exits 1 on text it cannot parse and 3 on lint findings only.
     expect(status).toBe(3);
     expect(problems.sort()).toEqual(
-      ['bales_inference_ms', 'bales_queue_wait_ms', 'bales_request_latency_ms'].map((n) => `${n} metric names should not contain abbreviated units`),
+      ['bales_inference_ms', 'bales_queue_wait_ms', 'bales_request_latency_ms', 'bales_worker_busy_ms_total'].map((n) => `${n} metric names should not contain abbreviated units`),
     );
   });
 });

@@ -1,4 +1,4 @@
 export { ObservabilityModule } from './observability.module';
 export { BalesMetrics, BATCH_SIZE_BUCKETS, MS_BUCKETS } from './metrics';
-export type { ModelStateSample, QueueDepthSample, ReloadResult } from './metrics';
+export type { ModelStateSample, QueueDepthSample, ReloadResult, WorkerLoad } from './metrics';
 export { createLogger, fastifyLogging } from './logging';

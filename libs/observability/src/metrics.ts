@@ -25,6 +25,12 @@ export interface QueueDepthSample {
   rows: number;
 }
 
+/** A replica's worker threads: the milliseconds they have spent running batches since boot, and how many there are. */
+export interface WorkerLoad {
+  busyMs: number;
+  threads: number;
+}
+
 /** One model's state on this replica. */
 export interface ModelStateSample {
   modelId: string;
@@ -75,6 +81,7 @@ export class BalesMetrics {
   private depthSource: () => QueueDepthSample[] = () => [];
   private modelStates: { states: readonly string[]; source: () => ModelStateSample[] } = { states: [], source: () => [] };
   private replicasSource: () => number = () => 0;
+  private workerLoadSource: () => WorkerLoad = () => ({ busyMs: 0, threads: 0 });
 
   constructor(config: BalesConfig) {
     const { suffix, words, msPerUnit } = TIME_UNITS[config.METRICS_TIME_UNIT];
@@ -121,6 +128,25 @@ export class BalesMetrics {
       registers: [this.registry],
       collect() {
         this.set(metrics.replicasSource());
+      },
+    });
+    let busyMsCounted = 0;
+    new Counter({
+      name: `bales_worker_busy_${suffix}_total`,
+      help: `Worker-thread ${words} spent running batches; its rate over bales_worker_threads is the share of time they were busy`,
+      registers: [this.registry],
+      collect() {
+        const { busyMs } = metrics.workerLoadSource();
+        if (busyMs > busyMsCounted) this.inc((busyMs - busyMsCounted) / msPerUnit);
+        busyMsCounted = Math.max(busyMsCounted, busyMs);
+      },
+    });
+    new Gauge({
+      name: 'bales_worker_threads',
+      help: 'Worker threads running ONNX Runtime on this replica (THREAD_POOL_SIZE)',
+      registers: [this.registry],
+      collect() {
+        this.set(metrics.workerLoadSource().threads);
       },
     });
     // Node's process metrics sample on timers of their own: only worth it when someone scrapes them.
@@ -186,6 +212,11 @@ export class BalesMetrics {
   /** Where bales_fleet_replicas is read from at scrape time. */
   readReplicasFrom(source: () => number): void {
     this.replicasSource = source;
+  }
+
+  /** Where bales_worker_busy_seconds_total and bales_worker_threads are read from at scrape time. */
+  readWorkerLoadFrom(source: () => WorkerLoad): void {
+    this.workerLoadSource = source;
   }
 
   private histogram(name: string, help: string, buckets: number[]): Histogram {

@@ -2,7 +2,7 @@ import { Injectable, OnModuleInit } from '@nestjs/common';
 import { Fleet } from '@bales/fleet';
 import { ModelRegistry, ModelState } from '@bales/model-registry';
 import { BalesMetrics } from '@bales/observability';
-import { PendingRequests, QueueDepth } from '@bales/queue';
+import { PendingRequests, QueueConsumer, QueueDepth } from '@bales/queue';
 
 /** Points the gauges that mirror this replica's state at their sources; they are read only when Prometheus scrapes. */
 @Injectable()
@@ -13,6 +13,7 @@ export class ReplicaGauges implements OnModuleInit {
     private readonly depth: QueueDepth,
     private readonly registry: ModelRegistry,
     private readonly fleet: Fleet,
+    private readonly consumer: QueueConsumer,
   ) {}
 
   onModuleInit(): void {
@@ -21,6 +22,10 @@ export class ReplicaGauges implements OnModuleInit {
       Object.entries(this.depth.snapshot()).flatMap(([modelId, byPriority]) => Object.entries(byPriority).map(([priority, rows]) => ({ modelId, priority: Number(priority), rows }))),
     );
     this.metrics.readReplicasFrom(() => this.fleet.replicas().length);
+    this.metrics.readWorkerLoadFrom(() => {
+      const { busyMs, slots } = this.consumer.load;
+      return { busyMs, threads: slots };
+    });
     this.metrics.readModelStatesFrom(Object.values(ModelState), () => this.registry.list().map((m) => ({ modelId: m.id, state: m.state })));
   }
 }
