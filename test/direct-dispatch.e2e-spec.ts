@@ -162,12 +162,13 @@ describe('direct dispatch: a request that finds its replica idle runs without th
 
       it("leaves a busy replica's requests in Redis while the other has room, so the idle one shares the work", async () => {
         const before = [(await processorStats(a.url)).rows_run, (await processorStats(b.url)).rows_run];
-        const answers = await closedLoop(`${a.url}/infer`, slow(), 12, 4000);
+        const answers = await closedLoop(`${a.url}/infer`, slow(), 8, 4000);
         expect(statuses(answers)).toEqual({ 200: answers.length });
         const ran = [(await processorStats(a.url)).rows_run - before[0], (await processorStats(b.url)).rows_run - before[1]];
         expect(ran[0] + ran[1]).toBe(answers.length);
-        // Kept on A, every one of them would have waited for A's one worker thread while B's sat idle.
-        expect(ran[1]).toBeGreaterThanOrEqual(0.2 * answers.length);
+        // Eight clients fit in what A keeps in hand: kept on A, all but a handful would have waited for A's one worker
+        // thread while B's sat idle (B ran 0.2% of them without the room check, about 30% with it).
+        expect(ran[1]).toBeGreaterThanOrEqual(0.15 * answers.length);
       });
 
       it('reports in its heartbeat how busy its worker threads were, and keeps requests local once every replica is busy', async () => {
