@@ -36,8 +36,10 @@ export class FleetCalls {
     subscriber: Redis,
     handle: (message: FleetMessage) => Promise<FleetReply>,
   ) {
-    // ioredis subscribes again itself on every reconnection; a failure here is only logged by the connection.
-    subscriber.subscribe(store.channel, store.replyChannel(self)).catch(() => undefined);
+    // Subscribed on every (re)connection, not by ioredis's autoResubscribe (off on this connection): that drops its
+    // SUBSCRIBE's promise, which a shutdown during the reconnection rejects unhandled ("Connection is closed.").
+    // A failure here is only logged by the connection.
+    subscriber.on('ready', () => void subscriber.subscribe(store.channel, store.replyChannel(self)).catch(() => undefined));
     subscriber.on('message', (channel: string, text: string) => {
       let parsed: unknown;
       try {

@@ -78,7 +78,7 @@ export class FleetMember implements OnApplicationBootstrap, BeforeApplicationShu
    * here, it joins at its first catalog check once Redis answers, and is not ready until then.
    */
   async onApplicationBootstrap(): Promise<void> {
-    const subscriber = this.redis.open('fleet', { enableOfflineQueue: true, maxRetriesPerRequest: null });
+    const subscriber = this.redis.open('fleet', { enableOfflineQueue: true, maxRetriesPerRequest: null, autoResubscribe: false });
     this.calls = new FleetCalls(this.store, this.self, () => this.connection.client as Redis | undefined, subscriber, (m) => this.handle(m));
     const beatEvery = (this.config.FLEET_HEARTBEAT_TTL_S * 1000) / 5;
     this.timers = [setInterval(() => void this.beat(), beatEvery).unref(), setInterval(() => void this.reconcile(), RECONCILE_MS).unref()];
