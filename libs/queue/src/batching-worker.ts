@@ -81,9 +81,12 @@ export class BatchingWorker<Data = unknown> extends Worker<Data> {
       return;
     }
     // BALES never pauses a worker; a paused one must not spin on fetches that return at once.
-    if (this.retryTimer || this.paused) return;
-    const n = Math.min(this.jobsWanted(), this.fetchWindow) - this.fetchesInFlight;
-    for (let i = 0; i < n; i++) this.fetchOne();
+    if (!this.retryTimer && !this.paused) {
+      const n = Math.min(this.jobsWanted(), this.fetchWindow) - this.fetchesInFlight;
+      for (let i = 0; i < n; i++) this.fetchOne();
+    }
+    // With no fetch out, nothing sees jobs written from now on: the queue is no longer known to be empty.
+    if (this.fetchesInFlight === 0) this.queueEmpty = false;
   }
 
   private fetchOne(): void {
@@ -97,7 +100,6 @@ export class BatchingWorker<Data = unknown> extends Worker<Data> {
         this.handOver(job);
         this.fetchesInFlight--;
         this.startFetches();
-        this.noteUnwatched();
       },
       (err: Error) => {
         this.fetchesInFlight--;
@@ -107,14 +109,8 @@ export class BatchingWorker<Data = unknown> extends Worker<Data> {
           this.startFetches();
         }, RETRY_DELAY_MS);
         this.startFetches();
-        this.noteUnwatched();
       },
     );
-  }
-
-  /** With no fetch out, nothing sees jobs written from now on: the queue is no longer known to be empty. */
-  private noteUnwatched(): void {
-    if (this.fetchesInFlight === 0) this.queueEmpty = false;
   }
 
   /** Hands a fetched job to the processor at once and widens the window; an empty answer closes it. */
@@ -151,7 +147,6 @@ export class BatchingWorker<Data = unknown> extends Worker<Data> {
       .finally(() => {
         this.jobsHeld.delete(processed);
         this.startFetches();
-        this.noteUnwatched();
       });
   }
 }
