@@ -291,8 +291,8 @@ export class FleetMember implements OnApplicationBootstrap, BeforeApplicationShu
   /** The share of its worker threads' time this replica spent running batches since its previous heartbeat. */
   private busySinceLastBeat(): number {
     const at = performance.now();
-    const { busyMs, slots } = this.consumer.load;
-    const share = (busyMs - this.lastLoad.busyMs) / Math.max(1, (at - this.lastLoad.at) * slots);
+    const { busyMs, threads } = this.consumer.load;
+    const share = (busyMs - this.lastLoad.busyMs) / Math.max(1, (at - this.lastLoad.at) * threads);
     this.lastLoad = { at, busyMs };
     return Math.round(Math.min(1, share) * 100) / 100;
   }

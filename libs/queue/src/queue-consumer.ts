@@ -3,7 +3,7 @@ import { Job } from 'bullmq';
 import { BalesConfig } from '@bales/config';
 import { BalesError, ErrorCode } from '@bales/errors';
 import { ModelInfo, ModelRegistry, ModelState, batchKey } from '@bales/model-registry';
-import { BalesMetrics } from '@bales/observability';
+import { BalesMetrics, WorkerLoad } from '@bales/observability';
 import { BatchRunner } from './batch-runner';
 import { BatchingWorker } from './batching-worker';
 import { DirectDispatch } from './direct-dispatch';
@@ -142,8 +142,8 @@ export class QueueConsumer implements OnApplicationBootstrap, BeforeApplicationS
   }
 
   /** Worker-thread milliseconds spent running batches since boot, and the threads there are: this replica's load. */
-  get load(): { busyMs: number; slots: number } {
-    return { busyMs: this.batcher.busyMs, slots: this.registry.slots };
+  get load(): WorkerLoad {
+    return { busyMs: this.batcher.busyMs, threads: this.registry.slots };
   }
 
   /**

@@ -22,10 +22,7 @@ export class ReplicaGauges implements OnModuleInit {
       Object.entries(this.depth.snapshot()).flatMap(([modelId, byPriority]) => Object.entries(byPriority).map(([priority, rows]) => ({ modelId, priority: Number(priority), rows }))),
     );
     this.metrics.readReplicasFrom(() => this.fleet.replicas().length);
-    this.metrics.readWorkerLoadFrom(() => {
-      const { busyMs, slots } = this.consumer.load;
-      return { busyMs, threads: slots };
-    });
+    this.metrics.readWorkerLoadFrom(() => this.consumer.load);
     this.metrics.readModelStatesFrom(Object.values(ModelState), () => this.registry.list().map((m) => ({ modelId: m.id, state: m.state })));
   }
 }
