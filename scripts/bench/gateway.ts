@@ -15,6 +15,7 @@ import Redis from 'ioredis';
 import { loadConfig } from '@bales/config';
 import { versionQueue } from '@bales/queue';
 import { EXAMPLE_INPUT } from '../../test/support/example-input';
+import { sample, scrape } from '../../test/support/observability';
 import { TestRedis } from '../../test/support/redis-server';
 import { latencyChart } from './chart';
 import { argValue, machine, median, modelArg, prepareModel, resultsPath, round, thousands, writeResult } from './common';
@@ -57,10 +58,7 @@ interface SaturationRun extends LoadResult {
 }
 
 /** bales_direct_rows_total from a gateway's /metrics. */
-async function directRows(url: string): Promise<number> {
-  const text = await (await fetch(`${url}/metrics`)).text();
-  return Number(/^bales_direct_rows_total ([\d.e+]+)$/m.exec(text)?.[1] ?? 0);
-}
+const directRows = async (url: string) => sample(await scrape(url), 'bales_direct_rows_total');
 
 const log = (line: string) => console.log(`[${new Date().toISOString().slice(11, 19)}] ${line}`);
 const pad = (s: string | number, n: number) => String(s).padStart(n);
