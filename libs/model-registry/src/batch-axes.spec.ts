@@ -72,12 +72,17 @@ describe('batchLayout', () => {
 describe('stackRows and splitRows', () => {
   const floats = (b: Buffer | ArrayBuffer) => Array.from(b instanceof ArrayBuffer ? new Float32Array(b) : new Float32Array(b.buffer, b.byteOffset, b.byteLength / 4));
   const buf = (values: number[]) => Buffer.from(Float32Array.from(values).buffer);
+  /** Stacks into a buffer of exactly the rows' bytes, as the worker pool's reused memory is at least that. */
+  const stack = (parts: Buffer[], itemDims: number[], axis: number) => {
+    const data = Buffer.alloc(parts.reduce((n, p) => n + p.byteLength, 0));
+    return { dims: stackRows(parts, itemDims, axis, 4, data), data };
+  };
 
   // Two rows of a [2, batch, 3] state: row r's item [2, 3] holds r*100 + i*10 + j at [i, j].
   const item = (r: number) => [0, 1].flatMap((i) => [0, 1, 2].map((j) => r * 100 + i * 10 + j));
 
   it('interleaves rows along axis 1: out[i, r, j] = row_r[i, j]', () => {
-    const { data, dims } = stackRows([buf(item(0)), buf(item(1))], [2, 3], 1, 4);
+    const { data, dims } = stack([buf(item(0)), buf(item(1))], [2, 3], 1);
     expect(dims).toEqual([2, 2, 3]);
     const expected: number[] = [];
     for (let i = 0; i < 2; i++) for (let r = 0; r < 2; r++) for (let j = 0; j < 3; j++) expected.push(r * 100 + i * 10 + j);
@@ -85,8 +90,8 @@ describe('stackRows and splitRows', () => {
   });
 
   it('stacks along axis 0 as rows back to back, and along the last axis value by value', () => {
-    expect(floats(stackRows([buf(item(0)), buf(item(1))], [2, 3], 0, 4).data)).toEqual([...item(0), ...item(1)]);
-    const last = stackRows([buf([1, 2]), buf([3, 4])], [2], 1, 4);
+    expect(floats(stack([buf(item(0)), buf(item(1))], [2, 3], 0).data)).toEqual([...item(0), ...item(1)]);
+    const last = stack([buf([1, 2]), buf([3, 4])], [2], 1);
     expect(last.dims).toEqual([2, 2]);
     expect(floats(last.data)).toEqual([1, 3, 2, 4]);
   });
@@ -94,8 +99,8 @@ describe('stackRows and splitRows', () => {
   it('splits a tensor back into the rows it was stacked from, along axis 1 and axis 0', () => {
     const rows = [buf(item(0)), buf(item(1)), buf(item(2))];
     for (const axis of [0, 1]) {
-      const { data, dims } = stackRows(rows, [2, 3], axis, 4);
-      expect(splitRows(Buffer.from(data), dims, axis, 4).map(floats)).toEqual([item(0), item(1), item(2)]);
+      const { data, dims } = stack(rows, [2, 3], axis);
+      expect(splitRows(data, dims, axis, 4).map(floats)).toEqual([item(0), item(1), item(2)]);
     }
   });
 

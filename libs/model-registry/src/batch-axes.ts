@@ -141,18 +141,16 @@ function runsOf(itemDims: readonly number[], axis: number, width: number): { run
 
 /**
  * Stacks rows' items (all of shape `itemDims`, `width` bytes a value) into one tensor with the batch inserted at
- * `axis`: out[i, r, j] = row_r[i, j], copied as contiguous runs. Returns its bytes and dimensions.
+ * `axis`: out[i, r, j] = row_r[i, j], copied as contiguous runs into `into`, which holds at least the rows' bytes.
+ * Returns the tensor's dimensions.
  */
-export function stackRows(parts: readonly Buffer[], itemDims: readonly number[], axis: number, width: number): { data: ArrayBuffer; dims: number[] } {
-  const dims = [...itemDims.slice(0, axis), parts.length, ...itemDims.slice(axis)];
+export function stackRows(parts: readonly Buffer[], itemDims: readonly number[], axis: number, width: number, into: Buffer): number[] {
   const { runs, runBytes } = runsOf(itemDims, axis, width);
-  const data = new ArrayBuffer(runs * runBytes * parts.length);
-  const out = Buffer.from(data);
   let offset = 0;
   for (let o = 0; o < runs; o++) {
-    for (const part of parts) offset += part.copy(out, offset, o * runBytes, (o + 1) * runBytes);
+    for (const part of parts) offset += part.copy(into, offset, o * runBytes, (o + 1) * runBytes);
   }
-  return { data, dims };
+  return [...itemDims.slice(0, axis), parts.length, ...itemDims.slice(axis)];
 }
 
 /**

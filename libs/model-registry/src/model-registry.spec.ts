@@ -6,6 +6,7 @@ import { InferenceSession, Tensor } from 'onnxruntime-node';
 import { loadConfig } from '@bales/config';
 import { ErrorCode } from '@bales/errors';
 import { encodeModel, mlpClassifier } from '../../../scripts/onnx/onnx-writer';
+import { stateModel } from '../../../test/support/models';
 import { ModelRegistry } from './model-registry';
 
 const ROOT = join(__dirname, '..', '..', '..');
@@ -22,6 +23,9 @@ function repository(): string {
   mkdirSync(join(dir, 'heavy'));
   writeFileSync(join(dir, 'heavy/model.onnx'), encodeModel(mlpClassifier('heavy', [128, 2048, 2048, 2048, 10], 7)));
   writeFileSync(join(dir, 'wide.onnx'), encodeModel(mlpClassifier('wide', [256, 10], 9)));
+  mkdirSync(join(dir, 'vad'));
+  writeFileSync(join(dir, 'vad/model.onnx'), encodeModel(stateModel()));
+  writeFileSync(join(dir, 'vad/config.json'), JSON.stringify({ task: 'raw' }));
   writeFileSync(join(dir, 'garbage.onnx'), 'this is not an onnx file');
   writeFileSync(join(tmpdir(), 'bales-outside.onnx'), 'outside');
   symlinkSync(join(tmpdir(), 'bales-outside.onnx'), join(dir, 'escape.onnx'));
@@ -46,7 +50,7 @@ describe('ModelRegistry', () => {
   afterAll(() => registry.onApplicationShutdown());
 
   it('loads every model folder with its signature read from the ONNX file', () => {
-    expect(registry.list().map((m) => m.id)).toEqual(['heavy', 'stub_v1']);
+    expect(registry.list().map((m) => m.id)).toEqual(['heavy', 'stub_v1', 'vad']);
     const stub = registry.get('stub_v1');
     expect(stub.signature.inputs).toEqual([{ name: 'input', type: 'float32', shape: ['batch', 128] }]);
     expect(stub.signature.outputs).toEqual([{ name: 'probabilities', type: 'float32', shape: ['batch', 10] }]);
@@ -61,6 +65,39 @@ describe('ModelRegistry', () => {
       const probs = await direct(join(dir, 'stub_v1/model.onnx'), xs[i]);
       const label = probs.indexOf(Math.max(...probs));
       expect(outcome.results[i]).toEqual({ label, confidence: expect.closeTo(probs[label], 6) });
+    }
+  });
+
+  it('gives each batch in flight its own input memory: concurrent batches of a four-input model answer as ONNX Runtime does directly', async () => {
+    // A state model: samples [batch, 3] (an odd byte count, so the int64 input after it needs aligning), sr int64
+    // with no batch axis, and states h and c [2, batch, 64] batched on axis 1. Memory reused while a batch was
+    // still in flight would hand one batch's inputs to another.
+    const samples = (seed: number) => Float32Array.from({ length: 3 }, (_, i) => Math.cos(seed + i));
+    const state = (seed: number) => Float32Array.from({ length: 128 }, (_, i) => Math.sin(seed * 7 + i) / 2);
+    const vadRow = (seed: number) => ({
+      buffers: [samples(seed), BigInt64Array.from([16000n]), state(seed), state(-seed)].map((t) => Buffer.from(t.buffer)),
+      dims: [[3], [], [2, 64], [2, 64]],
+    });
+    const session = await InferenceSession.create(join(dir, 'vad/model.onnx'));
+    const expected = async (seed: number) => {
+      const out = await session.run({
+        input: new Tensor('float32', samples(seed), [1, 3]),
+        sr: new Tensor('int64', BigInt64Array.from([16000n]), []),
+        h: new Tensor('float32', state(seed), [2, 1, 64]),
+        c: new Tensor('float32', state(-seed), [2, 1, 64]),
+      });
+      return { output: Array.from(out.output.data as Float32Array), hn: Array.from(out.hn.data as Float32Array) };
+    };
+    // Batches of 1 to 5 rows, all sent at once, so each worker thread holds several.
+    const batches = Array.from({ length: 24 }, (_, b) => Array.from({ length: (b % 5) + 1 }, (_, r) => 100 * b + r + 1));
+    const outcomes = await Promise.all(batches.map((seeds) => registry.run('vad', seeds.map(vadRow))));
+    for (const [b, seeds] of batches.entries()) {
+      for (const [r, seed] of seeds.entries()) {
+        const got = outcomes[b].results[r] as { outputs: Record<string, { data: number[] }> };
+        const want = await expected(seed);
+        expect(got.outputs.output.data).toEqual(want.output.map((v) => expect.closeTo(v, 5)));
+        expect(got.outputs.hn.data).toEqual(want.hn.map((v) => expect.closeTo(v, 5)));
+      }
     }
   });
 

@@ -27,12 +27,27 @@ export interface Signature {
   outputs: TensorSpec[];
 }
 
-/** One input of a batch: rows stacked along the input's batch axis, or one row's value for an input with none. */
+/**
+ * One input of a batch: rows stacked along the input's batch axis, or one row's value for an input with none. Its
+ * bytes sit at `offset` in the batch's shared memory.
+ */
 export interface Feed {
   name: string;
   type: ElementType;
   dims: number[];
-  data: ArrayBuffer;
+  offset: number;
+  byteLength: number;
+}
+
+/**
+ * The shared memory a batch's inputs travel in, reused from batch to batch: `id` names it, `memory` comes only the
+ * first time a worker sees it, `bytes` of it are in use, and `forget` lists memory the sender keeps no more.
+ */
+export interface FeedMemory {
+  id: number;
+  memory?: SharedArrayBuffer;
+  bytes: number;
+  forget?: number[];
 }
 
 export type ClassificationResult = { label: number; confidence: number; label_name?: string };
@@ -85,7 +100,7 @@ export class LoadFailure extends Error {
 export type WorkerRequest =
   | { op: 'load'; id: number; key: string; path: string; intraOpThreads: number; warmup: WarmupSetting; batchAxes?: unknown }
   | { op: 'unload'; id: number; key: string }
-  | { op: 'run'; id: number; key: string; task: Task; labels?: string[]; rows: number; feeds: Feed[]; axes: Record<string, number | null>; rawRows?: boolean[] };
+  | { op: 'run'; id: number; key: string; task: Task; labels?: string[]; rows: number; feeds: Feed[]; memory: FeedMemory; axes: Record<string, number | null>; rawRows?: boolean[] };
 
 export interface RunReply {
   results: RowResult[];

@@ -6,7 +6,8 @@ import { Worker } from 'node:worker_threads';
 import type { BalesConfig } from '@bales/config';
 import { stackRows, type BatchLayout } from './batch-axes';
 import type { EncodedRow } from './input-encoder';
-import { LoadFailure, TYPED_ARRAYS, type ElementType, type Feed, type RunReply, type Signature, type Task, type TensorSpec, type WarmupReport, type WarmupSetting, type WorkerReply, type WorkerRequest } from './protocol';
+import { ReusedBuffers, feedOffsets } from './reused-buffers';
+import { LoadFailure, TYPED_ARRAYS, type ElementType, type Feed, type FeedMemory, type RunReply, type Signature, type Task, type TensorSpec, type WarmupReport, type WarmupSetting, type WorkerReply, type WorkerRequest } from './protocol';
 
 // Compiled builds run session.worker.js; under jest or swc-node the sources are .ts, and a worker thread
 // has no transformer of its own, so it gets the same register hook.
@@ -26,11 +27,26 @@ function disableMemoryReducer(): void {
 
 type Pending = { resolve: (reply: WorkerReply & { ok: true }) => void; reject: (err: Error) => void };
 type Request = WorkerRequest extends infer R ? (R extends { id: number } ? Omit<R, 'id'> : never) : never;
+type RunRequest = Request & { op: 'run' };
+
+/** Memory shared with one worker thread, which the batches sent to it fill in turn. */
+interface SharedFeeds {
+  id: number;
+  memory: SharedArrayBuffer;
+  readonly byteLength: number;
+  /** Whether the worker holds it already: it is sent once, then named by id. */
+  sent: boolean;
+}
 
 class SessionWorker {
   readonly pending = new Map<number, Pending>();
   private nextId = 1;
   private drainWaiters: (() => void)[] = [];
+  /** One per batch in flight to this worker (its batch's inputs are read until the reply), kept for the next. */
+  private readonly feedMemory = new ReusedBuffers<SharedFeeds>((bytes) => ({ id: this.nextMemoryId++, memory: new SharedArrayBuffer(bytes), byteLength: bytes, sent: false }));
+  private nextMemoryId = 1;
+  /** Memory dropped here that the worker still holds: it forgets it with the next batch. */
+  private forget: number[] = [];
 
   constructor(
     readonly thread: Worker,
@@ -52,12 +68,29 @@ class SessionWorker {
     return this.pending.size;
   }
 
-  request(msg: Request, transfer: ArrayBuffer[] = []): Promise<WorkerReply & { ok: true }> {
+  request(msg: Request): Promise<WorkerReply & { ok: true }> {
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
-      this.thread.postMessage({ ...msg, id }, transfer);
+      this.thread.postMessage({ ...msg, id });
     });
+  }
+
+  /**
+   * Runs a batch: `fill` writes its inputs into shared memory of `bytes`, which the worker copies out of, and says
+   * where each one is; the memory is this batch's until the worker answers.
+   */
+  async run(msg: Omit<RunRequest, 'memory' | 'feeds'>, bytes: number, fill: (into: Buffer) => Feed[]): Promise<RunReply> {
+    const shared = this.feedMemory.take(bytes);
+    try {
+      const feeds = fill(Buffer.from(shared.memory, 0, bytes));
+      const memory: FeedMemory = { id: shared.id, bytes, ...(shared.sent ? {} : { memory: shared.memory }), ...(this.forget.length ? { forget: this.forget.splice(0) } : {}) };
+      shared.sent = true;
+      return (await this.request({ ...msg, feeds, memory })).run!;
+    } finally {
+      const dropped = this.feedMemory.give(shared);
+      if (dropped?.sent) this.forget.push(dropped.id);
+    }
   }
 
   /** Resolves once nothing sent to this worker is still running. */
@@ -159,29 +192,30 @@ export class WorkerPool {
 
   /**
    * Stacks the rows into one tensor per input, along its batch axis (an input with none takes the first row's value,
-   * which the batch key makes every row's), and runs them as one batch on the least busy worker.
+   * which the batch key makes every row's), and runs them as one batch on the least busy worker. The tensors go in
+   * memory shared with that worker and reused (ReusedBuffers), not in new buffers.
    */
   async run({ key, task, labels, inputs, layout, rows }: Batch): Promise<RunReply> {
     // While close() waits for running batches, a stopped thread looks idle: a new batch must not go to it.
     if (this.closing) throw new Error('the worker threads are shutting down');
-    const feeds: Feed[] = inputs.map((spec, i) => {
-      const type = spec.type as ElementType;
-      const axis = layout.inputs[i];
-      if (axis === null) {
-        const value = rows[0].buffers[i];
-        return { name: spec.name, type, dims: rows[0].dims[i], data: value.buffer.slice(value.byteOffset, value.byteOffset + value.byteLength) as ArrayBuffer };
-      }
-      const parts = rows.map((r) => r.buffers[i]);
-      return { name: spec.name, type, ...stackRows(parts, rows[0].dims[i], axis, TYPED_ARRAYS[type].BYTES_PER_ELEMENT) };
-    });
+    const sizes = inputs.map((_, i) => (layout.inputs[i] === null ? rows[0].buffers[i].byteLength : rows.reduce((n, r) => n + r.buffers[i].byteLength, 0)));
+    const { offsets, total } = feedOffsets(sizes);
+    const fill = (into: Buffer): Feed[] =>
+      inputs.map((spec, i) => {
+        const type = spec.type as ElementType;
+        const axis = layout.inputs[i];
+        const target = into.subarray(offsets[i], offsets[i] + sizes[i]);
+        const place = { name: spec.name, type, offset: offsets[i], byteLength: sizes[i] };
+        if (axis === null) {
+          rows[0].buffers[i].copy(target);
+          return { ...place, dims: rows[0].dims[i] };
+        }
+        return { ...place, dims: stackRows(rows.map((r) => r.buffers[i]), rows[0].dims[i], axis, TYPED_ARRAYS[type].BYTES_PER_ELEMENT, target) };
+      });
     const rawRows = rows.some((r) => r.raw) ? rows.map((r) => r.raw === true) : undefined;
     let target = this.workers[0];
     for (const w of this.workers) if (w.inFlight < target.inFlight) target = w;
-    const reply = await target.request(
-      { op: 'run', key, task, labels, rows: rows.length, feeds, axes: layout.axes, rawRows },
-      feeds.map((f) => f.data),
-    );
-    return reply.run!;
+    return target.run({ op: 'run', key, task, labels, rows: rows.length, axes: layout.axes, rawRows }, total, fill);
   }
 
   /** Takes the current RSS as the baseline recycling measures growth against: call once the boot models are loaded. */
