@@ -76,6 +76,9 @@ describe('bench:shapes', () => {
     expect(stdout).toMatch(/=== Real shapes: image_v1, input \[N, 3, 48, 192\] float32 \(27,648 values a row\), 8 connections, median of 1 x 1 s ===/);
     const ratio = (name: string) => Number(new RegExp(`^${name.replace(/[./]/g, '\\$&')} +[\\d,]+ +[\\d.]+ +[\\d.]+ +0 +[\\d.-]+ +[\\d.-]+ +(\\d+\\.\\d\\d)$`, 'm').exec(stdout)?.[1]);
     expect(stdout).toMatch(/^direct ONNX Runtime, batch (1|8) +[\d,]+ .* 1\.00$/m);
+    // The gateway's own layout called directly, beside the limit, and each gateway path against it.
+    expect(stdout).toMatch(/^direct, a session per core, batch (1|8) +[\d,]+ .* \d+\.\d\d$/m);
+    expect(stdout).toMatch(/^against a session per core instead of the limit: POST \/infer, JSON \d+\.\d\d, /m);
     for (const path of ['POST /infer, JSON', 'POST /v2/.../infer, JSON']) expect(ratio(path)).toBeGreaterThan(0);
     // V2 binary is measured when the gateway takes it, and otherwise named as skipped.
     expect(ratio('POST /v2/.../infer, binary') > 0 || /^V2 binary not measured: the gateway answered 4\d\d/m.test(stdout)).toBe(true);
@@ -85,6 +88,7 @@ describe('bench:shapes', () => {
     expect(result.model).toEqual({ id: 'image_v1', input: [-1, 3, 48, 192], classes: 10 });
     expect(result.limitRowsPerSecond).toBeGreaterThan(0);
     expect([1, 8]).toContain(result.bestBatch);
+    expect(result.perCoreByBatch['8'].rowsPerSecond).toBeGreaterThan(0);
     for (const r of result.results) {
       expect(r.errors).toBe(0);
       // How busy the rest of the machine was, so a disturbed run shows as one.
