@@ -378,9 +378,9 @@ async function main(): Promise<void> {
     const parseMs: Partial<Record<GatewayPath, number>> = { inferJson: median(parseRuns.inferJson), v2Json: median(parseRuns.v2Json) };
     const info = { date: new Date().toISOString(), commit: commit(), machine: machine() };
     console.log(`\n=== Real shapes: ${model.id}, input ${input}, ${connections} connections, median of ${repeats} x ${seconds} s ===`);
-    console.log(`${'path'.padEnd(32)}${pad('rows/s', 9)}${pad('p50 ms', 9)}${pad('p99 ms', 9)}${pad('errors', 8)}${pad('main thread ms/row', 20)}${pad('others', 8)}${pad('ratio', 8)}`);
+    console.log(`${'path'.padEnd(36)}${pad('rows/s', 9)}${pad('p50 ms', 9)}${pad('p99 ms', 9)}${pad('errors', 8)}${pad('main thread ms/row', 20)}${pad('others', 8)}${pad('ratio', 8)}`);
     for (const r of results) {
-      console.log(`${r.name.padEnd(32)}${pad(thousands(r.rowsPerSecond), 9)}${pad(fmtMs(r.p50), 9)}${pad(fmtMs(r.p99), 9)}${pad(r.errors, 8)}${pad(fmtMs(r.mainThreadMsPerRow), 20)}${pad(fmtMs(r.otherCores), 8)}${pad(r.ratio.toFixed(2), 8)}`);
+      console.log(`${r.name.padEnd(36)}${pad(thousands(r.rowsPerSecond), 9)}${pad(fmtMs(r.p50), 9)}${pad(fmtMs(r.p99), 9)}${pad(r.errors, 8)}${pad(fmtMs(r.mainThreadMsPerRow), 20)}${pad(fmtMs(r.otherCores), 8)}${pad(r.ratio.toFixed(2), 8)}`);
     }
     if (binaryNote) console.log(binaryNote);
     const busiest = Math.max(...results.map((r) => r.otherCores));
@@ -395,7 +395,7 @@ async function main(): Promise<void> {
       console.log(`${PATH_NAMES[path]}: JSON.parse of the body alone ${fmtMs(parseMs[path])} ms; event loop per request ${times.toFixed(1)}x that (target <= ${PARSE_TARGET}x): ${times <= PARSE_TARGET ? 'PASS' : 'FAIL'}`);
     }
     console.log('CPU per row, core-ms (medians):');
-    for (const r of results) if (r.coreMs) console.log(`  ${r.name.padEnd(32)}${Object.entries(r.coreMs).map(([k, v]) => `${k} ${v.toFixed(2)}`).join(', ')}`);
+    for (const r of results) if (r.coreMs) console.log(`  ${r.name.padEnd(36)}${Object.entries(r.coreMs).map(([k, v]) => `${k} ${v.toFixed(2)}`).join(', ')}`);
     console.log(`gateway paths: one row a request, client ${client} on the same cores; others: cores busy with processes outside the benchmark`);
     console.log(`${info.date.slice(0, 10)}, commit ${info.commit}, ${info.machine.cores} cores ${info.machine.cpu}, Node ${info.machine.node}, ${info.machine.platform}`);
 
