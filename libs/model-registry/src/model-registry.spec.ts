@@ -101,6 +101,23 @@ describe('ModelRegistry', () => {
     }
   });
 
+  it('keeps answering batches of every size while input memory of outgrown sizes is dropped and forgotten', async () => {
+    // Rows of 512 bytes: batches of 1 to 800 rows need memory of 64 KB to 512 KB. Each thread keeps two free, so
+    // the smaller ones are dropped on the way, and the workers are told to forget them with a later batch.
+    const sizes = [1, 200, 400, 800, 3, 150, 700, 1, 600, 2];
+    const batchOf = (n: number) => Array.from({ length: n }, (_, i) => row(input(n + i)));
+    const oneByOne = [];
+    for (const n of sizes) oneByOne.push(await registry.run('stub_v1', batchOf(n)));
+    const atOnce = await Promise.all(sizes.map((n) => registry.run('stub_v1', batchOf(n))));
+    for (const outcomes of [oneByOne, atOnce]) {
+      for (const [k, n] of sizes.entries()) {
+        expect(outcomes[k].results).toHaveLength(n);
+        const last = await direct(join(dir, 'stub_v1/model.onnx'), input(2 * n - 1));
+        expect((outcomes[k].results[n - 1] as { confidence: number }).confidence).toBeCloseTo(Math.max(...last), 5);
+      }
+    }
+  });
+
   it('keeps the event loop free while a long batch runs in a worker thread', async () => {
     const batch = Array.from({ length: 2048 }, (_, i) => row(input(i + 1)));
     const delay = monitorEventLoopDelay({ resolution: 5 });
