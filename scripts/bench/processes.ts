@@ -1,6 +1,6 @@
 /** The servers the end-to-end benchmark starts, each its own OS process, and the CPU each one uses. */
 import { ChildProcess, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { productionMallocEnv, productionNodeFlags } from '../../test/support/production-env';
 import { freePort } from '../../test/support/redis-server';
@@ -87,6 +87,22 @@ export function cpuSeconds(pid: number, tid?: number, children = false): number 
   } catch {
     return NaN;
   }
+}
+
+/** CPU seconds each thread of a process has used so far, by thread id, from /proc. */
+export function threadCpuSeconds(pid: number): Map<number, number> {
+  const out = new Map<number, number>();
+  let tids: string[] = [];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return out;
+  }
+  for (const tid of tids) {
+    const seconds = cpuSeconds(pid, Number(tid));
+    if (Number.isFinite(seconds)) out.set(Number(tid), seconds);
+  }
+  return out;
 }
 
 /** Ticks the whole machine has spent idle, and in all, so far (all cores), from /proc/stat. */

@@ -17,12 +17,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Redis from 'ioredis';
 import { InferenceSession, Tensor } from 'onnxruntime-node';
+import { loadConfig } from '@bales/config';
 import { TestRedis } from '../../test/support/redis-server';
 import { SHAPE_MODELS, ShapeModelChoice, writeShapeModel } from '../generate-models';
 import { seededRandom } from '../onnx/onnx-writer';
 import { ROOT, argValue, machine, median, percentile, round, thousands, writeResult } from './common';
 import { CLOSED_LOOP_CLIENTS, ClosedLoopClient, LoadResult, closedLoop, defaultClient, hasWrk } from './load';
-import { Server, cpuSeconds, machineTicks, startGateway } from './processes';
+import { Server, cpuSeconds, machineTicks, startGateway, threadCpuSeconds } from './processes';
 
 type GatewayPath = 'inferJson' | 'v2Json' | 'v2Binary';
 
@@ -40,8 +41,8 @@ interface PathRun {
   /** CPU time of the gateway's event-loop thread per answered request, in ms (gateway paths only). */
   mainThreadMsPerRow?: number;
   /**
-   * CPU per row, in core-ms, by where it went: for the gateway paths its event-loop thread, its other threads
-   * (session workers running ONNX Runtime, V8's GC helpers, libuv), Redis, and the client with this process; for
+   * CPU per row, in core-ms, by where it went: for the gateway paths its event-loop thread, its session workers
+   * (running ONNX Runtime), its other threads (V8's GC helpers, libuv), Redis, and the client with this process; for
    * direct ONNX Runtime, this process alone.
    */
   coreMs?: Record<string, number>;
@@ -226,6 +227,16 @@ class PerCoreSessions {
   }
 }
 
+/**
+ * CPU seconds a gateway path took on the event loop (the thread whose id is the process's) and on the session
+ * workers, taken as the `workers` busiest other threads: nothing else in the gateway comes near them under load.
+ */
+function splitThreads(pid: number, before: Map<number, number>, after: Map<number, number>, workers: number): { mainThread: number; sessionWorkers: number } {
+  const used = [...after].map(([tid, seconds]) => ({ tid, seconds: seconds - (before.get(tid) ?? 0) }));
+  const others = used.filter((t) => t.tid !== pid).sort((a, b) => b.seconds - a.seconds);
+  return { mainThread: used.find((t) => t.tid === pid)?.seconds ?? NaN, sessionWorkers: others.slice(0, workers).reduce((n, t) => n + t.seconds, 0) };
+}
+
 function commit(): string {
   try {
     // -dirty when the working tree differs from the commit.
@@ -246,6 +257,8 @@ async function main(): Promise<void> {
   if (!CLOSED_LOOP_CLIENTS.includes(client)) throw new Error(`--client must be one of ${CLOSED_LOOP_CLIENTS.join(', ')}`);
   if (client === 'wrk' && !hasWrk()) throw new Error('--client wrk: wrk is not installed (Debian: apt-get install wrk)');
   const { cores } = machine();
+  // The gateway's worker threads, as it counts them: THREAD_POOL_SIZE from this environment, or one per core.
+  const workerThreads = loadConfig({ ...process.env, LOG_LEVEL: 'warn' }).THREAD_POOL_SIZE;
 
   const modelsDir = join(tmpdir(), `bales-bench-${choice}`);
   writeShapeModel(modelsDir, choice);
@@ -298,9 +311,8 @@ async function main(): Promise<void> {
     const gatewayPaths: GatewayPath[] = ['inferJson', 'v2Json', ...(binaryNote ? [] : ['v2Binary' as const])];
     const measure = async (path: GatewayPath, secs: number): Promise<PathRun> => {
       const pid = gw.proc.pid!;
-      const cpu = () => ({ main: cpuSeconds(pid, pid), process: cpuSeconds(pid), redis: cpuSeconds(redisPid), client: cpuSeconds(process.pid, undefined, true) });
+      const cpu = () => ({ threads: threadCpuSeconds(pid), process: cpuSeconds(pid), redis: cpuSeconds(redisPid), client: cpuSeconds(process.pid, undefined, true) });
       const at = cpu();
-      const before = at.main;
       const r =
         path === 'inferJson'
           ? await closedLoop(`${gw.url}/infer`, bodies.inferJson, connections, secs, client)
@@ -308,10 +320,16 @@ async function main(): Promise<void> {
             ? await closedLoop(v2Url, bodies.v2Json, connections, secs, client)
             : await closedLoopRaw(v2Url, bodies.v2Binary.body, binaryHeaders, connections, secs, client);
       const after = cpu();
-      const mainThread = after.main - before;
+      const { mainThread, sessionWorkers } = splitThreads(pid, at.threads, after.threads, workerThreads);
       const rows = r.throughput * r.seconds;
       const perRow = (seconds: number) => round((seconds * 1000) / rows, 3);
-      const coreMs = { 'event loop': perRow(mainThread), 'other gateway threads': perRow(after.process - at.process - mainThread), Redis: perRow(after.redis - at.redis), 'client and bench': perRow(after.client - at.client) };
+      const coreMs = {
+        'event loop': perRow(mainThread),
+        'session workers': perRow(sessionWorkers),
+        'other gateway threads': perRow(after.process - at.process - mainThread - sessionWorkers),
+        Redis: perRow(after.redis - at.redis),
+        'client and bench': perRow(after.client - at.client),
+      };
       return { rowsPerSecond: r.throughput, p50: r.p50, p99: r.p99, errors: r.errors, mainThreadMsPerRow: r.throughput > 0 ? perRow(mainThread) : undefined, coreMs };
     };
 
