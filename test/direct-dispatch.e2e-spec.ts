@@ -183,7 +183,11 @@ describe('direct dispatch: a request that finds its replica idle runs without th
           const [directBefore, answeredBefore] = [await count('bales_direct_rows_total'), await count('bales_requests_total')];
           await sleep(2000);
           const [direct, answered] = [await count('bales_direct_rows_total'), await count('bales_requests_total')];
-          for (const i of [0, 1]) expect(direct[i] - directBefore[i]).toBeGreaterThanOrEqual(0.5 * (answered[i] - answeredBefore[i]));
+          // Alone on the cores each replica runs 85-100% of its requests directly here; with other suites on them,
+          // a replica's busy share dips under the 0.75 line now and then, its peer sees room, and some go through
+          // Redis (with the whole suite running, under half ran directly at worst). Without the rule, a replica with
+          // a backlog runs none directly.
+          for (const i of [0, 1]) expect(direct[i] - directBefore[i]).toBeGreaterThanOrEqual(0.3 * (answered[i] - answeredBefore[i]));
         } finally {
           const answers = (await load).flatMap((r) => (r.status === 'fulfilled' ? r.value : []));
           expect(statuses(answers)).toEqual({ 200: answers.length });
