@@ -44,6 +44,6 @@ EXPOSE 8000
 # Liveness, not readiness: /health/live does not ask Redis, so an outage never marks the container unhealthy.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
   CMD node -e "fetch('http://127.0.0.1:'+(process.env.PORT||8000)+'/health/live').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
-# --max-semi-space-size=64: requests in flight die young instead of being copied by scavenges;
-# --heap-growing-percent=300: large bodies' buffers set off far fewer full GCs (docs/operations.md, Memory).
-CMD ["node", "--max-semi-space-size=64", "--heap-growing-percent=300", "dist/apps/gateway/src/main.js"]
+# --max-semi-space-size=64: requests in flight die young instead of being copied by scavenges
+# (docs/operations.md, Memory).
+CMD ["node", "--max-semi-space-size=64", "dist/apps/gateway/src/main.js"]

@@ -91,7 +91,7 @@ describe('deployment files', () => {
       const nest = JSON.parse(read('nest-cli.json'));
       const entry = `dist/${nest.projects.gateway.entryFile}.js`;
       // The image, start:prod and npm start run node with the same V8 flags: the young generation (docs/operations.md, Memory).
-      expect(productionNodeFlags()).toEqual(['--max-semi-space-size=64', '--heap-growing-percent=300']);
+      expect(productionNodeFlags()).toEqual(['--max-semi-space-size=64']);
       expect(JSON.parse(inRuntime('CMD')[0].args)).toEqual(['node', ...productionNodeFlags(), entry]);
       expect(stages[0].instructions.map((i) => i.args)).toContain('npx nest build');
       const scripts = JSON.parse(read('package.json')).scripts;

@@ -10,6 +10,7 @@ import { AppModule } from './app.module';
 import { BUILD_VERSION } from './health/build-version';
 import { BodyValidationPipe } from './common/body-validation.pipe';
 import { parseJsonBody } from './common/json-body.parser';
+import { growHeapForLargeBodies } from './common/large-body-heap';
 import { ErrorFilter } from './errors/error.filter';
 import { useBinaryTensorBodies } from './v2/binary-tensor-body';
 
@@ -61,6 +62,7 @@ export async function createGatewayApp(env: Record<string, string | undefined>):
   app.useLogger(app.get(Logger));
   useGatewayPipeline(app, app.get(BalesMetrics), config);
   closeConnectionsWhileDraining(app, app.get(PendingRequests));
+  growHeapForLargeBodies(app.getHttpAdapter().getInstance());
   const openApi = new DocumentBuilder().setTitle('BALES').setDescription('Batched, prioritized ONNX inference behind one HTTP endpoint.').setVersion(BUILD_VERSION).addBearerAuth().build();
   SwaggerModule.setup('docs', app, () => SwaggerModule.createDocument(app, openApi), { jsonDocumentUrl: 'docs-json' });
   // Signals are handled by main.ts (exitGracefullyOnSignals), which bounds the shutdown; app.close() runs the hooks.
