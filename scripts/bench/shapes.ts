@@ -11,6 +11,7 @@
  */
 import autocannon from 'autocannon';
 import { execFileSync } from 'node:child_process';
+import { once } from 'node:events';
 import { Worker } from 'node:worker_threads';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -218,12 +219,15 @@ class PerCoreSessions {
     return Promise.all(this.threads.map((t) => t.terminate()));
   }
 
+  /** Sends every thread the message and waits for each one's answer; events.once rejects on a thread's error. */
   private all(message: object): Promise<{ runs: number; elapsed: number }[]> {
-    return Promise.all(this.threads.map((t) => new Promise<{ runs: number; elapsed: number }>((resolve, reject) => {
-      t.once('message', resolve);
-      t.once('error', reject);
-      t.postMessage(message);
-    })));
+    return Promise.all(
+      this.threads.map(async (t) => {
+        const answer = once(t, 'message');
+        t.postMessage(message);
+        return (await answer)[0] as { runs: number; elapsed: number };
+      }),
+    );
   }
 }
 
