@@ -382,11 +382,13 @@ async function main(): Promise<void> {
         otherCores: median(list.map((x) => x.otherCores ?? NaN)),
       };
     };
-    const directByBatch = Object.fromEntries(batches.map((b) => [b, summarise(directRuns[b])]));
-    const bestBatch = batches.reduce((best, b) => (directByBatch[b].rowsPerSecond > directByBatch[best].rowsPerSecond ? b : best));
+    const byBatch = (list: Record<number, PathRun[]>) => Object.fromEntries(batches.map((b) => [b, summarise(list[b])]));
+    const fastest = (summaries: Record<number, { rowsPerSecond: number }>) => batches.reduce((best, b) => (summaries[b].rowsPerSecond > summaries[best].rowsPerSecond ? b : best));
+    const directByBatch = byBatch(directRuns);
+    const bestBatch = fastest(directByBatch);
     const limit = directByBatch[bestBatch].rowsPerSecond;
-    const perCoreByBatch = Object.fromEntries(batches.map((b) => [b, summarise(perCoreRuns[b])]));
-    const perCoreBatch = batches.reduce((best, b) => (perCoreByBatch[b].rowsPerSecond > perCoreByBatch[best].rowsPerSecond ? b : best));
+    const perCoreByBatch = byBatch(perCoreRuns);
+    const perCoreBatch = fastest(perCoreByBatch);
     const perCoreBest = perCoreByBatch[perCoreBatch];
     const results = [
       { path: 'direct', name: `direct ONNX Runtime, batch ${bestBatch}`, ...directByBatch[bestBatch], ratio: 1 },
