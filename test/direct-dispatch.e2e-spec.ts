@@ -141,6 +141,9 @@ describe('direct dispatch: a request that finds its replica idle runs without th
       const finished: string[] = [];
       const backlog = Array.from({ length: 40 }, () => post(`${a.url}/infer`, heavy(3)).then((r) => (finished.push('backlog'), r)));
       await waitFor(async () => (await jobsWritten('fleet')) > 0);
+      // A job written during the round trip of B's waiting fetch is not yet seen there (docs/architecture.md, direct
+      // dispatch), and on a loaded host that round trip is long: the request goes once B has run some of A's rows.
+      await waitFor(async () => (await processorStats(b.url)).rows_run > 0);
       // B's own client, more urgent, while A's rows wait: B's fetch is busy, so the request is queued and overtakes them.
       const urgent = await post(`${b.url}/infer`, heavy(1)).then((r) => (finished.push('urgent'), r));
       expect(urgent.status).toBe(200);
